@@ -1,0 +1,151 @@
+//! Decoding of outside input: size limit first, then JSON, then the schema
+//! version, then the message's own validation. Every failure is a
+//! [`DecodeError`] that says what was wrong; nothing here panics.
+
+use crate::manifest::ManifestError;
+use crate::{validate_device_id, Desired, Envelope, SCHEMA};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Size limits for incoming messages.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest message accepted, in bytes (default 1 MiB).
+    pub max_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Why a message was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge { size: usize, max: usize },
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
+    #[error("message has no schema version")]
+    MissingSchema,
+    #[error("unsupported schema version {found} (this build reads {SCHEMA})")]
+    UnsupportedSchema { found: u64 },
+    #[error("desired state is addressed to {found:?}, not to {expected:?}")]
+    WrongDevice { expected: String, found: String },
+    #[error("invalid release: {0}")]
+    Manifest(#[from] ManifestError),
+    #[error("invalid device id: {0}")]
+    DeviceId(String),
+}
+
+#[derive(Deserialize)]
+struct SchemaOnly {
+    schema: Option<serde_json::Value>,
+}
+
+/// Decodes a schema-versioned JSON message, enforcing `limits`.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], limits: Limits) -> Result<T, DecodeError> {
+    if bytes.len() > limits.max_message_bytes {
+        return Err(DecodeError::TooLarge {
+            size: bytes.len(),
+            max: limits.max_message_bytes,
+        });
+    }
+    let head: SchemaOnly =
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    match head.schema {
+        None => return Err(DecodeError::MissingSchema),
+        Some(v) if v.as_u64() == Some(u64::from(SCHEMA)) => {}
+        Some(v) => {
+            return Err(DecodeError::UnsupportedSchema {
+                found: v.as_u64().unwrap_or(u64::MAX),
+            })
+        }
+    }
+    serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))
+}
+
+/// Encodes a message as JSON bytes.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    serde_json::to_vec(msg).unwrap_or_default()
+}
+
+/// Decodes a desired-state envelope addressed to `device_id` and validates
+/// its release.
+pub fn decode_desired(bytes: &[u8], device_id: &str, limits: Limits) -> Result<Desired, DecodeError> {
+    let env: Envelope = decode(bytes, limits)?;
+    let desired: Desired = decode(env.payload.as_bytes(), limits)?;
+    validate_device_id(&desired.device_id)
+        .map_err(|e| DecodeError::DeviceId(e.to_string()))?;
+    if desired.device_id != device_id {
+        return Err(DecodeError::WrongDevice {
+            expected: device_id.to_string(),
+            found: desired.device_id,
+        });
+    }
+    if let Some(release) = &desired.release {
+        release.validate()?;
+    }
+    Ok(desired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::tests::sample_release;
+
+    fn desired_bytes(device: &str) -> Vec<u8> {
+        let d = Desired {
+            schema: SCHEMA,
+            device_id: device.into(),
+            generation: 3,
+            release: Some(sample_release("2")),
+            issued_at_ms: 1,
+        };
+        encode(&Envelope::wrap(&d))
+    }
+
+    #[test]
+    fn a_well_formed_desired_state_decodes() {
+        let d = decode_desired(&desired_bytes("d1"), "d1", Limits::default()).unwrap();
+        assert_eq!(d.generation, 3);
+    }
+
+    #[test]
+    fn malformed_json_is_a_clear_error() {
+        let e = decode_desired(b"{not json", "d1", Limits::default()).unwrap_err();
+        assert!(matches!(e, DecodeError::Malformed(_)), "{e}");
+    }
+
+    #[test]
+    fn unknown_or_missing_schema_is_rejected() {
+        let e = decode::<Envelope>(br#"{"schema":99,"payload":""}"#, Limits::default());
+        assert_eq!(e.unwrap_err(), DecodeError::UnsupportedSchema { found: 99 });
+        let e = decode::<Envelope>(br#"{"payload":""}"#, Limits::default());
+        assert_eq!(e.unwrap_err(), DecodeError::MissingSchema);
+    }
+
+    #[test]
+    fn oversized_messages_are_rejected_before_parsing() {
+        let limits = Limits { max_message_bytes: 10 };
+        let e = decode_desired(&desired_bytes("d1"), "d1", limits).unwrap_err();
+        assert!(matches!(e, DecodeError::TooLarge { .. }));
+    }
+
+    #[test]
+    fn a_desired_state_for_another_device_is_rejected() {
+        let e = decode_desired(&desired_bytes("d2"), "d1", Limits::default()).unwrap_err();
+        assert!(matches!(e, DecodeError::WrongDevice { .. }));
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let mut v: serde_json::Value = serde_json::from_slice(&desired_bytes("d1")).unwrap();
+        v["future_field"] = serde_json::json!(true);
+        let bytes = serde_json::to_vec(&v).unwrap();
+        assert!(decode_desired(&bytes, "d1", Limits::default()).is_ok());
+    }
+}

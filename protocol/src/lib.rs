@@ -1,0 +1,71 @@
+//! Petrel's wire protocol: the one place that defines what crosses the wire.
+//!
+//! Pure data and rules, no I/O: every other crate (controller, agent,
+//! simulator) depends on this one and never the reverse.
+//!
+//! Layout:
+//! - [`digest`]: sha256 content digests (`sha256:<hex>`), parsed and checked.
+//! - [`topics`]: the only function that builds and parses MQTT topic names.
+//! - [`manifest`]: image and release manifests (what a device runs).
+//! - [`messages`]: desired / reported / event / status messages.
+//! - [`lifecycle`]: the update phase enum and its legal transitions.
+//! - [`codec`]: decoding with size limits and schema-version checks.
+
+pub mod codec;
+pub mod digest;
+pub mod lifecycle;
+pub mod manifest;
+pub mod messages;
+pub mod topics;
+
+pub use codec::{decode, decode_desired, encode, DecodeError, Limits};
+pub use digest::{Digest, DigestError};
+pub use lifecycle::{Phase, Step, TransitionError};
+pub use manifest::{
+    HealthCheck, ImageConfig, ImageManifest, ManifestError, LayerDescriptor, ReleaseManifest, ReleaseRef, RestartPolicy,
+    ServiceSpec,
+};
+pub use messages::{Desired, Envelope, Event, EventKind, Progress, Reported, ServiceState, Status};
+
+/// Schema version carried by every message and manifest this crate writes.
+pub const SCHEMA: u32 = 1;
+
+/// Device identifiers: 1-64 chars of `[A-Za-z0-9_-]`, so they are safe in
+/// topic names, file names and URLs.
+pub fn validate_device_id(id: &str) -> Result<(), InvalidName> {
+    validate_name(id, 64)
+}
+
+/// Names of images, releases and services: 1-128 chars of
+/// `[A-Za-z0-9_.-]`, not starting with `.`.
+pub fn validate_name(name: &str, max: usize) -> Result<(), InvalidName> {
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidName(name.to_string()))
+    }
+}
+
+/// A name or id that does not match the allowed character set or length.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid name {0:?}: use 1-128 characters of A-Z a-z 0-9 _ . - (not starting with .)")]
+pub struct InvalidName(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_ids_with_slashes_or_wildcards_are_rejected() {
+        for bad in ["", "a/b", "+", "#", "..", ".hidden", "x y"] {
+            assert!(validate_device_id(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_device_id("pi-042_a").is_ok());
+    }
+}

@@ -1,0 +1,99 @@
+//! The update lifecycle of a device: phases and every legal move between
+//! them, in one match. The agent persists the new phase before it acts.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a device is in applying its desired release.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Nothing to do: no release, or none asked for yet.
+    #[default]
+    Idle,
+    /// Fetching the layers the device lacks.
+    Downloading,
+    /// Verifying and unpacking layers, assembling root filesystems.
+    Installing,
+    /// Stopping the old services and starting the new ones.
+    Swapping,
+    /// The desired release runs.
+    Running,
+    /// The update failed; the previous release (if any) still runs.
+    Failed,
+}
+
+/// The inputs that move the lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A new desired release was accepted.
+    Accept,
+    /// Every layer is present and verified.
+    Downloaded,
+    /// Every layer is unpacked and every rootfs assembled.
+    Installed,
+    /// The new services run.
+    Started,
+    /// Something failed; the update stops here.
+    Fail,
+}
+
+/// A step that is not allowed from the current phase.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("step {step:?} is not allowed in phase {phase:?}")]
+pub struct TransitionError {
+    pub phase: Phase,
+    pub step: Step,
+}
+
+impl Phase {
+    /// The phase after `step`, or an error naming the illegal move.
+    pub fn next(self, step: Step) -> Result<Phase, TransitionError> {
+        use Phase::*;
+        match (self, step) {
+            // A new target may preempt anything: the old release keeps
+            // running until the swap, so nothing is lost by restarting.
+            (_, Step::Accept) => Ok(Downloading),
+            (Downloading, Step::Downloaded) => Ok(Installing),
+            (Installing, Step::Installed) => Ok(Swapping),
+            (Swapping, Step::Started) => Ok(Running),
+            (Downloading | Installing | Swapping, Step::Fail) => Ok(Failed),
+            (phase, step) => Err(TransitionError { phase, step }),
+        }
+    }
+
+    /// Whether an update is under way (a restart must resume it).
+    pub fn in_progress(self) -> bool {
+        matches!(
+            self,
+            Phase::Downloading | Phase::Installing | Phase::Swapping
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_successful_update_walks_every_phase_in_order() {
+        let mut p = Phase::Idle;
+        for s in [Step::Accept, Step::Downloaded, Step::Installed, Step::Started] {
+            p = p.next(s).unwrap();
+        }
+        assert_eq!(p, Phase::Running);
+    }
+
+    #[test]
+    fn skipping_a_phase_is_refused() {
+        assert!(Phase::Downloading.next(Step::Started).is_err());
+        assert!(Phase::Running.next(Step::Fail).is_err());
+        assert!(Phase::Idle.next(Step::Downloaded).is_err());
+    }
+
+    #[test]
+    fn a_failure_mid_update_ends_in_failed_and_a_new_target_restarts() {
+        let p = Phase::Installing.next(Step::Fail).unwrap();
+        assert_eq!(p, Phase::Failed);
+        assert_eq!(p.next(Step::Accept).unwrap(), Phase::Downloading);
+    }
+}

@@ -1,0 +1,287 @@
+//! Image and release manifests: what a device is asked to run.
+//!
+//! A release embeds the full manifests of its images, so a desired-state
+//! message alone tells the agent every layer it needs.
+
+use crate::{validate_name, Digest, InvalidName, SCHEMA};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// One layer: a tar change set, shipped zstd-compressed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerDescriptor {
+    /// sha256 of the compressed blob (what `GET /v1/blobs/{digest}` serves).
+    pub digest: Digest,
+    /// sha256 of the uncompressed tar (OCI `diff_id`).
+    pub diff_id: Digest,
+    /// Compressed size in bytes.
+    pub size: u64,
+}
+
+/// The process settings an image carries (OCI config subset).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImageConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE` strings, as in OCI.
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub exposed_ports: Vec<String>,
+}
+
+/// An image: ordered layers (base first) and its config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageManifest {
+    pub schema: u32,
+    pub name: String,
+    pub tag: String,
+    pub layers: Vec<LayerDescriptor>,
+    #[serde(default)]
+    pub config: ImageConfig,
+}
+
+impl ImageManifest {
+    /// Content identity of the image: digest of its canonical JSON.
+    pub fn id(&self) -> Digest {
+        Digest::of(&serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+/// Restart policy of a service (compose names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    No,
+    OnFailure,
+    #[default]
+    Always,
+    UnlessStopped,
+}
+
+impl RestartPolicy {
+    /// Whether a process that exited with `success` should be started again.
+    pub fn restarts_after(self, success: bool) -> bool {
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::OnFailure => !success,
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        }
+    }
+}
+
+/// Health check of a service, compose-shaped (`test` is the command).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub test: Vec<String>,
+    #[serde(default)]
+    pub interval_s: Option<u64>,
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+    #[serde(default)]
+    pub retries: Option<u32>,
+    #[serde(default)]
+    pub start_period_s: Option<u64>,
+}
+
+/// One service of a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub image: ImageManifest,
+    /// Overrides the image's `cmd` when set.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default)]
+    pub ports: Vec<String>,
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    #[serde(default)]
+    pub healthcheck: Option<HealthCheck>,
+}
+
+impl ServiceSpec {
+    /// The argv the service runs: entrypoint + (command or image cmd).
+    pub fn argv(&self) -> Vec<String> {
+        let cmd = self.command.as_ref().unwrap_or(&self.image.config.cmd);
+        let mut argv = self.image.config.entrypoint.clone();
+        argv.extend(cmd.iter().cloned());
+        argv
+    }
+}
+
+/// `name@version` of a release.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReleaseRef {
+    pub name: String,
+    pub version: String,
+}
+
+impl fmt::Display for ReleaseRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.version)
+    }
+}
+
+impl std::str::FromStr for ReleaseRef {
+    type Err = InvalidName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, version) = s.split_once('@').ok_or_else(|| InvalidName(s.to_string()))?;
+        validate_name(name, 128)?;
+        validate_name(version, 128)?;
+        Ok(ReleaseRef {
+            name: name.to_string(),
+            version: version.to_string(),
+        })
+    }
+}
+
+/// A named, versioned set of services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseManifest {
+    pub schema: u32,
+    pub name: String,
+    pub version: String,
+    pub services: BTreeMap<String, ServiceSpec>,
+}
+
+/// Why a manifest is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error(transparent)]
+    Name(#[from] InvalidName),
+    #[error("release {0} has no services")]
+    NoServices(String),
+    #[error("service {service}: image {image} has no layers")]
+    NoLayers { service: String, image: String },
+    #[error("service {service}: nothing to run (no entrypoint, cmd or command)")]
+    NoCommand { service: String },
+    #[error("unsupported manifest schema {found} (this build reads {SCHEMA})")]
+    Schema { found: u32 },
+}
+
+impl ReleaseManifest {
+    pub fn reference(&self) -> ReleaseRef {
+        ReleaseRef {
+            name: self.name.clone(),
+            version: self.version.clone(),
+        }
+    }
+
+    /// Checks names, schema and that every service has something to run.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        validate_name(&self.name, 128)?;
+        validate_name(&self.version, 128)?;
+        if self.schema != SCHEMA {
+            return Err(ManifestError::Schema { found: self.schema });
+        }
+        if self.services.is_empty() {
+            return Err(ManifestError::NoServices(self.reference().to_string()));
+        }
+        for (name, svc) in &self.services {
+            validate_name(name, 128)?;
+            if svc.image.layers.is_empty() {
+                return Err(ManifestError::NoLayers {
+                    service: name.clone(),
+                    image: format!("{}:{}", svc.image.name, svc.image.tag),
+                });
+            }
+            if svc.argv().is_empty() {
+                return Err(ManifestError::NoCommand {
+                    service: name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Every distinct layer of the release, in first-use order.
+    pub fn layers(&self) -> Vec<&LayerDescriptor> {
+        let mut seen = std::collections::HashSet::new();
+        self.services
+            .values()
+            .flat_map(|s| s.image.layers.iter())
+            .filter(|l| seen.insert(&l.diff_id))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn sample_release(version: &str) -> ReleaseManifest {
+        let layer = LayerDescriptor {
+            digest: Digest::of(b"blob"),
+            diff_id: Digest::of(b"tar"),
+            size: 4,
+        };
+        let image = ImageManifest {
+            schema: SCHEMA,
+            name: "app".into(),
+            tag: version.into(),
+            layers: vec![layer.clone(), layer],
+            config: ImageConfig {
+                entrypoint: vec!["/app/run".into()],
+                ..Default::default()
+            },
+        };
+        let svc = ServiceSpec {
+            image,
+            command: Some(vec!["--port".into(), "1".into()]),
+            environment: BTreeMap::new(),
+            ports: vec![],
+            volumes: vec![],
+            restart: RestartPolicy::Always,
+            healthcheck: None,
+        };
+        ReleaseManifest {
+            schema: SCHEMA,
+            name: "demo".into(),
+            version: version.into(),
+            services: BTreeMap::from([("web".to_string(), svc)]),
+        }
+    }
+
+    #[test]
+    fn argv_is_entrypoint_then_command_override() {
+        let r = sample_release("1");
+        assert_eq!(r.services["web"].argv(), ["/app/run", "--port", "1"]);
+    }
+
+    #[test]
+    fn release_layers_are_deduplicated_by_diff_id() {
+        assert_eq!(sample_release("1").layers().len(), 1);
+    }
+
+    #[test]
+    fn release_without_services_or_with_bad_names_is_invalid() {
+        let mut r = sample_release("1");
+        r.services.clear();
+        assert!(matches!(r.validate(), Err(ManifestError::NoServices(_))));
+        let mut r = sample_release("1");
+        r.version = "../x".into();
+        assert!(r.validate().is_err());
+        assert!(sample_release("1").validate().is_ok());
+    }
+
+    #[test]
+    fn release_refs_parse_name_at_version() {
+        let r: ReleaseRef = "app@1.2".parse().unwrap();
+        assert_eq!(r.to_string(), "app@1.2");
+        assert!("app".parse::<ReleaseRef>().is_err());
+    }
+
+    #[test]
+    fn restart_policies_follow_compose_semantics() {
+        assert!(!RestartPolicy::No.restarts_after(false));
+        assert!(RestartPolicy::OnFailure.restarts_after(false));
+        assert!(!RestartPolicy::OnFailure.restarts_after(true));
+        assert!(RestartPolicy::Always.restarts_after(true));
+    }
+}

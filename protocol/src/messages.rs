@@ -1,0 +1,125 @@
+//! The messages of the MQTT wire contract (see DESIGN.md, "Wire contract").
+
+use crate::{Digest, Phase, ReleaseManifest, ReleaseRef, SCHEMA};
+use serde::{Deserialize, Serialize};
+
+/// Signed envelope around a desired state. `payload` is the JSON of a
+/// [`Desired`], kept as a string so a signature covers exact bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub schema: u32,
+    pub payload: String,
+    /// ed25519 signature of `payload` (base64); absent until signing lands.
+    #[serde(default)]
+    pub signature: Option<String>,
+    #[serde(default)]
+    pub key_id: Option<String>,
+}
+
+impl Envelope {
+    pub fn wrap(desired: &Desired) -> Envelope {
+        Envelope {
+            schema: SCHEMA,
+            payload: serde_json::to_string(desired).unwrap_or_default(),
+            signature: None,
+            key_id: None,
+        }
+    }
+}
+
+/// What a device should run. `generation` only grows; a device ignores a
+/// desired state older than the one it has accepted (anti-replay).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Desired {
+    pub schema: u32,
+    pub device_id: String,
+    pub generation: u64,
+    /// `None` means: run nothing.
+    pub release: Option<ReleaseManifest>,
+    pub issued_at_ms: u64,
+}
+
+/// Bytes of the update in progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+}
+
+/// Runtime state of one service on a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceState {
+    pub name: String,
+    /// `running`, `restarting`, `exited` or `stopped`.
+    pub state: String,
+    #[serde(default)]
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub restarts: u32,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+}
+
+/// A device's full current state (retained on its `reported` topic).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reported {
+    pub schema: u32,
+    pub device_id: String,
+    pub agent_version: String,
+    /// Highest desired generation the device has accepted.
+    pub desired_generation: u64,
+    /// Generation of the release that runs now.
+    pub applied_generation: u64,
+    pub current: Option<ReleaseRef>,
+    /// The release being installed, while an update is under way.
+    #[serde(default)]
+    pub target: Option<ReleaseRef>,
+    pub phase: Phase,
+    #[serde(default)]
+    pub progress: Progress,
+    #[serde(default)]
+    pub services: Vec<ServiceState>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    pub updated_at_ms: u64,
+}
+
+/// What happened, for the `events` topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    DesiredAccepted,
+    DesiredRejected,
+    DownloadStarted,
+    LayerVerified,
+    LayerRejected,
+    Installed,
+    Swapped,
+    UpdateFailed,
+    ServiceExited,
+    AgentStarted,
+}
+
+/// One progress or lifecycle event. `seq` is per device and increasing,
+/// so the controller can drop duplicates of re-sent events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub schema: u32,
+    pub device_id: String,
+    pub seq: u64,
+    pub at_ms: u64,
+    pub kind: EventKind,
+    #[serde(default)]
+    pub generation: u64,
+    #[serde(default)]
+    pub digest: Option<Digest>,
+    pub message: String,
+}
+
+/// Online / offline presence (retained; `offline` is the last will).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub schema: u32,
+    pub device_id: String,
+    pub online: bool,
+}
