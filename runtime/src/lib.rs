@@ -1,1 +1,23 @@
-//! placeholder
+//! Device-side runtime: the content-addressed layer store, safe layer
+//! unpacking, root filesystem assembly, and the [`Runtime`] trait through
+//! which the agent runs service instances.
+//!
+//! Layout:
+//! - [`unpack`]: streaming, defensive unpack of a zstd-compressed layer tar,
+//!   verifying its `diff_id` before anything becomes visible.
+//! - [`layers`]: the layer store (`diff_id` → unpacked tree), atomic installs.
+//! - [`rootfs`]: assembly of an image's root filesystem from its layers
+//!   (OCI whiteouts honoured).
+//! - [`runtime`]: the [`Runtime`] trait and the instance types it speaks.
+//! - [`native`]: the embedded default runtime: one supervised process per
+//!   service, chrooted into its rootfs when running as root.
+
+pub mod layers;
+pub mod native;
+pub mod rootfs;
+pub mod runtime;
+pub mod unpack;
+
+pub use layers::LayerStore;
+pub use native::NativeRuntime;
+pub use runtime::{InstanceSpec, InstanceStatus, Runtime, RuntimeError};

@@ -1,0 +1,72 @@
+//! The `Runtime` trait: how the agent creates, starts, stops and inspects
+//! service instances, whatever runs them (native processes, Docker, or a
+//! simulated runtime in the simulator).
+
+use petrel_protocol::RestartPolicy;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::path::PathBuf;
+
+/// Everything needed to run one service instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceSpec {
+    /// Unique instance name, e.g. `web-g7` (service name + generation).
+    pub name: String,
+    /// Assembled root filesystem of the image.
+    pub rootfs: PathBuf,
+    /// argv[0] is resolved inside `rootfs`.
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Working directory inside the rootfs (default `/`).
+    pub working_dir: Option<String>,
+    pub restart: RestartPolicy,
+}
+
+/// What the runtime knows of an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub name: String,
+    /// `running`, `restarting`, `exited` or `stopped`.
+    pub state: String,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub exit_code: Option<i32>,
+}
+
+impl InstanceStatus {
+    pub fn is_running(&self) -> bool {
+        self.state == "running"
+    }
+}
+
+/// Failures of a runtime operation, naming the instance or path.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("instance {0} does not exist")]
+    NoSuchInstance(String),
+    #[error("instance {0} already exists")]
+    AlreadyExists(String),
+    #[error("cannot start {name}: {reason}")]
+    Start { name: String, reason: String },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A container runtime as the agent sees it.
+pub trait Runtime: Send + Sync + 'static {
+    /// Starts (creating if needed) an instance; supervised per its policy.
+    fn start(&self, spec: &InstanceSpec) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Stops an instance (SIGTERM, then SIGKILL after a grace period) and
+    /// forgets it. Stopping an unknown instance is not an error.
+    fn stop(&self, name: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Status of one instance, `None` if unknown.
+    fn inspect(&self, name: &str) -> impl Future<Output = Option<InstanceStatus>> + Send;
+    /// Every instance the runtime manages (including ones adopted after an
+    /// agent restart).
+    fn list(&self) -> impl Future<Output = Vec<InstanceStatus>> + Send;
+}
