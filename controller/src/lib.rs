@@ -1,1 +1,36 @@
-//! placeholder
+//! Petrel controller: holds images, releases and each device's desired
+//! state, publishes desired states over MQTT, serves layer blobs over HTTP,
+//! and keeps the fleet view from what devices report.
+//!
+//! Layout:
+//! - [`server`]: the `serve` entry point wiring everything together.
+//! - [`broker`]: the embedded rumqttd broker (default) on our own runtime.
+//! - [`store`]: sled-backed images, releases, desired and reported state.
+//! - [`fleet`]: the controller's MQTT session: publishes desired states,
+//!   ingests reported/events/status.
+//! - [`http`]: the HTTP API and the blob server (Range support).
+//! - [`compose`]: the compose subset that defines a release.
+//! - [`blobs`], [`images`]: content-addressed layer blobs; image import/build.
+//! - [`client`]: typed HTTP client of the API (CLI, simulator, tests).
+//! - [`cli`]: the `petrel` operator CLI.
+
+pub mod blobs;
+pub mod broker;
+pub mod cli;
+pub mod client;
+pub mod compose;
+pub mod fleet;
+pub mod http;
+pub mod images;
+pub mod server;
+pub mod store;
+
+pub use server::{serve, BrokerMode, ServeConfig};
+
+/// Milliseconds since the Unix epoch (the wall clock of the controller).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,1 +1,57 @@
-//! placeholder
+//! Petrel device agent: receives the desired release over MQTT, fetches
+//! the layers it lacks (resumable, verified), installs them, swaps the
+//! running services through a [`petrel_runtime::Runtime`], and reports.
+//!
+//! Layout:
+//! - [`config`]: the TOML config file.
+//! - [`machine`]: the sans-IO update lifecycle (inputs → actions).
+//! - [`driver`]: performs the machine's actions, persisting first.
+//! - [`apply`]: download / install / swap, each idempotent.
+//! - [`fetch`]: resumable, verified HTTP downloads with backoff.
+//! - [`session`]: the MQTT session (desired in; reports, events out).
+//! - [`store`]: sled-backed lifecycle record and event outbox.
+
+pub mod apply;
+pub mod config;
+pub mod driver;
+pub mod fetch;
+pub mod machine;
+pub mod session;
+pub mod store;
+
+use config::Config;
+use petrel_runtime::{LayerStore, Runtime};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Fetch(#[from] fetch::FetchError),
+    #[error("layer store: {0}")]
+    Layers(String),
+    #[error("config: {0}")]
+    Config(String),
+}
+
+/// Runs the agent with `runtime` until `shutdown` resolves.
+pub async fn run<R: Runtime>(cfg: Config, runtime: R, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    let (host, port) = cfg.broker_addr().map_err(AgentError::Config)?;
+    let store = store::AgentStore::open(&cfg.data_dir.join("db"))?;
+    let layers = LayerStore::open(cfg.data_dir.join("layers")).map_err(|e| AgentError::Layers(e.to_string()))?;
+    let paths = apply::Paths {
+        fetcher: fetch::Fetcher::new(&cfg.controller_url, &cfg.data_dir)?,
+        layers: Arc::new(layers),
+        rootfs_dir: cfg.data_dir.join("rootfs"),
+    };
+    let limits = petrel_protocol::Limits {
+        max_message_bytes: cfg.max_message_bytes,
+    };
+    let (publisher, incoming) = session::start(&cfg.device_id, &host, port, cfg.max_message_bytes, store.clone());
+    let driver = driver::Driver::new(cfg.device_id.clone(), store, publisher, Arc::new(runtime), paths, limits);
+    driver.run(incoming, Duration::from_secs(cfg.heartbeat_s.max(1)), shutdown).await;
+    Ok(())
+}

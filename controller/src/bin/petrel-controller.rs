@@ -1,0 +1,61 @@
+//! `petrel-controller serve`: the fleet controller server.
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use petrel_controller::{serve, BrokerMode, ServeConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "petrel-controller", version)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the controller.
+    Serve {
+        /// Data directory (store, blobs).
+        #[arg(long)]
+        data: PathBuf,
+        /// HTTP API and blob server address.
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        http: SocketAddr,
+        /// Embedded broker address (ignored with --broker).
+        #[arg(long, default_value = "127.0.0.1:1883")]
+        mqtt_listen: SocketAddr,
+        /// Use an external MQTT broker (mqtt://HOST:PORT) instead of the embedded one.
+        #[arg(long)]
+        broker: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rumqttd=warn".into()),
+        )
+        .init();
+    let Cmd::Serve { data, http, mqtt_listen, broker } = Args::parse().cmd;
+    let listener = tokio::net::TcpListener::bind(http)
+        .await
+        .with_context(|| format!("binding HTTP on {http}"))?;
+    let broker = match broker {
+        Some(url) => BrokerMode::External { url },
+        None => BrokerMode::Embedded { listen: mqtt_listen },
+    };
+    let cfg = ServeConfig {
+        data_dir: data,
+        http: listener,
+        broker,
+        limits: Default::default(),
+    };
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    serve(cfg, shutdown).await?;
+    Ok(())
+}

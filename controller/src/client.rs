@@ -1,0 +1,135 @@
+//! Typed HTTP client of the controller API, shared by the `petrel` CLI,
+//! the simulator and the end-to-end tests.
+
+use crate::http::{CreateRelease, Deploy, Deployed, DeviceView, ImageSpec};
+use petrel_protocol::{Event, ImageConfig, ImageManifest, LayerDescriptor, ReleaseManifest};
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach controller at {url}: {source}")]
+    Http { url: String, source: reqwest::Error },
+    #[error("controller refused {url} ({status}): {message}")]
+    Api {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("packing {path}: {reason}")]
+    Pack { path: PathBuf, reason: String },
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, url: &str) -> Result<T, ClientError> {
+        let http_err = |source| ClientError::Http {
+            url: url.to_string(),
+            source,
+        };
+        let resp = req.send().await.map_err(http_err)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            return Err(ClientError::Api {
+                url: url.to_string(),
+                status: status.as_u16(),
+                message: body["error"].as_str().unwrap_or("no details").to_string(),
+            });
+        }
+        resp.json().await.map_err(http_err)
+    }
+
+    async fn file_body(path: &Path) -> Result<reqwest::Body, ClientError> {
+        let file = tokio::fs::File::open(path).await.map_err(|source| ClientError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file)))
+    }
+
+    /// Uploads a `docker save` or OCI-layout tarball.
+    pub async fn import_image(&self, file: &Path, name: &str, tag: &str) -> Result<ImageManifest, ClientError> {
+        let url = format!("{}/v1/images/import", self.base);
+        let body = Self::file_body(file).await?;
+        let req = self.http.post(&url).query(&[("name", name), ("tag", tag)]).body(body);
+        self.send(req, &url).await
+    }
+
+    /// Packs `dir` as one layer, uploads it, and registers the image.
+    pub async fn build_image(&self, dir: &Path, name: &str, tag: &str, config: ImageConfig) -> Result<ImageManifest, ClientError> {
+        let layer = self.upload_dir_layer(dir).await?;
+        let url = format!("{}/v1/images/{name}/{tag}", self.base);
+        let spec = ImageSpec {
+            layers: vec![layer],
+            config,
+        };
+        self.send(self.http.put(&url).json(&spec), &url).await
+    }
+
+    async fn upload_dir_layer(&self, dir: &Path) -> Result<LayerDescriptor, ClientError> {
+        let tmp = tempfile::NamedTempFile::new().map_err(|source| ClientError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        let (file, tmp_path) = tmp.into_parts();
+        let src = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            crate::images::tar_dir(&src, std::io::BufWriter::new(file))
+        })
+        .await
+        .map_err(|e| ClientError::Pack { path: dir.to_path_buf(), reason: e.to_string() })?
+        .map_err(|e| ClientError::Pack { path: dir.to_path_buf(), reason: e.to_string() })?;
+        let url = format!("{}/v1/layers", self.base);
+        let body = Self::file_body(&tmp_path).await?;
+        self.send(self.http.post(&url).body(body), &url).await
+    }
+
+    pub async fn create_release(&self, name: &str, version: &str, compose: &str) -> Result<ReleaseManifest, ClientError> {
+        let url = format!("{}/v1/releases", self.base);
+        let req = CreateRelease {
+            name: name.into(),
+            version: version.into(),
+            compose: compose.into(),
+        };
+        self.send(self.http.post(&url).json(&req), &url).await
+    }
+
+    pub async fn deploy(&self, release: &str, devices: &[String]) -> Result<Vec<Deployed>, ClientError> {
+        let url = format!("{}/v1/deployments", self.base);
+        let req = Deploy {
+            release: release.into(),
+            devices: devices.to_vec(),
+        };
+        self.send(self.http.post(&url).json(&req), &url).await
+    }
+
+    pub async fn devices(&self) -> Result<Vec<DeviceView>, ClientError> {
+        let url = format!("{}/v1/devices", self.base);
+        self.send(self.http.get(&url), &url).await
+    }
+
+    pub async fn events(&self, device: &str) -> Result<Vec<Event>, ClientError> {
+        let url = format!("{}/v1/devices/{device}/events", self.base);
+        self.send(self.http.get(&url), &url).await
+    }
+
+    pub async fn images(&self) -> Result<Vec<ImageManifest>, ClientError> {
+        let url = format!("{}/v1/images", self.base);
+        self.send(self.http.get(&url), &url).await
+    }
+}

@@ -1,0 +1,305 @@
+//! The compose subset that defines a release: `services.<name>.{image,
+//! command, environment, ports, volumes, restart, healthcheck}`. A plain
+//! docker-compose.yml using only these keys is accepted; any other service
+//! key is refused by name, since silently ignoring it would run something
+//! other than what the operator wrote.
+
+use petrel_protocol::{
+    HealthCheck, ImageManifest, ReleaseManifest, RestartPolicy, ServiceSpec, SCHEMA,
+};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error("compose file is not valid: {0}")]
+    Parse(String),
+    #[error("service {service}: image {image} is not known to the controller (import or build it first)")]
+    UnknownImage { service: String, image: String },
+    #[error("service {service}: {reason}")]
+    Invalid { service: String, reason: String },
+    #[error("invalid release: {0}")]
+    Release(#[from] petrel_protocol::ManifestError),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ComposeFile {
+    #[serde(default)]
+    #[allow(dead_code)]
+    version: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    name: Option<String>,
+    services: BTreeMap<String, ComposeService>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    volumes: Option<serde_yaml_ng::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StringOrList {
+    String(String),
+    List(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum EnvSpec {
+    Map(BTreeMap<String, Option<serde_yaml_ng::Value>>),
+    List(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ComposeService {
+    image: String,
+    #[serde(default)]
+    command: Option<StringOrList>,
+    #[serde(default)]
+    environment: Option<EnvSpec>,
+    #[serde(default)]
+    ports: Vec<serde_yaml_ng::Value>,
+    #[serde(default)]
+    volumes: Vec<String>,
+    #[serde(default)]
+    restart: Option<String>,
+    #[serde(default)]
+    healthcheck: Option<ComposeHealth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ComposeHealth {
+    test: StringOrList,
+    #[serde(default)]
+    interval: Option<String>,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    retries: Option<u32>,
+    #[serde(default)]
+    start_period: Option<String>,
+}
+
+/// Parses a compose document and resolves its images through `lookup`
+/// (`name`, `tag`) into a release manifest.
+pub fn to_release(
+    yaml: &str,
+    name: &str,
+    version: &str,
+    lookup: impl Fn(&str, &str) -> Option<ImageManifest>,
+) -> Result<ReleaseManifest, ComposeError> {
+    let file: ComposeFile =
+        serde_yaml_ng::from_str(yaml).map_err(|e| ComposeError::Parse(e.to_string()))?;
+    let mut services = BTreeMap::new();
+    for (svc_name, svc) in file.services {
+        let spec = service(&svc_name, svc, &lookup)?;
+        services.insert(svc_name, spec);
+    }
+    let release = ReleaseManifest {
+        schema: SCHEMA,
+        name: name.to_string(),
+        version: version.to_string(),
+        services,
+    };
+    release.validate()?;
+    Ok(release)
+}
+
+fn service(
+    name: &str,
+    svc: ComposeService,
+    lookup: &impl Fn(&str, &str) -> Option<ImageManifest>,
+) -> Result<ServiceSpec, ComposeError> {
+    let invalid = |reason: String| ComposeError::Invalid {
+        service: name.to_string(),
+        reason,
+    };
+    let (img, tag) = svc.image.rsplit_once(':').unwrap_or((&svc.image, "latest"));
+    let image = lookup(img, tag).ok_or_else(|| ComposeError::UnknownImage {
+        service: name.to_string(),
+        image: svc.image.clone(),
+    })?;
+    let command = svc.command.map(argv).transpose().map_err(invalid)?;
+    let restart = svc.restart.as_deref().map(restart_policy).transpose().map_err(invalid)?;
+    let healthcheck = svc.healthcheck.map(health).transpose().map_err(invalid)?;
+    Ok(ServiceSpec {
+        image,
+        command,
+        environment: environment(svc.environment).map_err(invalid)?,
+        ports: svc.ports.iter().map(yaml_scalar).collect(),
+        volumes: svc.volumes,
+        restart: restart.unwrap_or_default(),
+        healthcheck,
+    })
+}
+
+fn argv(v: StringOrList) -> Result<Vec<String>, String> {
+    match v {
+        StringOrList::List(l) => Ok(l),
+        StringOrList::String(s) => {
+            shell_words::split(&s).map_err(|e| format!("cannot split command {s:?}: {e}"))
+        }
+    }
+}
+
+fn yaml_scalar(v: &serde_yaml_ng::Value) -> String {
+    match v {
+        serde_yaml_ng::Value::String(s) => s.clone(),
+        serde_yaml_ng::Value::Number(n) => n.to_string(),
+        serde_yaml_ng::Value::Bool(b) => b.to_string(),
+        other => serde_yaml_ng::to_string(other).unwrap_or_default().trim().to_string(),
+    }
+}
+
+fn environment(env: Option<EnvSpec>) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    match env {
+        None => {}
+        Some(EnvSpec::Map(m)) => {
+            for (k, v) in m {
+                out.insert(k, v.as_ref().map(yaml_scalar).unwrap_or_default());
+            }
+        }
+        Some(EnvSpec::List(l)) => {
+            for kv in l {
+                let (k, v) = kv.split_once('=').unwrap_or((&kv, ""));
+                out.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+    match out.keys().find(|k| k.is_empty() || k.contains('=')) {
+        Some(bad) => Err(format!("invalid environment variable name {bad:?}")),
+        None => Ok(out),
+    }
+}
+
+fn restart_policy(s: &str) -> Result<RestartPolicy, String> {
+    match s {
+        "no" | "\"no\"" => Ok(RestartPolicy::No),
+        "always" => Ok(RestartPolicy::Always),
+        "on-failure" => Ok(RestartPolicy::OnFailure),
+        "unless-stopped" => Ok(RestartPolicy::UnlessStopped),
+        other => Err(format!(
+            "unknown restart policy {other:?} (no, always, on-failure, unless-stopped)"
+        )),
+    }
+}
+
+fn health(h: ComposeHealth) -> Result<HealthCheck, String> {
+    Ok(HealthCheck {
+        test: argv(h.test)?,
+        interval_s: h.interval.as_deref().map(duration_s).transpose()?,
+        timeout_s: h.timeout.as_deref().map(duration_s).transpose()?,
+        retries: h.retries,
+        start_period_s: h.start_period.as_deref().map(duration_s).transpose()?,
+    })
+}
+
+/// Compose durations such as `30s`, `1m30s`, `2h`, rounded up to seconds.
+fn duration_s(s: &str) -> Result<u64, String> {
+    let bad = || format!("invalid duration {s:?} (e.g. 30s, 1m30s)");
+    let (mut total_ms, mut num) = (0u64, String::new());
+    let mut chars = s.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        let unit_ms = match c {
+            'h' => 3_600_000,
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                1
+            }
+            'm' => 60_000,
+            's' => 1_000,
+            _ => return Err(bad()),
+        };
+        total_ms = total_ms.saturating_add(n.saturating_mul(unit_ms));
+    }
+    if !num.is_empty() {
+        return Err(bad());
+    }
+    Ok(total_ms.div_ceil(1000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use petrel_protocol::{Digest, ImageConfig, LayerDescriptor};
+
+    fn lookup(name: &str, tag: &str) -> Option<ImageManifest> {
+        (name == "app").then(|| ImageManifest {
+            schema: SCHEMA,
+            name: name.into(),
+            tag: tag.into(),
+            layers: vec![LayerDescriptor {
+                digest: Digest::of(b"b"),
+                diff_id: Digest::of(b"t"),
+                size: 1,
+            }],
+            config: ImageConfig {
+                entrypoint: vec!["/app".into()],
+                ..Default::default()
+            },
+        })
+    }
+
+    #[test]
+    fn a_plain_docker_compose_file_becomes_a_release() {
+        let yaml = r#"
+version: "3.8"
+services:
+  web:
+    image: app:v2
+    command: --greeting "hello world"
+    environment:
+      MODE: prod
+      COUNT: 3
+    ports: ["8080:80"]
+    volumes: ["data:/data"]
+    restart: on-failure
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 1m30s
+      retries: 3
+volumes:
+  data: {}
+"#;
+        let r = to_release(yaml, "demo", "2", lookup).unwrap();
+        let web = &r.services["web"];
+        assert_eq!(web.image.tag, "v2");
+        assert_eq!(web.command.as_deref().unwrap(), ["--greeting", "hello world"]);
+        assert_eq!(web.environment["COUNT"], "3");
+        assert_eq!(web.restart, RestartPolicy::OnFailure);
+        assert_eq!(web.healthcheck.as_ref().unwrap().interval_s, Some(90));
+        assert_eq!(web.ports, ["8080:80"]);
+    }
+
+    #[test]
+    fn unsupported_service_keys_are_refused_by_name() {
+        let yaml = "services:\n  web:\n    image: app:1\n    privileged: true\n";
+        let e = to_release(yaml, "demo", "1", lookup).unwrap_err().to_string();
+        assert!(e.contains("privileged"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_image_is_a_clear_error() {
+        let yaml = "services:\n  web:\n    image: nope:1\n";
+        let e = to_release(yaml, "demo", "1", lookup).unwrap_err();
+        assert!(matches!(e, ComposeError::UnknownImage { .. }), "{e}");
+    }
+
+    #[test]
+    fn bad_restart_policies_and_durations_are_rejected() {
+        let yaml = "services:\n  web:\n    image: app:1\n    restart: sometimes\n";
+        assert!(to_release(yaml, "demo", "1", lookup).is_err());
+        assert!(duration_s("10x").is_err());
+        assert_eq!(duration_s("1500ms").unwrap(), 2);
+    }
+}

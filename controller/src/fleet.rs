@@ -1,0 +1,144 @@
+//! The controller's MQTT session. Publishes every device's desired state
+//! (retained, QoS 1) and ingests what devices report.
+//!
+//! Brokers lose retained messages on restart (rumqttd keeps them in memory)
+//! and rumqttc does not resubscribe, so on every ConnAck the session
+//! resubscribes and re-publishes all desired states from the store.
+
+use crate::store::{Presence, Store};
+use petrel_protocol::topics::{self, Channel};
+use petrel_protocol::{decode, encode, Desired, Envelope, Event, Limits, Reported, Status};
+use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, Publish, QoS};
+use std::time::Duration;
+
+/// Handle used by the HTTP API to publish desired states.
+#[derive(Clone)]
+pub struct Fleet {
+    client: AsyncClient,
+}
+
+impl Fleet {
+    /// Publishes one desired state, retained. The payload is never empty
+    /// (an empty payload would clear the retained message).
+    pub async fn publish_desired(&self, d: &Desired) -> Result<(), rumqttc::ClientError> {
+        let payload = encode(&Envelope::wrap(d));
+        let topic = topics::topic(&d.device_id, Channel::Desired);
+        self.client
+            .publish(topic, QoS::AtLeastOnce, true, payload)
+            .await
+    }
+}
+
+/// Parses `mqtt://host:port` (or `host:port`) into host and port.
+pub fn parse_broker_url(url: &str) -> Option<(String, u16)> {
+    let rest = url.strip_prefix("mqtt://").unwrap_or(url);
+    let (host, port) = rest.rsplit_once(':')?;
+    Some((host.to_string(), port.trim_end_matches('/').parse().ok()?))
+}
+
+/// Connects to the broker and spawns the session loop.
+pub fn start(host: &str, port: u16, store: Store, limits: Limits) -> Fleet {
+    let mut opts = MqttOptions::new("petrel-controller", host, port);
+    opts.set_keep_alive(Duration::from_secs(10));
+    opts.set_clean_session(true);
+    opts.set_max_packet_size(limits.max_message_bytes + 4096, limits.max_message_bytes + 4096);
+    let (client, eventloop) = AsyncClient::new(opts, 1024);
+    let fleet = Fleet { client };
+    tokio::spawn(run(eventloop, fleet.clone(), store, limits));
+    fleet
+}
+
+async fn run(mut eventloop: rumqttc::EventLoop, fleet: Fleet, store: Store, limits: Limits) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match eventloop.poll().await {
+            Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
+                backoff = Duration::from_millis(100);
+                tracing::info!("controller connected to broker");
+                let fleet = fleet.clone();
+                let store = store.clone();
+                // resubscribe and re-publish without blocking the poll loop
+                tokio::spawn(async move { on_connect(&fleet, &store).await });
+            }
+            Ok(MqttEvent::Incoming(Packet::Publish(p))) => ingest(&store, &p, limits),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "broker connection lost; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn on_connect(fleet: &Fleet, store: &Store) {
+    for ch in [Channel::Reported, Channel::Events, Channel::Status] {
+        let filter = topics::all_devices(ch);
+        if let Err(e) = fleet.client.subscribe(filter, QoS::AtLeastOnce).await {
+            tracing::warn!(error = %e, "subscribe failed");
+        }
+    }
+    match store.all_desired() {
+        Ok(all) => {
+            for d in all {
+                if let Err(e) = fleet.publish_desired(&d).await {
+                    tracing::warn!(device = %d.device_id, error = %e, "re-publish failed");
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot read desired states"),
+    }
+}
+
+/// Applies one message from a device. A device may only speak for itself:
+/// the id inside the payload must match the id in the topic.
+fn ingest(store: &Store, p: &Publish, limits: Limits) {
+    let Some((id, channel)) = topics::parse(&p.topic) else {
+        return;
+    };
+    if p.payload.is_empty() {
+        return;
+    }
+    let result = match channel {
+        Channel::Reported => decode::<Reported>(&p.payload, limits)
+            .map_err(|e| e.to_string())
+            .and_then(|r| same_device(id, &r.device_id).map(|_| r))
+            .and_then(|r| {
+                touch(store, id, true);
+                store.put_reported(&r).map_err(|e| e.to_string())
+            }),
+        Channel::Events => decode::<Event>(&p.payload, limits)
+            .map_err(|e| e.to_string())
+            .and_then(|e| same_device(id, &e.device_id).map(|_| e))
+            .and_then(|e| {
+                touch(store, id, true);
+                store.put_event(&e).map_err(|e| e.to_string())
+            }),
+        Channel::Status => decode::<Status>(&p.payload, limits)
+            .map_err(|e| e.to_string())
+            .and_then(|s| same_device(id, &s.device_id).map(|_| s))
+            .map(|s| touch(store, id, s.online)),
+        Channel::Desired => Ok(()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(device = id, topic = %p.topic, error = %e, "rejected device message");
+    }
+}
+
+fn same_device(topic_id: &str, payload_id: &str) -> Result<(), String> {
+    if topic_id == payload_id {
+        Ok(())
+    } else {
+        Err(format!("payload names device {payload_id:?}, topic {topic_id:?}"))
+    }
+}
+
+fn touch(store: &Store, id: &str, online: bool) {
+    let p = Presence {
+        online,
+        last_seen_ms: crate::now_ms(),
+    };
+    if let Err(e) = store.set_presence(id, &p) {
+        tracing::error!(device = id, error = %e, "cannot record presence");
+    }
+}

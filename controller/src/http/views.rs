@@ -1,0 +1,71 @@
+//! Read-only fleet views: one row per device joining desired state,
+//! last report and presence.
+
+use super::{Api, ApiResult};
+use axum::extract::{Path, State};
+use axum::Json;
+use petrel_protocol::{Event, Phase, Progress, ReleaseRef, ServiceState};
+use serde::{Deserialize, Serialize};
+
+/// What `petrel devices` shows for one device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceView {
+    pub id: String,
+    pub online: bool,
+    pub last_seen_ms: u64,
+    pub desired: Option<ReleaseRef>,
+    pub desired_generation: u64,
+    pub current: Option<ReleaseRef>,
+    pub applied_generation: u64,
+    pub phase: Phase,
+    pub progress: Progress,
+    pub services: Vec<ServiceState>,
+    pub last_error: Option<String>,
+}
+
+impl DeviceView {
+    /// Whether the device runs what it was asked to run.
+    pub fn converged(&self) -> bool {
+        self.desired.is_some()
+            && self.desired == self.current
+            && self.applied_generation == self.desired_generation
+            && self.phase == Phase::Running
+    }
+}
+
+fn view(api: &Api, id: &str) -> ApiResult<DeviceView> {
+    let desired = api.store.desired(id)?;
+    let reported = api.store.reported(id)?.unwrap_or_default();
+    let presence = api.store.presence(id)?.unwrap_or_default();
+    Ok(DeviceView {
+        id: id.to_string(),
+        online: presence.online,
+        last_seen_ms: presence.last_seen_ms,
+        desired: desired
+            .as_ref()
+            .and_then(|d| d.release.as_ref().map(|r| r.reference())),
+        desired_generation: desired.map_or(0, |d| d.generation),
+        current: reported.current,
+        applied_generation: reported.applied_generation,
+        phase: reported.phase,
+        progress: reported.progress,
+        services: reported.services,
+        last_error: reported.last_error,
+    })
+}
+
+pub async fn list_devices(State(api): State<Api>) -> ApiResult<Json<Vec<DeviceView>>> {
+    let mut out = Vec::new();
+    for id in api.store.device_ids()? {
+        out.push(view(&api, &id)?);
+    }
+    Ok(Json(out))
+}
+
+pub async fn device_events(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<Event>>> {
+    petrel_protocol::validate_device_id(&id).map_err(super::bad_request)?;
+    Ok(Json(api.store.events(&id)?))
+}

@@ -1,0 +1,84 @@
+//! `serve`: the controller's entry point. Takes a bound HTTP listener, a
+//! data dir and a shutdown future, so tests bind port 0 and run several.
+
+use crate::blobs::BlobStore;
+use crate::http::{self, Api};
+use crate::store::Store;
+use petrel_protocol::Limits;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Which MQTT broker the controller uses.
+#[derive(Debug, Clone)]
+pub enum BrokerMode {
+    /// Start rumqttd in-process, listening on this address.
+    Embedded { listen: SocketAddr },
+    /// Use an external broker, `mqtt://host:port`.
+    External { url: String },
+}
+
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub http: tokio::net::TcpListener,
+    pub broker: BrokerMode,
+    pub limits: Limits,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Blobs(#[from] crate::blobs::BlobError),
+    #[error("invalid broker url {0:?}: expected mqtt://host:port")]
+    BrokerUrl(String),
+    #[error("http server: {0}")]
+    Http(std::io::Error),
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    let tmp_dir = cfg.data_dir.join("tmp");
+    for dir in [&cfg.data_dir, &tmp_dir] {
+        std::fs::create_dir_all(dir).map_err(|source| ServeError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let store = Store::open(&cfg.data_dir.join("db"))?;
+    let blobs = Arc::new(BlobStore::open(cfg.data_dir.join("blobs"))?);
+    let (host, port) = match &cfg.broker {
+        BrokerMode::Embedded { listen } => {
+            crate::broker::start_embedded(*listen);
+            let host = if listen.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                listen.ip().to_string()
+            };
+            (host, listen.port())
+        }
+        BrokerMode::External { url } => {
+            crate::fleet::parse_broker_url(url).ok_or_else(|| ServeError::BrokerUrl(url.clone()))?
+        }
+    };
+    let fleet = crate::fleet::start(&host, port, store.clone(), cfg.limits);
+    let api = Api {
+        store,
+        blobs,
+        fleet,
+        tmp_dir,
+        deploy_lock: Default::default(),
+    };
+    tracing::info!(http = ?cfg.http.local_addr().ok(), broker = %format!("{host}:{port}"), "controller serving");
+    axum::serve(cfg.http, http::router(api))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServeError::Http)
+}

@@ -1,0 +1,207 @@
+//! The controller's durable state in sled: images, releases, each device's
+//! desired state (with its generation), last report, presence and recent
+//! events. Every write is flushed before the caller acts on it.
+
+use petrel_protocol::{
+    Desired, Event, ImageManifest, ReleaseManifest, ReleaseRef, Reported, SCHEMA,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Events kept per device for `petrel events`.
+const EVENTS_KEPT: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("opening store {path}: {source}")]
+    Open { path: PathBuf, source: sled::Error },
+    #[error("store: {0}")]
+    Db(#[from] sled::Error),
+    #[error("store record {key} is corrupt: {source}")]
+    Corrupt {
+        key: String,
+        source: serde_json::Error,
+    },
+    #[error("release {0} not found")]
+    NoRelease(String),
+    #[error("release {0} already exists with different content")]
+    ReleaseConflict(String),
+}
+
+/// Presence of a device as last seen on its status topic.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Presence {
+    pub online: bool,
+    pub last_seen_ms: u64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    images: sled::Tree,
+    releases: sled::Tree,
+    desired: sled::Tree,
+    reported: sled::Tree,
+    presence: sled::Tree,
+    events: sled::Tree,
+}
+
+fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> Result<Option<T>, StoreError> {
+    match tree.get(key)? {
+        None => Ok(None),
+        Some(v) => serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(|source| StoreError::Corrupt {
+                key: key.to_string(),
+                source,
+            }),
+    }
+}
+
+fn all<T: DeserializeOwned>(tree: &sled::Tree) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    for kv in tree.iter() {
+        let (k, v) = kv?;
+        let item = serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
+            key: String::from_utf8_lossy(&k).into_owned(),
+            source,
+        })?;
+        out.push(item);
+    }
+    Ok(out)
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let db = sled::open(dir).map_err(|source| StoreError::Open {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(Store {
+            images: db.open_tree("images")?,
+            releases: db.open_tree("releases")?,
+            desired: db.open_tree("desired")?,
+            reported: db.open_tree("reported")?,
+            presence: db.open_tree("presence")?,
+            events: db.open_tree("events")?,
+            db,
+        })
+    }
+
+    fn put<T: Serialize>(&self, tree: &sled::Tree, key: &str, v: &T) -> Result<(), StoreError> {
+        tree.insert(key, serde_json::to_vec(v).unwrap_or_default())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn put_image(&self, m: &ImageManifest) -> Result<(), StoreError> {
+        self.put(&self.images, &format!("{}:{}", m.name, m.tag), m)
+    }
+
+    pub fn image(&self, name: &str, tag: &str) -> Result<Option<ImageManifest>, StoreError> {
+        get(&self.images, &format!("{name}:{tag}"))
+    }
+
+    pub fn images(&self) -> Result<Vec<ImageManifest>, StoreError> {
+        all(&self.images)
+    }
+
+    /// Stores a release; re-creating an identical one is a no-op, a
+    /// different one under the same name@version is a conflict.
+    pub fn put_release(&self, r: &ReleaseManifest) -> Result<(), StoreError> {
+        let key = r.reference().to_string();
+        match get::<ReleaseManifest>(&self.releases, &key)? {
+            Some(old) if old == *r => Ok(()),
+            Some(_) => Err(StoreError::ReleaseConflict(key)),
+            None => self.put(&self.releases, &key, r),
+        }
+    }
+
+    pub fn release(&self, r: &ReleaseRef) -> Result<ReleaseManifest, StoreError> {
+        get(&self.releases, &r.to_string())?.ok_or_else(|| StoreError::NoRelease(r.to_string()))
+    }
+
+    pub fn releases(&self) -> Result<Vec<ReleaseManifest>, StoreError> {
+        all(&self.releases)
+    }
+
+    /// Sets a device's desired release with the next generation; the
+    /// returned state is durable before anything is published.
+    pub fn set_desired(
+        &self,
+        device_id: &str,
+        release: Option<ReleaseManifest>,
+        now_ms: u64,
+    ) -> Result<Desired, StoreError> {
+        let prev: Option<Desired> = get(&self.desired, device_id)?;
+        let desired = Desired {
+            schema: SCHEMA,
+            device_id: device_id.to_string(),
+            generation: prev.map_or(1, |p| p.generation + 1),
+            release,
+            issued_at_ms: now_ms,
+        };
+        self.put(&self.desired, device_id, &desired)?;
+        Ok(desired)
+    }
+
+    pub fn desired(&self, device_id: &str) -> Result<Option<Desired>, StoreError> {
+        get(&self.desired, device_id)
+    }
+
+    pub fn all_desired(&self) -> Result<Vec<Desired>, StoreError> {
+        all(&self.desired)
+    }
+
+    pub fn put_reported(&self, r: &Reported) -> Result<(), StoreError> {
+        self.put(&self.reported, &r.device_id, r)
+    }
+
+    pub fn reported(&self, device_id: &str) -> Result<Option<Reported>, StoreError> {
+        get(&self.reported, device_id)
+    }
+
+    pub fn set_presence(&self, device_id: &str, p: &Presence) -> Result<(), StoreError> {
+        self.put(&self.presence, device_id, p)
+    }
+
+    pub fn presence(&self, device_id: &str) -> Result<Option<Presence>, StoreError> {
+        get(&self.presence, device_id)
+    }
+
+    /// Every device id known from desired, reported or presence records.
+    pub fn device_ids(&self) -> Result<Vec<String>, StoreError> {
+        let mut ids = std::collections::BTreeSet::new();
+        for tree in [&self.desired, &self.reported, &self.presence] {
+            for k in tree.iter().keys() {
+                ids.insert(String::from_utf8_lossy(&k?).into_owned());
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+
+    /// Records an event; a re-sent duplicate (same seq) overwrites itself.
+    pub fn put_event(&self, e: &Event) -> Result<(), StoreError> {
+        let key = format!("{}/{:020}", e.device_id, e.seq);
+        self.events
+            .insert(key, serde_json::to_vec(e).unwrap_or_default())?;
+        let prefix = format!("{}/", e.device_id);
+        let n = self.events.scan_prefix(&prefix).count();
+        for k in self.events.scan_prefix(&prefix).keys().take(n.saturating_sub(EVENTS_KEPT)) {
+            self.events.remove(k?)?;
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn events(&self, device_id: &str) -> Result<Vec<Event>, StoreError> {
+        let mut out = Vec::new();
+        for v in self.events.scan_prefix(format!("{device_id}/")).values() {
+            if let Ok(e) = serde_json::from_slice(&v?) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+}

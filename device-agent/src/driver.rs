@@ -1,0 +1,252 @@
+//! The driver: feeds inputs (desired states, task results) to the
+//! [`Machine`], persists its state, and performs the actions it returns.
+//! Long actions run as tasks that report back; a new desired state
+//! preempts a download or install, but never a swap in progress.
+
+use crate::apply::{self, Paths, ProgressCounter};
+use crate::machine::{Action, Input, Machine};
+use crate::session::{Incoming, Publisher};
+use crate::store::AgentStore;
+use petrel_protocol::{decode_desired, Event, EventKind, Limits, Progress, Reported, ServiceState, SCHEMA};
+use petrel_runtime::Runtime;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub struct Driver<R: Runtime> {
+    pub device_id: String,
+    pub machine: Machine,
+    pub store: AgentStore,
+    pub publisher: Publisher,
+    pub runtime: Arc<R>,
+    pub paths: Paths,
+    pub limits: Limits,
+    pub progress: Arc<ProgressCounter>,
+    task: Option<(JoinHandle<()>, bool)>,
+    /// A desired state that arrived during a swap, handled after it.
+    deferred: Option<Input>,
+    results_tx: mpsc::Sender<Input>,
+    results_rx: mpsc::Receiver<Input>,
+}
+
+impl<R: Runtime> Driver<R> {
+    pub fn new(device_id: String, store: AgentStore, publisher: Publisher, runtime: Arc<R>, paths: Paths, limits: Limits) -> Self {
+        let (results_tx, results_rx) = mpsc::channel(16);
+        Driver {
+            device_id,
+            machine: Machine::new(store.load_state()),
+            store,
+            publisher,
+            runtime,
+            paths,
+            limits,
+            progress: Default::default(),
+            task: None,
+            deferred: None,
+            results_tx,
+            results_rx,
+        }
+    }
+
+    /// Runs until `shutdown` resolves.
+    pub async fn run(mut self, mut incoming: mpsc::Receiver<Incoming>, heartbeat: Duration, shutdown: impl std::future::Future<Output = ()>) {
+        self.reconcile().await;
+        self.emit(EventKind::AgentStarted, format!("agent {} started", env!("CARGO_PKG_VERSION"))).await;
+        let resume = self.machine.resume();
+        self.perform(resume).await;
+        let mut beat = tokio::time::interval(heartbeat);
+        let mut progress_tick = tokio::time::interval(Duration::from_millis(500));
+        let mut last_progress = 0;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(msg) = incoming.recv() => match msg {
+                    Incoming::Connected => self.report().await,
+                    Incoming::Desired(bytes) => {
+                        let input = match decode_desired(&bytes, &self.device_id, self.limits) {
+                            Ok(d) => Input::Desired(d),
+                            Err(e) => Input::Rejected(format!("desired state rejected: {e}")),
+                        };
+                        self.feed(input).await;
+                    }
+                },
+                Some(result) = self.results_rx.recv() => {
+                    self.task = None;
+                    self.feed(result).await;
+                    if let Some(d) = self.deferred.take() {
+                        self.feed(d).await;
+                    }
+                }
+                _ = beat.tick() => self.report().await,
+                _ = progress_tick.tick() => {
+                    let done = self.progress.done.load(Ordering::Relaxed);
+                    if self.machine.state.phase.in_progress() && done != last_progress {
+                        last_progress = done;
+                        self.report().await;
+                    }
+                }
+            }
+        }
+        if let Some((task, _)) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    async fn feed(&mut self, input: Input) {
+        let swapping = matches!(self.task, Some((_, true)));
+        if swapping && matches!(input, Input::Desired(_)) {
+            self.deferred = Some(input);
+            return;
+        }
+        let actions = self.machine.handle(input);
+        self.perform(actions).await;
+    }
+
+    async fn perform(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Persist => {
+                    if let Err(e) = self.store.save_state(&self.machine.state) {
+                        // cannot journal: do not act on an unrecorded step
+                        tracing::error!(error = %e, "cannot persist state; stopping this update");
+                        return;
+                    }
+                }
+                Action::Report => self.report().await,
+                Action::Emit(kind, msg) => self.emit(kind, msg).await,
+                Action::Download(t) => {
+                    let (paths, progress, tx) = (self.paths.clone(), self.progress.clone(), self.results_tx.clone());
+                    self.spawn(false, async move {
+                        let result = match apply::download(&paths, &t, &progress).await {
+                            Ok(()) => Input::Downloaded { generation: t.generation },
+                            Err(reason) => Input::Failed { generation: t.generation, reason },
+                        };
+                        let _ = tx.send(result).await;
+                    });
+                }
+                Action::Install(t) => {
+                    let (paths, tx) = (self.paths.clone(), self.results_tx.clone());
+                    self.spawn(false, async move {
+                        let g = t.generation;
+                        let r = tokio::task::spawn_blocking(move || apply::install(&paths, &t)).await;
+                        let result = match r {
+                            Ok(Ok(())) => Input::Installed { generation: g },
+                            Ok(Err(reason)) => Input::Failed { generation: g, reason },
+                            Err(e) => Input::Failed { generation: g, reason: format!("install task: {e}") },
+                        };
+                        let _ = tx.send(result).await;
+                    });
+                }
+                Action::Swap { from, to } => {
+                    let (rt, dir, tx) = (self.runtime.clone(), self.paths.rootfs_dir.clone(), self.results_tx.clone());
+                    self.spawn(true, async move {
+                        let result = match apply::swap(rt.as_ref(), &dir, &from, &to).await {
+                            Ok(instances) => Input::Started { generation: to.generation, instances },
+                            Err(reason) => Input::Failed { generation: to.generation, reason },
+                        };
+                        let _ = tx.send(result).await;
+                    });
+                }
+            }
+        }
+    }
+
+    fn spawn(&mut self, is_swap: bool, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Some((old, _)) = self.task.take() {
+            old.abort(); // preempted by a newer target (never a swap: see feed)
+        }
+        self.task = Some((tokio::spawn(fut), is_swap));
+    }
+
+    async fn emit(&mut self, kind: EventKind, message: String) {
+        let generation = self.machine.state.target.as_ref().map_or(self.machine.state.desired_generation, |t| t.generation);
+        let seq = match self.store.next_seq() {
+            Ok(s) => s,
+            Err(e) => return tracing::error!(error = %e, "cannot allocate event seq"),
+        };
+        let event = Event {
+            schema: SCHEMA,
+            device_id: self.device_id.clone(),
+            seq,
+            at_ms: now_ms(),
+            kind,
+            generation,
+            digest: None,
+            message,
+        };
+        tracing::info!(?kind, "{}", event.message);
+        if let Err(e) = self.store.push_event(&event) {
+            tracing::error!(error = %e, "cannot store event");
+        }
+        self.publisher.event(&event);
+    }
+
+    async fn report(&mut self) {
+        let st = &self.machine.state;
+        let instances = st.current.as_ref().map(|c| c.instances.clone()).unwrap_or_default();
+        let mut services = Vec::new();
+        for name in instances {
+            let s = self.runtime.inspect(&name).await;
+            services.push(ServiceState {
+                state: s.as_ref().map_or("missing".into(), |s| s.state.clone()),
+                pid: s.as_ref().and_then(|s| s.pid),
+                restarts: s.as_ref().map_or(0, |s| s.restarts),
+                exit_code: s.and_then(|s| s.exit_code),
+                name,
+            });
+        }
+        let progress = if st.phase.in_progress() {
+            Progress {
+                bytes_done: self.progress.done.load(Ordering::Relaxed),
+                bytes_total: self.progress.total.load(Ordering::Relaxed),
+            }
+        } else {
+            Progress::default()
+        };
+        let r = Reported {
+            schema: SCHEMA,
+            device_id: self.device_id.clone(),
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            desired_generation: st.desired_generation,
+            applied_generation: st.current.as_ref().map_or(0, |c| c.generation),
+            current: st.current_ref(),
+            target: st.target_ref(),
+            phase: st.phase,
+            progress,
+            services,
+            last_error: st.last_error.clone(),
+            updated_at_ms: now_ms(),
+        };
+        self.publisher.report(&r);
+    }
+
+    /// On start-up: make the runtime match the journal. Instances of the
+    /// current release are (re)started if missing; instances nobody owns
+    /// (left by a crash mid-swap) are stopped, unless a swap is to resume.
+    async fn reconcile(&mut self) {
+        let st = self.machine.state.clone();
+        let current = st.current.as_ref().map(|c| apply::instances(&self.paths.rootfs_dir, c.generation, &c.release)).unwrap_or_default();
+        let target = st.target.as_ref().map(|t| apply::instances(&self.paths.rootfs_dir, t.generation, &t.release)).unwrap_or_default();
+        for inst in self.runtime.list().await {
+            let owned = current.iter().chain(target.iter()).any(|s| s.name == inst.name);
+            if !owned {
+                tracing::info!(instance = %inst.name, "stopping orphaned instance");
+                let _ = self.runtime.stop(&inst.name).await;
+            }
+        }
+        if st.phase != petrel_protocol::Phase::Swapping {
+            for spec in &current {
+                if let Err(e) = self.runtime.start(spec).await {
+                    tracing::error!(instance = %spec.name, error = %e, "cannot restart current release");
+                }
+            }
+        }
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

@@ -1,0 +1,224 @@
+//! The update lifecycle as a sans-IO state machine: `handle(input)` changes
+//! the state and returns the actions to perform; the driver persists the
+//! new state first (the first action is always `Persist` when it changed),
+//! then performs the rest and feeds results back as inputs.
+//!
+//! Crash safety rule: every action is idempotent and the phase is persisted
+//! before it runs, so after a crash [`Machine::resume`] re-issues the action
+//! of the persisted phase and the update continues where it was.
+
+use petrel_protocol::lifecycle::Step;
+use petrel_protocol::{Desired, EventKind, Phase, ReleaseManifest, ReleaseRef};
+use serde::{Deserialize, Serialize};
+
+/// A release installed and started on the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub generation: u64,
+    pub release: Option<ReleaseManifest>,
+    /// Runtime instance names of its services.
+    pub instances: Vec<String>,
+}
+
+/// The update being applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub generation: u64,
+    pub release: Option<ReleaseManifest>,
+}
+
+/// Everything the agent persists about its lifecycle.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentState {
+    /// Highest desired generation accepted (anti-replay).
+    pub desired_generation: u64,
+    pub current: Option<Applied>,
+    pub target: Option<Target>,
+    pub phase: Phase,
+    pub last_error: Option<String>,
+}
+
+impl AgentState {
+    pub fn current_ref(&self) -> Option<ReleaseRef> {
+        self.current.as_ref()?.release.as_ref().map(|r| r.reference())
+    }
+    pub fn target_ref(&self) -> Option<ReleaseRef> {
+        self.target.as_ref()?.release.as_ref().map(|r| r.reference())
+    }
+}
+
+/// What the machine is told.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Desired(Desired),
+    /// A desired-state message that failed to decode or validate.
+    Rejected(String),
+    Downloaded { generation: u64 },
+    Installed { generation: u64 },
+    Started { generation: u64, instances: Vec<String> },
+    Failed { generation: u64, reason: String },
+}
+
+/// What the driver must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write the state durably (always before the side effects below).
+    Persist,
+    /// Publish the full reported state.
+    Report,
+    Emit(EventKind, String),
+    /// Fetch every layer of the release the device lacks.
+    Download(Target),
+    /// Unpack layers and assemble root filesystems.
+    Install(Target),
+    /// Stop `from`'s instances, start the target's; roll back on failure.
+    Swap { from: Option<Applied>, to: Target },
+}
+
+#[derive(Debug, Default)]
+pub struct Machine {
+    pub state: AgentState,
+}
+
+impl Machine {
+    pub fn new(state: AgentState) -> Machine {
+        Machine { state }
+    }
+
+    /// Actions to re-issue after a restart, from the persisted phase.
+    pub fn resume(&self) -> Vec<Action> {
+        let Some(t) = self.state.target.clone() else {
+            return vec![Action::Report];
+        };
+        let act = match self.state.phase {
+            Phase::Downloading => Action::Download(t),
+            Phase::Installing => Action::Install(t),
+            Phase::Swapping => Action::Swap {
+                from: self.state.current.clone(),
+                to: t,
+            },
+            _ => return vec![Action::Report],
+        };
+        vec![Action::Report, act]
+    }
+
+    fn step(&mut self, step: Step) -> Result<(), String> {
+        self.state.phase = self.state.phase.next(step).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn is_target(&self, generation: u64) -> bool {
+        self.state.target.as_ref().map(|t| t.generation) == Some(generation)
+    }
+
+    pub fn handle(&mut self, input: Input) -> Vec<Action> {
+        match input {
+            Input::Desired(d) => self.on_desired(d),
+            Input::Rejected(reason) => vec![Action::Emit(EventKind::DesiredRejected, reason)],
+            Input::Downloaded { generation } if self.is_target(generation) => {
+                self.advance(Step::Downloaded, |t| Action::Install(t))
+            }
+            Input::Installed { generation } if self.is_target(generation) => {
+                let from = self.state.current.clone();
+                self.advance(Step::Installed, |to| Action::Swap { from, to })
+            }
+            Input::Started { generation, instances } if self.is_target(generation) => {
+                self.on_started(instances)
+            }
+            Input::Failed { generation, reason } if self.is_target(generation) => {
+                self.on_failed(reason)
+            }
+            // results of a superseded target are stale: ignore them
+            Input::Downloaded { .. }
+            | Input::Installed { .. }
+            | Input::Started { .. }
+            | Input::Failed { .. } => vec![],
+        }
+    }
+
+    fn advance(&mut self, step: Step, next: impl FnOnce(Target) -> Action) -> Vec<Action> {
+        if let Err(e) = self.step(step) {
+            return vec![Action::Emit(EventKind::UpdateFailed, e)];
+        }
+        let Some(t) = self.state.target.clone() else {
+            return vec![];
+        };
+        vec![Action::Persist, Action::Report, next(t)]
+    }
+
+    fn on_desired(&mut self, d: Desired) -> Vec<Action> {
+        let seen = self.state.desired_generation;
+        if d.generation == seen {
+            return vec![]; // the retained copy, seen again after a reconnect
+        }
+        if d.generation < seen {
+            // anti-replay: never go back to an older desired state
+            let why = format!("stale desired generation {} (have {seen})", d.generation);
+            return vec![Action::Emit(EventKind::DesiredRejected, why)];
+        }
+        self.state.desired_generation = d.generation;
+        let same = self.state.current.as_ref().map(|c| &c.release) == Some(&d.release);
+        if same {
+            // already running it: adopt the new generation, nothing to do
+            if let Some(c) = self.state.current.as_mut() {
+                c.generation = d.generation;
+            }
+            self.state.target = None;
+            self.state.phase = Phase::Running;
+            return vec![Action::Persist, Action::Report];
+        }
+        let target = Target {
+            generation: d.generation,
+            release: d.release,
+        };
+        let name = target
+            .release
+            .as_ref()
+            .map_or("nothing".into(), |r| r.reference().to_string());
+        self.state.target = Some(target.clone());
+        self.state.last_error = None;
+        let _ = self.step(Step::Accept);
+        vec![
+            Action::Persist,
+            Action::Emit(EventKind::DesiredAccepted, format!("updating to {name}")),
+            Action::Report,
+            Action::Download(target),
+        ]
+    }
+
+    fn on_started(&mut self, instances: Vec<String>) -> Vec<Action> {
+        if let Err(e) = self.step(Step::Started) {
+            return vec![Action::Emit(EventKind::UpdateFailed, e)];
+        }
+        let Some(t) = self.state.target.take() else {
+            return vec![];
+        };
+        let name = t.release.as_ref().map_or("nothing".into(), |r| r.reference().to_string());
+        self.state.current = Some(Applied {
+            generation: t.generation,
+            release: t.release,
+            instances,
+        });
+        vec![
+            Action::Persist,
+            Action::Emit(EventKind::Swapped, format!("now running {name}")),
+            Action::Report,
+        ]
+    }
+
+    fn on_failed(&mut self, reason: String) -> Vec<Action> {
+        if self.step(Step::Fail).is_err() {
+            return vec![];
+        }
+        self.state.target = None;
+        self.state.last_error = Some(reason.clone());
+        vec![
+            Action::Persist,
+            Action::Emit(EventKind::UpdateFailed, reason),
+            Action::Report,
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests;

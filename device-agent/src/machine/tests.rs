@@ -1,0 +1,125 @@
+use super::*;
+use petrel_protocol::{ImageConfig, ImageManifest, ServiceSpec, SCHEMA};
+
+fn release(version: &str) -> ReleaseManifest {
+    let image = ImageManifest {
+        schema: SCHEMA,
+        name: "app".into(),
+        tag: version.into(),
+        layers: vec![],
+        config: ImageConfig::default(),
+    };
+    let svc = ServiceSpec {
+        image,
+        command: Some(vec!["/x".into()]),
+        environment: Default::default(),
+        ports: vec![],
+        volumes: vec![],
+        restart: Default::default(),
+        healthcheck: None,
+    };
+    ReleaseManifest {
+        schema: SCHEMA,
+        name: "demo".into(),
+        version: version.into(),
+        services: [("web".to_string(), svc)].into(),
+    }
+}
+
+fn desired(generation: u64, version: &str) -> Input {
+    Input::Desired(Desired {
+        schema: SCHEMA,
+        device_id: "d".into(),
+        generation,
+        release: Some(release(version)),
+        issued_at_ms: 0,
+    })
+}
+
+fn run_to_completion(m: &mut Machine, generation: u64) {
+    m.handle(Input::Downloaded { generation });
+    m.handle(Input::Installed { generation });
+    m.handle(Input::Started {
+        generation,
+        instances: vec![format!("web-g{generation}")],
+    });
+}
+
+#[test]
+fn a_new_desired_release_is_persisted_before_the_download_starts() {
+    let mut m = Machine::default();
+    let acts = m.handle(desired(1, "1"));
+    assert_eq!(acts[0], Action::Persist);
+    assert!(matches!(acts.last(), Some(Action::Download(t)) if t.generation == 1));
+    assert_eq!(m.state.phase, Phase::Downloading);
+}
+
+#[test]
+fn an_update_runs_through_install_and_swap_to_running() {
+    let mut m = Machine::default();
+    m.handle(desired(1, "1"));
+    let acts = m.handle(Input::Downloaded { generation: 1 });
+    assert!(matches!(acts.last(), Some(Action::Install(_))));
+    let acts = m.handle(Input::Installed { generation: 1 });
+    assert!(matches!(acts.last(), Some(Action::Swap { from: None, .. })));
+    m.handle(Input::Started { generation: 1, instances: vec!["web-g1".into()] });
+    assert_eq!(m.state.phase, Phase::Running);
+    assert_eq!(m.state.current_ref().unwrap().version, "1");
+    assert!(m.state.target.is_none());
+}
+
+#[test]
+fn an_older_generation_is_rejected_as_a_replay() {
+    let mut m = Machine::default();
+    m.handle(desired(5, "1"));
+    let acts = m.handle(desired(4, "0"));
+    assert!(matches!(acts[0], Action::Emit(EventKind::DesiredRejected, _)));
+    assert_eq!(m.state.target.as_ref().unwrap().generation, 5);
+}
+
+#[test]
+fn the_retained_copy_seen_again_changes_nothing() {
+    let mut m = Machine::default();
+    m.handle(desired(2, "1"));
+    assert!(m.handle(desired(2, "1")).is_empty());
+}
+
+#[test]
+fn results_of_a_superseded_target_are_ignored() {
+    let mut m = Machine::default();
+    m.handle(desired(1, "1"));
+    m.handle(desired(2, "2"));
+    assert!(m.handle(Input::Downloaded { generation: 1 }).is_empty());
+    assert_eq!(m.state.phase, Phase::Downloading);
+}
+
+#[test]
+fn a_failed_update_keeps_the_current_release_and_records_the_reason() {
+    let mut m = Machine::default();
+    m.handle(desired(1, "1"));
+    run_to_completion(&mut m, 1);
+    m.handle(desired(2, "2"));
+    m.handle(Input::Failed { generation: 2, reason: "bad digest".into() });
+    assert_eq!(m.state.phase, Phase::Failed);
+    assert_eq!(m.state.current_ref().unwrap().version, "1");
+    assert_eq!(m.state.last_error.as_deref(), Some("bad digest"));
+}
+
+#[test]
+fn the_same_release_under_a_new_generation_needs_no_update() {
+    let mut m = Machine::default();
+    m.handle(desired(1, "1"));
+    run_to_completion(&mut m, 1);
+    let acts = m.handle(desired(2, "1"));
+    assert!(!acts.iter().any(|a| matches!(a, Action::Download(_))));
+    assert_eq!(m.state.current.as_ref().unwrap().generation, 2);
+}
+
+#[test]
+fn resume_reissues_the_action_of_the_persisted_phase() {
+    let mut m = Machine::default();
+    m.handle(desired(1, "1"));
+    m.handle(Input::Downloaded { generation: 1 });
+    let restarted = Machine::new(m.state.clone());
+    assert!(matches!(restarted.resume().last(), Some(Action::Install(_))));
+}
