@@ -1,0 +1,94 @@
+//! A controller and in-process agents in temp dirs, on free loopback ports.
+
+use anyhow::{Context, Result};
+use petrel_agent::config::Config;
+use petrel_controller::{BrokerMode, ServeConfig};
+use petrel_runtime::{NativeRuntime, Runtime};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tokio::sync::watch;
+
+/// A free TCP port on loopback (for the embedded broker, which binds its
+/// own socket).
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+pub struct LocalFleet {
+    pub http: SocketAddr,
+    pub mqtt_port: u16,
+    pub agents: Vec<LocalAgent>,
+    stop: watch::Sender<bool>,
+}
+
+pub struct LocalAgent {
+    pub id: String,
+    pub data_dir: PathBuf,
+    pub runtime: NativeRuntime,
+}
+
+fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> {
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+impl LocalFleet {
+    /// Starts a controller (embedded broker) and `n` agents under `root`.
+    pub async fn start(root: &Path, n: usize) -> Result<LocalFleet> {
+        let (stop, rx) = watch::channel(false);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let http = listener.local_addr()?;
+        let mqtt_port = free_port()?;
+        let cfg = ServeConfig {
+            data_dir: root.join("controller"),
+            http: listener,
+            broker: BrokerMode::Embedded {
+                listen: SocketAddr::from(([127, 0, 0, 1], mqtt_port)),
+            },
+            limits: Default::default(),
+        };
+        let shutdown = stopped(rx.clone());
+        tokio::spawn(async move {
+            if let Err(e) = petrel_controller::serve(cfg, shutdown).await {
+                eprintln!("controller stopped: {e}");
+            }
+        });
+        let mut agents = Vec::new();
+        for i in 1..=n {
+            let id = format!("device-{i:02}");
+            let data_dir = root.join(&id);
+            let config = Config::parse(&format!(
+                "device_id = \"{id}\"\nbroker = \"mqtt://127.0.0.1:{mqtt_port}\"\ncontroller_url = \"http://{http}\"\ndata_dir = \"{}\"\nheartbeat_s = 5\n",
+                data_dir.display()
+            ))
+            .map_err(anyhow::Error::msg)?;
+            let runtime = NativeRuntime::new(data_dir.join("runtime")).context("native runtime")?;
+            let rt = runtime.clone();
+            let shutdown = stopped(rx.clone());
+            tokio::spawn(async move {
+                if let Err(e) = petrel_agent::run(config, rt, shutdown).await {
+                    eprintln!("agent stopped: {e}");
+                }
+            });
+            agents.push(LocalAgent { id, data_dir, runtime });
+        }
+        Ok(LocalFleet { http, mqtt_port, agents, stop })
+    }
+
+    pub fn device_ids(&self) -> Vec<String> {
+        self.agents.iter().map(|a| a.id.clone()).collect()
+    }
+
+    /// Stops the agents and the controller, then every service they ran.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        for a in &self.agents {
+            for inst in a.runtime.list().await {
+                let _ = a.runtime.stop(&inst.name).await;
+            }
+        }
+    }
+}
