@@ -1,1 +1,17 @@
-//! placeholder
+//! Harness for the end-to-end scenarios in `tests/tests/`: starts the real
+//! `petrel-controller` and `petrel-agent` binaries (and Mosquitto) as
+//! processes on free loopback ports, a byte-counting TCP proxy, and the
+//! sample app images.
+//!
+//! Layout:
+//! - [`procs`]: controller, agent and Mosquitto processes.
+//! - [`proxy`]: a TCP proxy that counts and throttles bytes.
+//! - [`fleet`]: waiting for convergence, heartbeats, sample images.
+
+pub mod fleet;
+pub mod procs;
+pub mod proxy;
+
+pub use fleet::*;
+pub use procs::*;
+pub use proxy::Proxy;

@@ -1,0 +1,225 @@
+//! Real processes under test: the controller, agents and Mosquitto.
+
+use anyhow::{bail, Context, Result};
+use petrel_runtime::Runtime;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A binary of this workspace, built beside the test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join(name)
+}
+
+pub fn free_port() -> u16 {
+    petrel_simulator::fleet::free_port().unwrap_or(0)
+}
+
+fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).context("log file")
+}
+
+fn spawn(cmd: &mut Command, dir: &Path, log: &str) -> Result<Child> {
+    let out = log_file(dir, log)?;
+    let err = out.try_clone()?;
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    cmd.spawn().with_context(|| format!("spawning {cmd:?}"))
+}
+
+fn kill9(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// Waits until `addr` accepts TCP connections.
+pub fn wait_listening(addr: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while std::net::TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            bail!("{addr} is not listening after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// A `petrel-controller serve` process.
+pub struct Controller {
+    pub dir: PathBuf,
+    pub http_port: u16,
+    pub mqtt_port: u16,
+    pub external_broker: Option<String>,
+    child: Option<Child>,
+}
+
+impl Controller {
+    /// Starts a controller with its embedded broker.
+    pub fn start(dir: &Path) -> Result<Controller> {
+        Self::with_broker(dir, None)
+    }
+
+    /// Starts a controller using `broker` (`mqtt://host:port`) if given.
+    pub fn with_broker(dir: &Path, broker: Option<String>) -> Result<Controller> {
+        let mut c = Controller {
+            dir: dir.to_path_buf(),
+            http_port: free_port(),
+            mqtt_port: free_port(),
+            external_broker: broker,
+            child: None,
+        };
+        c.restart()?;
+        Ok(c)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    pub fn broker_url(&self) -> String {
+        self.external_broker.clone().unwrap_or_else(|| format!("mqtt://127.0.0.1:{}", self.mqtt_port))
+    }
+
+    pub fn client(&self) -> petrel_controller::client::Client {
+        petrel_controller::client::Client::new(&self.url())
+    }
+
+    /// (Re)starts the process on the same ports and data dir.
+    pub fn restart(&mut self) -> Result<()> {
+        kill9(&mut self.child);
+        let mut cmd = Command::new(bin("petrel-controller"));
+        cmd.args(["serve", "--data"]).arg(self.dir.join("data"));
+        cmd.args(["--http", &format!("127.0.0.1:{}", self.http_port)]);
+        cmd.args(["--mqtt-listen", &format!("127.0.0.1:{}", self.mqtt_port)]);
+        if let Some(b) = &self.external_broker {
+            cmd.args(["--broker", b]);
+        }
+        self.child = Some(spawn(&mut cmd, &self.dir, "controller.log")?);
+        wait_listening(&format!("127.0.0.1:{}", self.http_port), Duration::from_secs(20))?;
+        if self.external_broker.is_none() {
+            wait_listening(&format!("127.0.0.1:{}", self.mqtt_port), Duration::from_secs(20))?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILL (its embedded broker dies with it).
+    pub fn kill(&mut self) {
+        kill9(&mut self.child);
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        kill9(&mut self.child);
+    }
+}
+
+/// A `petrel-agent run` process.
+pub struct Agent {
+    pub id: String,
+    pub data_dir: PathBuf,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Agent {
+    /// Writes a config and starts the agent. `controller_url` may point at
+    /// a proxy.
+    pub fn start(root: &Path, id: &str, broker: &str, controller_url: &str) -> Result<Agent> {
+        let data_dir = root.join(id);
+        std::fs::create_dir_all(&data_dir)?;
+        let config = data_dir.join("agent.toml");
+        std::fs::write(
+            &config,
+            format!("device_id = \"{id}\"\nbroker = \"{broker}\"\ncontroller_url = \"{controller_url}\"\ndata_dir = \"{}\"\nheartbeat_s = 2\n", data_dir.display()),
+        )?;
+        let mut a = Agent { id: id.into(), data_dir, config, child: None };
+        a.restart()?;
+        Ok(a)
+    }
+
+    pub fn restart(&mut self) -> Result<()> {
+        kill9(&mut self.child);
+        let mut cmd = Command::new(bin("petrel-agent"));
+        cmd.arg("run").arg("--config").arg(&self.config);
+        self.child = Some(spawn(&mut cmd, &self.data_dir, "agent.log")?);
+        Ok(())
+    }
+
+    /// SIGKILL, as a power cut would.
+    pub fn kill9(&mut self) {
+        kill9(&mut self.child);
+    }
+
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// The agent's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("agent.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        kill9(&mut self.child);
+        stop_services(&self.data_dir.join("runtime"));
+    }
+}
+
+/// Stops every service a (dead) agent left running, by adopting them.
+pub fn stop_services(state_dir: &Path) {
+    let state_dir = state_dir.to_path_buf();
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        rt.block_on(async {
+            if let Ok(native) = petrel_runtime::NativeRuntime::new(state_dir) {
+                for inst in native.list().await {
+                    let _ = native.stop(&inst.name).await;
+                }
+            }
+        });
+    })
+    .join();
+}
+
+/// A Mosquitto broker (from Debian) on a free loopback port.
+pub struct Mosquitto {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    pub fn start(dir: &Path) -> Result<Mosquitto> {
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmessage_size_limit 2097152\n"))?;
+        let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| Path::new(p).exists()).unwrap_or("mosquitto");
+        let mut cmd = Command::new(exe);
+        cmd.arg("-c").arg(&conf);
+        let child = spawn(&mut cmd, dir, "mosquitto.log").context("mosquitto is required (apt-get install mosquitto)")?;
+        wait_listening(&format!("127.0.0.1:{port}"), Duration::from_secs(10))?;
+        Ok(Mosquitto { port, child: Some(child) })
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        kill9(&mut self.child);
+    }
+}
