@@ -65,6 +65,16 @@ pub async fn wait_converged(client: &Client, device: &str, version: &str) -> Res
     .await
 }
 
+/// Waits until `device` reports again after `since_ms`, converged on
+/// `demo@version`.
+pub async fn wait_fresh_report(client: &Client, device: &str, version: &str, since_ms: u64) -> Result<DeviceView> {
+    wait_for(CONVERGE, &format!("a fresh report from {device}"), || async {
+        let view = wait_converged(client, device, version).await.ok()?;
+        (view.reported_at_ms > since_ms).then_some(view)
+    })
+    .await
+}
+
 /// Waits for an event of `kind` from `device` newer than `after_seq`.
 pub async fn wait_event(client: &Client, device: &str, kind: EventKind, after_seq: u64) -> Result<Event> {
     wait_for(CONVERGE, &format!("{kind:?} event from {device}"), || async {

@@ -21,6 +21,8 @@ pub struct DeviceView {
     pub progress: Progress,
     pub services: Vec<ServiceState>,
     pub last_error: Option<String>,
+    /// When the device wrote its last report (its clock).
+    pub reported_at_ms: u64,
 }
 
 impl DeviceView {
@@ -51,6 +53,7 @@ fn view(api: &Api, id: &str) -> ApiResult<DeviceView> {
         progress: reported.progress,
         services: reported.services,
         last_error: reported.last_error,
+        reported_at_ms: reported.updated_at_ms,
     })
 }
 

@@ -1,0 +1,180 @@
+//! Launching one service process from an [`InstanceSpec`].
+//!
+//! Isolation depends on privileges:
+//! - as root, the child chroots into `spec.rootfs` (in a `pre_exec` hook that
+//!   makes only async-signal-safe calls) and then changes to the working dir;
+//! - otherwise it runs `rootfs/<argv0>` with current dir `rootfs/<working_dir>`
+//!   and **no isolation**: the process sees the host filesystem, and absolute
+//!   symlinks inside the rootfs point at the host. This mode exists for
+//!   development and tests, not for production devices.
+//!
+//! In both modes the process gets exactly `spec.env` (plus a default `PATH`),
+//! stdin from `/dev/null`, stdout and stderr appended to its log, and its own
+//! session (`setsid`) so it survives the agent being killed.
+//!
+//! The rootfs is used as it is: there is no mount namespace, so nothing is
+//! mounted on `/dev`, `/proc` or `/sys` inside it. Images whose programs
+//! need `/dev/null` and the like must ship them (or a later runtime
+//! version must bind-mount them).
+
+use super::process::{self, Running};
+use super::record::io_error;
+use crate::runtime::{InstanceSpec, RuntimeError};
+use nix::unistd::{chdir, chroot, geteuid, setsid};
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// `PATH` given to services whose spec does not set one.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// A log larger than this at spawn time is rotated to `<name>.log.1`.
+const LOG_ROTATE_BYTES: u64 = 1024 * 1024;
+
+/// Spawns the service described by `spec`, logging to `log`.
+pub(super) async fn spawn(spec: &InstanceSpec, log: &Path) -> Result<Running, RuntimeError> {
+    let fail = |reason: String| RuntimeError::Start {
+        name: spec.name.clone(),
+        reason,
+    };
+    let (argv0, args) = spec
+        .argv
+        .split_first()
+        .ok_or_else(|| fail("empty argv".into()))?;
+    let program = resolve_program(spec, argv0).map_err(fail)?;
+    let stdout = open_log(log)?;
+    let stderr = stdout
+        .try_clone()
+        .map_err(io_error("duplicate log file", log))?;
+    let mut cmd = Command::new(&program);
+    cmd.arg0(argv0)
+        .args(args)
+        .env_clear()
+        .envs(service_env(spec))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    if geteuid().is_root() {
+        chroot_into(&mut cmd, spec).map_err(fail)?;
+    } else {
+        cmd.current_dir(host_path(&spec.rootfs, &working_dir(spec)));
+        // SAFETY: setsid is async-signal-safe and touches no shared state.
+        unsafe { cmd.pre_exec(|| Ok(setsid().map(drop)?)) };
+    }
+    let child = tokio::process::Command::from(cmd)
+        .spawn()
+        .map_err(|e| fail(format!("spawn {}: {e}", program.display())))?;
+    let pid = child
+        .id()
+        .ok_or_else(|| fail("process vanished at spawn".into()))?;
+    // Not reaped before we wait for it, so its stat is readable even if it
+    // already exited.
+    match process::start_time(pid) {
+        Some(start) => Ok(Running::child(child, pid, start)),
+        None => {
+            let mut running = Running::child(child, pid, 0);
+            running.kill_leftovers();
+            running.wait().await;
+            Err(fail(format!("cannot read /proc/{pid}/stat")))
+        }
+    }
+}
+
+/// Root mode: the program path is resolved inside the rootfs after chroot.
+fn chroot_into(cmd: &mut Command, spec: &InstanceSpec) -> Result<(), String> {
+    let cstring = |bytes: &[u8]| CString::new(bytes).map_err(|e| e.to_string());
+    let root = cstring(spec.rootfs.as_os_str().as_bytes())?;
+    let dir = cstring(working_dir(spec).as_os_str().as_bytes())?;
+    // SAFETY: setsid, chroot and chdir are async-signal-safe; the paths were
+    // allocated before fork, and errors become io::Error without allocating.
+    unsafe {
+        cmd.pre_exec(move || {
+            setsid()?;
+            chroot(root.as_c_str())?;
+            chdir(dir.as_c_str())?;
+            Ok(())
+        })
+    };
+    Ok(())
+}
+
+/// The service's environment: `spec.env`, plus `PATH` if it sets none.
+fn service_env(spec: &InstanceSpec) -> Vec<(String, String)> {
+    let mut env = spec.env.clone();
+    if !env.iter().any(|(key, _)| key == "PATH") {
+        env.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    env
+}
+
+/// The program to exec: as root its path inside the rootfs, otherwise its
+/// path on the host. Fails if argv0 does not exist in the rootfs.
+fn resolve_program(spec: &InstanceSpec, argv0: &str) -> Result<PathBuf, String> {
+    if !spec.rootfs.is_dir() {
+        return Err(format!(
+            "rootfs {} is not a directory",
+            spec.rootfs.display()
+        ));
+    }
+    if !no_parent_dirs(&working_dir(spec)) {
+        return Err("working dir must not contain ..".into());
+    }
+    let inside = find_in_rootfs(spec, argv0)
+        .ok_or_else(|| format!("executable {argv0} not found in {}", spec.rootfs.display()))?;
+    if geteuid().is_root() {
+        Ok(inside)
+    } else {
+        Ok(host_path(&spec.rootfs, &inside))
+    }
+}
+
+/// Absolute in-rootfs path of `argv0`: relative to the working dir if it
+/// contains a `/`, else searched in the service's `PATH`.
+fn find_in_rootfs(spec: &InstanceSpec, argv0: &str) -> Option<PathBuf> {
+    let exists = |inside: &Path| host_path(&spec.rootfs, inside).symlink_metadata().is_ok();
+    if argv0.contains('/') {
+        let inside = working_dir(spec).join(argv0);
+        return (no_parent_dirs(&inside) && exists(&inside)).then_some(inside);
+    }
+    let env = service_env(spec);
+    let path = env
+        .iter()
+        .rev()
+        .find(|(key, _)| key == "PATH")
+        .map_or("", |(_, v)| v);
+    path.split(':')
+        .filter(|dir| dir.starts_with('/'))
+        .map(|dir| Path::new(dir).join(argv0))
+        .find(|inside| no_parent_dirs(inside) && exists(inside))
+}
+
+/// Absolute working dir inside the rootfs (`/` by default).
+fn working_dir(spec: &InstanceSpec) -> PathBuf {
+    let dir = spec.working_dir.as_deref().unwrap_or("/");
+    Path::new("/").join(dir)
+}
+
+/// `inside` (absolute, within the rootfs) as a host path.
+fn host_path(rootfs: &Path, inside: &Path) -> PathBuf {
+    rootfs.join(inside.strip_prefix("/").unwrap_or(inside))
+}
+
+/// `..` would let a spec name files outside its rootfs in non-root mode.
+fn no_parent_dirs(path: &Path) -> bool {
+    !path.components().any(|c| c == Component::ParentDir)
+}
+
+/// Opens the log for appending, first rotating it if it grew too large.
+fn open_log(log: &Path) -> Result<File, RuntimeError> {
+    if fs::metadata(log).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
+        let old = log.with_extension("log.1");
+        fs::rename(log, &old).map_err(io_error("rotate log to", &old))?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(io_error("open log", log))
+}

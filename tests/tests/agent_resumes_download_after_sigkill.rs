@@ -1,0 +1,80 @@
+//! An agent killed with SIGKILL mid-download resumes where it stopped: the
+//! update converges and the layer is not downloaded twice. A restarted
+//! agent knows what it runs: its app keeps running (adopted, same pid) and
+//! nothing is downloaded again.
+
+use petrel_tests::*;
+use std::time::Duration;
+
+/// Incompressible bytes, so the compressed layer is as large as this.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn partial_bytes(data_dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(data_dir.join("downloads"))
+        .map(|d| d.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_resumes_download_after_sigkill_without_fetching_twice() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let ctl = Controller::start(&tmp.path().join("ctl"))?;
+    let client = ctl.client();
+    // 4 MB/s towards the agent: the 16 MB layer takes ~4 s
+    let proxy = Proxy::start(format!("127.0.0.1:{}", ctl.http_port), 4 * 1024 * 1024).await?;
+    let mut agent = Agent::start(tmp.path(), "k-1", &ctl.broker_url(), &proxy.url())?;
+    let devices = vec![agent.id.clone()];
+
+    sample_image(&client, tmp.path(), "v1", "1", &[]).await?;
+    sample_release(&client, "1", "v1").await?;
+    client.deploy("demo@1", &devices).await?;
+    wait_converged(&client, &agent.id, "1").await?;
+    let v1_pid = running_app(&agent.data_dir, "1").await?;
+
+    let v2 = sample_image(&client, tmp.path(), "v2", "2", &[("payload.bin", noise(16 << 20))]).await?;
+    let needed = v2.layers[0].size;
+    sample_release(&client, "2", "v2").await?;
+    let before = proxy.bytes_down();
+    client.deploy("demo@2", &devices).await?;
+
+    let dir = agent.data_dir.clone();
+    let at_kill = wait_for(Duration::from_secs(60), "the download to be under way", || async {
+        let n = partial_bytes(&dir);
+        (n > needed / 4).then_some(n)
+    })
+    .await?;
+    agent.kill9();
+    assert!(at_kill < needed, "killed mid-download ({at_kill} of {needed})");
+    assert!(pid_alive(v1_pid), "v1 keeps running while the agent is dead");
+
+    agent.restart()?;
+    wait_converged(&client, &agent.id, "2").await?;
+    let v2_pid = running_app(&agent.data_dir, "2").await?;
+    let received = proxy.bytes_down() - before;
+    // headers of a few requests aside, every byte was fetched once
+    assert!(received <= needed + 64 * 1024, "received {received} bytes for a {needed}-byte layer");
+    assert!(received >= needed, "the whole layer went through the proxy");
+
+    // a restart after convergence downloads nothing and keeps the app up
+    let settled = proxy.bytes_down();
+    agent.kill9();
+    let restarted_at = petrel_controller::now_ms();
+    agent.restart()?;
+    let view = wait_fresh_report(&client, &agent.id, "2", restarted_at).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(running_app(&agent.data_dir, "2").await?, v2_pid, "same process still runs");
+    assert_eq!(proxy.bytes_down(), settled, "nothing downloaded again");
+    assert_eq!(view.services[0].pid, Some(v2_pid), "the running app was adopted, not restarted");
+    assert!(agent.is_alive(), "{}", agent.log());
+    Ok(())
+}
