@@ -72,31 +72,35 @@ impl Client {
 
     /// Packs `dir` as one layer, uploads it, and registers the image.
     pub async fn build_image(&self, dir: &Path, name: &str, tag: &str, config: ImageConfig) -> Result<ImageManifest, ClientError> {
-        let layer = self.upload_dir_layer(dir).await?;
+        let tar = Self::pack_dir(dir).await?;
+        let layer = self.upload_layer(Self::file_body(&tar).await?).await?;
+        self.put_image(name, tag, vec![layer], config).await
+    }
+
+    /// Registers an image made of already-uploaded layers.
+    pub async fn put_image(&self, name: &str, tag: &str, layers: Vec<LayerDescriptor>, config: ImageConfig) -> Result<ImageManifest, ClientError> {
         let url = format!("{}/v1/images/{name}/{tag}", self.base);
-        let spec = ImageSpec {
-            layers: vec![layer],
-            config,
-        };
+        let spec = ImageSpec { layers, config };
         self.send(self.http.put(&url).json(&spec), &url).await
     }
 
-    async fn upload_dir_layer(&self, dir: &Path) -> Result<LayerDescriptor, ClientError> {
-        let tmp = tempfile::NamedTempFile::new().map_err(|source| ClientError::Io {
-            path: std::env::temp_dir(),
-            source,
-        })?;
+    /// Uploads one uncompressed layer tar; the controller stores it zstd'd.
+    pub async fn upload_layer(&self, tar: impl Into<reqwest::Body>) -> Result<LayerDescriptor, ClientError> {
+        let url = format!("{}/v1/layers", self.base);
+        self.send(self.http.post(&url).body(tar), &url).await
+    }
+
+    /// Writes the deterministic layer tar of `dir` to a temp file.
+    async fn pack_dir(dir: &Path) -> Result<tempfile::TempPath, ClientError> {
+        let pack_err = |reason: String| ClientError::Pack { path: dir.to_path_buf(), reason };
+        let tmp = tempfile::NamedTempFile::new().map_err(|e| pack_err(e.to_string()))?;
         let (file, tmp_path) = tmp.into_parts();
         let src = dir.to_path_buf();
-        tokio::task::spawn_blocking(move || {
-            crate::images::tar_dir(&src, std::io::BufWriter::new(file))
-        })
-        .await
-        .map_err(|e| ClientError::Pack { path: dir.to_path_buf(), reason: e.to_string() })?
-        .map_err(|e| ClientError::Pack { path: dir.to_path_buf(), reason: e.to_string() })?;
-        let url = format!("{}/v1/layers", self.base);
-        let body = Self::file_body(&tmp_path).await?;
-        self.send(self.http.post(&url).body(body), &url).await
+        tokio::task::spawn_blocking(move || crate::images::tar_dir(&src, std::io::BufWriter::new(file)))
+            .await
+            .map_err(|e| pack_err(e.to_string()))?
+            .map_err(|e| pack_err(e.to_string()))?;
+        Ok(tmp_path)
     }
 
     pub async fn create_release(&self, name: &str, version: &str, compose: &str) -> Result<ReleaseManifest, ClientError> {

@@ -68,7 +68,10 @@ pub fn start(device_id: &str, host: &str, port: u16, max_message: usize, store: 
     let mut opts = MqttOptions::new(format!("petrel-agent-{device_id}"), host, port);
     opts.set_keep_alive(Duration::from_secs(10));
     opts.set_clean_session(true);
-    opts.set_max_packet_size(max_message + 4096, max_message + 4096);
+    // the transport admits more than the message limit, so an oversized
+    // desired state is rejected by `decode` with a clear event rather than
+    // by a dropped connection (and a reconnect loop on the retained copy)
+    opts.set_max_packet_size(max_message * 4 + 4096, max_message + 4096);
     opts.set_last_will(LastWill::new(
         topics::topic(device_id, Channel::Status),
         status(device_id, false),

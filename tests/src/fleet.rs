@@ -112,3 +112,24 @@ pub fn pid_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
 }
+
+/// Publishes `payload` retained on `topic` as a raw MQTT client would
+/// (to inject hostile desired states), waiting for the broker's ack.
+pub async fn publish_raw(port: u16, topic: &str, payload: Vec<u8>) -> Result<()> {
+    let mut opts = rumqttc::MqttOptions::new(format!("test-injector-{}", std::process::id()), "127.0.0.1", port);
+    opts.set_max_packet_size(8 << 20, 8 << 20);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 10);
+    client.publish(topic, rumqttc::QoS::AtLeastOnce, true, payload).await?;
+    let acked = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(anyhow::anyhow!("injector: {e}")),
+            }
+        }
+    })
+    .await;
+    let _ = client.disconnect().await;
+    acked.context("broker did not ack the injected message")?
+}
