@@ -11,7 +11,11 @@ use std::path::PathBuf;
 #[command(name = "petrel", about = "Operate a Petrel fleet", version)]
 pub struct Cli {
     /// Controller HTTP API.
-    #[arg(long, env = "PETREL_CONTROLLER", default_value = "http://127.0.0.1:7700")]
+    #[arg(
+        long,
+        env = "PETREL_CONTROLLER",
+        default_value = "http://127.0.0.1:7700"
+    )]
     pub controller: String,
     #[command(subcommand)]
     pub command: Command,
@@ -89,16 +93,28 @@ pub async fn run(cli: Cli) -> Result<()> {
     let client = Client::new(&cli.controller);
     match cli.command {
         Command::Image(cmd) => image(&client, cmd).await,
-        Command::Release(ReleaseCmd::Create { name, version, compose }) => {
+        Command::Release(ReleaseCmd::Create {
+            name,
+            version,
+            compose,
+        }) => {
             let text = std::fs::read_to_string(&compose)
                 .with_context(|| format!("reading {}", compose.display()))?;
             let r = client.create_release(&name, &version, &text).await?;
-            println!("release {}@{} created ({} services)", r.name, r.version, r.services.len());
+            println!(
+                "release {}@{} created ({} services)",
+                r.name,
+                r.version,
+                r.services.len()
+            );
             Ok(())
         }
         Command::Deploy { release, devices } => {
             for d in client.deploy(&release, &devices).await? {
-                println!("{}: desired {release} (generation {})", d.device, d.generation);
+                println!(
+                    "{}: desired {release} (generation {})",
+                    d.device, d.generation
+                );
             }
             Ok(())
         }
@@ -113,7 +129,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Events { device } => {
             for e in client.events(&device).await? {
-                println!("{:>6} {:?} gen {} {}", e.seq, e.kind, e.generation, e.message);
+                println!(
+                    "{:>6} {:?} gen {} {}",
+                    e.seq, e.kind, e.generation, e.message
+                );
             }
             Ok(())
         }
@@ -123,7 +142,15 @@ pub async fn run(cli: Cli) -> Result<()> {
 async fn image(client: &Client, cmd: ImageCmd) -> Result<()> {
     let m = match cmd {
         ImageCmd::Import { file, name, tag } => client.import_image(&file, &name, &tag).await?,
-        ImageCmd::Build { dir, name, tag, entrypoint, cmd, env, workdir } => {
+        ImageCmd::Build {
+            dir,
+            name,
+            tag,
+            entrypoint,
+            cmd,
+            env,
+            workdir,
+        } => {
             let config = ImageConfig {
                 entrypoint,
                 cmd,
@@ -140,7 +167,13 @@ async fn image(client: &Client, cmd: ImageCmd) -> Result<()> {
             return Ok(());
         }
     };
-    println!("image {}:{} ({} layers, id {})", m.name, m.tag, m.layers.len(), m.id());
+    println!(
+        "image {}:{} ({} layers, id {})",
+        m.name,
+        m.tag,
+        m.layers.len(),
+        m.id()
+    );
     Ok(())
 }
 
@@ -156,7 +189,11 @@ pub fn devices_table(devices: &[DeviceView], now_ms: u64) -> String {
     );
     for d in devices {
         let progress = if d.progress.bytes_total > 0 {
-            format!("{}/{} KB", d.progress.bytes_done / 1024, d.progress.bytes_total / 1024)
+            format!(
+                "{}/{} KB",
+                d.progress.bytes_done / 1024,
+                d.progress.bytes_total / 1024
+            )
         } else {
             "-".into()
         };
@@ -171,7 +208,10 @@ pub fn devices_table(devices: &[DeviceView], now_ms: u64) -> String {
             if d.online { "online" } else { "offline" },
             opt(&d.desired),
             opt(&d.current),
-            serde_json::to_value(d.phase).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            serde_json::to_value(d.phase)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
             progress,
             seen
         );

@@ -17,7 +17,10 @@ pub enum ClientError {
         message: String,
     },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("packing {path}: {reason}")]
     Pack { path: PathBuf, reason: String },
 }
@@ -36,7 +39,11 @@ impl Client {
         }
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, url: &str) -> Result<T, ClientError> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<T, ClientError> {
         let http_err = |source| ClientError::Http {
             url: url.to_string(),
             source,
@@ -55,55 +62,93 @@ impl Client {
     }
 
     async fn file_body(path: &Path) -> Result<reqwest::Body, ClientError> {
-        let file = tokio::fs::File::open(path).await.map_err(|source| ClientError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file)))
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|source| ClientError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(reqwest::Body::wrap_stream(
+            tokio_util::io::ReaderStream::new(file),
+        ))
     }
 
     /// Uploads a `docker save` or OCI-layout tarball.
-    pub async fn import_image(&self, file: &Path, name: &str, tag: &str) -> Result<ImageManifest, ClientError> {
+    pub async fn import_image(
+        &self,
+        file: &Path,
+        name: &str,
+        tag: &str,
+    ) -> Result<ImageManifest, ClientError> {
         let url = format!("{}/v1/images/import", self.base);
         let body = Self::file_body(file).await?;
-        let req = self.http.post(&url).query(&[("name", name), ("tag", tag)]).body(body);
+        let req = self
+            .http
+            .post(&url)
+            .query(&[("name", name), ("tag", tag)])
+            .body(body);
         self.send(req, &url).await
     }
 
     /// Packs `dir` as one layer, uploads it, and registers the image.
-    pub async fn build_image(&self, dir: &Path, name: &str, tag: &str, config: ImageConfig) -> Result<ImageManifest, ClientError> {
+    pub async fn build_image(
+        &self,
+        dir: &Path,
+        name: &str,
+        tag: &str,
+        config: ImageConfig,
+    ) -> Result<ImageManifest, ClientError> {
         let tar = Self::pack_dir(dir).await?;
         let layer = self.upload_layer(Self::file_body(&tar).await?).await?;
         self.put_image(name, tag, vec![layer], config).await
     }
 
     /// Registers an image made of already-uploaded layers.
-    pub async fn put_image(&self, name: &str, tag: &str, layers: Vec<LayerDescriptor>, config: ImageConfig) -> Result<ImageManifest, ClientError> {
+    pub async fn put_image(
+        &self,
+        name: &str,
+        tag: &str,
+        layers: Vec<LayerDescriptor>,
+        config: ImageConfig,
+    ) -> Result<ImageManifest, ClientError> {
         let url = format!("{}/v1/images/{name}/{tag}", self.base);
         let spec = ImageSpec { layers, config };
         self.send(self.http.put(&url).json(&spec), &url).await
     }
 
     /// Uploads one uncompressed layer tar; the controller stores it zstd'd.
-    pub async fn upload_layer(&self, tar: impl Into<reqwest::Body>) -> Result<LayerDescriptor, ClientError> {
+    pub async fn upload_layer(
+        &self,
+        tar: impl Into<reqwest::Body>,
+    ) -> Result<LayerDescriptor, ClientError> {
         let url = format!("{}/v1/layers", self.base);
         self.send(self.http.post(&url).body(tar), &url).await
     }
 
     /// Writes the deterministic layer tar of `dir` to a temp file.
     async fn pack_dir(dir: &Path) -> Result<tempfile::TempPath, ClientError> {
-        let pack_err = |reason: String| ClientError::Pack { path: dir.to_path_buf(), reason };
+        let pack_err = |reason: String| ClientError::Pack {
+            path: dir.to_path_buf(),
+            reason,
+        };
         let tmp = tempfile::NamedTempFile::new().map_err(|e| pack_err(e.to_string()))?;
         let (file, tmp_path) = tmp.into_parts();
         let src = dir.to_path_buf();
-        tokio::task::spawn_blocking(move || crate::images::tar_dir(&src, std::io::BufWriter::new(file)))
-            .await
-            .map_err(|e| pack_err(e.to_string()))?
-            .map_err(|e| pack_err(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            crate::images::tar_dir(&src, std::io::BufWriter::new(file))
+        })
+        .await
+        .map_err(|e| pack_err(e.to_string()))?
+        .map_err(|e| pack_err(e.to_string()))?;
         Ok(tmp_path)
     }
 
-    pub async fn create_release(&self, name: &str, version: &str, compose: &str) -> Result<ReleaseManifest, ClientError> {
+    pub async fn create_release(
+        &self,
+        name: &str,
+        version: &str,
+        compose: &str,
+    ) -> Result<ReleaseManifest, ClientError> {
         let url = format!("{}/v1/releases", self.base);
         let req = CreateRelease {
             name: name.into(),
@@ -113,7 +158,11 @@ impl Client {
         self.send(self.http.post(&url).json(&req), &url).await
     }
 
-    pub async fn deploy(&self, release: &str, devices: &[String]) -> Result<Vec<Deployed>, ClientError> {
+    pub async fn deploy(
+        &self,
+        release: &str,
+        devices: &[String],
+    ) -> Result<Vec<Deployed>, ClientError> {
         let url = format!("{}/v1/deployments", self.base);
         let req = Deploy {
             release: release.into(),

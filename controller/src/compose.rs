@@ -123,7 +123,12 @@ fn service(
         image: svc.image.clone(),
     })?;
     let command = svc.command.map(argv).transpose().map_err(invalid)?;
-    let restart = svc.restart.as_deref().map(restart_policy).transpose().map_err(invalid)?;
+    let restart = svc
+        .restart
+        .as_deref()
+        .map(restart_policy)
+        .transpose()
+        .map_err(invalid)?;
     let healthcheck = svc.healthcheck.map(health).transpose().map_err(invalid)?;
     Ok(ServiceSpec {
         image,
@@ -150,7 +155,10 @@ fn yaml_scalar(v: &serde_yaml_ng::Value) -> String {
         serde_yaml_ng::Value::String(s) => s.clone(),
         serde_yaml_ng::Value::Number(n) => n.to_string(),
         serde_yaml_ng::Value::Bool(b) => b.to_string(),
-        other => serde_yaml_ng::to_string(other).unwrap_or_default().trim().to_string(),
+        other => serde_yaml_ng::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
     }
 }
 
@@ -274,7 +282,10 @@ volumes:
         let r = to_release(yaml, "demo", "2", lookup).unwrap();
         let web = &r.services["web"];
         assert_eq!(web.image.tag, "v2");
-        assert_eq!(web.command.as_deref().unwrap(), ["--greeting", "hello world"]);
+        assert_eq!(
+            web.command.as_deref().unwrap(),
+            ["--greeting", "hello world"]
+        );
         assert_eq!(web.environment["COUNT"], "3");
         assert_eq!(web.restart, RestartPolicy::OnFailure);
         assert_eq!(web.healthcheck.as_ref().unwrap().interval_s, Some(90));
@@ -284,7 +295,9 @@ volumes:
     #[test]
     fn unsupported_service_keys_are_refused_by_name() {
         let yaml = "services:\n  web:\n    image: app:1\n    privileged: true\n";
-        let e = to_release(yaml, "demo", "1", lookup).unwrap_err().to_string();
+        let e = to_release(yaml, "demo", "1", lookup)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("privileged"), "{e}");
     }
 

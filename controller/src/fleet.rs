@@ -41,7 +41,10 @@ pub fn start(host: &str, port: u16, store: Store, limits: Limits) -> Fleet {
     let mut opts = MqttOptions::new("petrel-controller", host, port);
     opts.set_keep_alive(Duration::from_secs(10));
     opts.set_clean_session(true);
-    opts.set_max_packet_size(limits.max_message_bytes + 4096, limits.max_message_bytes + 4096);
+    opts.set_max_packet_size(
+        limits.max_message_bytes + 4096,
+        limits.max_message_bytes + 4096,
+    );
     let (client, eventloop) = AsyncClient::new(opts, 1024);
     let fleet = Fleet { client };
     tokio::spawn(run(eventloop, fleet.clone(), store, limits));
@@ -129,7 +132,9 @@ fn same_device(topic_id: &str, payload_id: &str) -> Result<(), String> {
     if topic_id == payload_id {
         Ok(())
     } else {
-        Err(format!("payload names device {payload_id:?}, topic {topic_id:?}"))
+        Err(format!(
+            "payload names device {payload_id:?}, topic {topic_id:?}"
+        ))
     }
 }
 

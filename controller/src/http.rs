@@ -156,7 +156,10 @@ async fn put_image(
         return Err(bad_request("an image needs at least one layer"));
     }
     if let Some(l) = spec.layers.iter().find(|l| !api.blobs.has(&l.digest)) {
-        return Err(bad_request(format!("layer blob {} was not uploaded", l.digest)));
+        return Err(bad_request(format!(
+            "layer blob {} was not uploaded",
+            l.digest
+        )));
     }
     let manifest = ImageManifest {
         schema: SCHEMA,
@@ -229,8 +232,13 @@ async fn deploy(State(api): State<Api>, Json(req): Json<Deploy>) -> ApiResult<Js
     let mut out = Vec::new();
     for id in &req.devices {
         // durable first, then published: a broker restart re-publishes it
-        let desired = api.store.set_desired(id, Some(release.clone()), crate::now_ms())?;
-        api.fleet.publish_desired(&desired).await.map_err(internal)?;
+        let desired = api
+            .store
+            .set_desired(id, Some(release.clone()), crate::now_ms())?;
+        api.fleet
+            .publish_desired(&desired)
+            .await
+            .map_err(internal)?;
         out.push(Deployed {
             device: id.clone(),
             generation: desired.generation,

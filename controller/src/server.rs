@@ -44,7 +44,10 @@ pub enum ServeError {
 }
 
 /// Runs the controller until `shutdown` resolves.
-pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+pub async fn serve(
+    cfg: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let tmp_dir = cfg.data_dir.join("tmp");
     for dir in [&cfg.data_dir, &tmp_dir] {
         std::fs::create_dir_all(dir).map_err(|source| ServeError::DataDir {

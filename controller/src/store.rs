@@ -188,7 +188,12 @@ impl Store {
             .insert(key, serde_json::to_vec(e).unwrap_or_default())?;
         let prefix = format!("{}/", e.device_id);
         let n = self.events.scan_prefix(&prefix).count();
-        for k in self.events.scan_prefix(&prefix).keys().take(n.saturating_sub(EVENTS_KEPT)) {
+        for k in self
+            .events
+            .scan_prefix(&prefix)
+            .keys()
+            .take(n.saturating_sub(EVENTS_KEPT))
+        {
             self.events.remove(k?)?;
         }
         self.db.flush()?;

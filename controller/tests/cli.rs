@@ -10,7 +10,10 @@ fn petrel_cli_names_the_controller_it_cannot_reach() {
         .expect("run petrel");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot reach controller at http://127.0.0.1:9"), "{err}");
+    assert!(
+        err.contains("cannot reach controller at http://127.0.0.1:9"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -19,7 +22,14 @@ fn petrel_controller_refuses_a_data_dir_it_cannot_create() {
     let file = tmp.path().join("not-a-dir");
     std::fs::write(&file, b"x").expect("write");
     let out = Command::new(env!("CARGO_BIN_EXE_petrel-controller"))
-        .args(["serve", "--http", "127.0.0.1:0", "--broker", "mqtt://127.0.0.1:9", "--data"])
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--broker",
+            "mqtt://127.0.0.1:9",
+            "--data",
+        ])
         .arg(file.join("sub"))
         .output()
         .expect("run petrel-controller");

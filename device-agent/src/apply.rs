@@ -39,7 +39,11 @@ fn missing<'a>(paths: &Paths, release: &'a ReleaseManifest) -> Vec<&'a LayerDesc
 
 /// Fetches every layer the device lacks, retrying transient failures with
 /// backoff until done or cancelled; permanent failures end the update.
-pub async fn download(paths: &Paths, target: &Target, progress: &ProgressCounter) -> Result<(), String> {
+pub async fn download(
+    paths: &Paths,
+    target: &Target,
+    progress: &ProgressCounter,
+) -> Result<(), String> {
     let Some(release) = &target.release else {
         return Ok(());
     };
@@ -54,7 +58,11 @@ pub async fn download(paths: &Paths, target: &Target, progress: &ProgressCounter
     Ok(())
 }
 
-async fn fetch_with_retries(fetcher: &Fetcher, layer: &LayerDescriptor, progress: &ProgressCounter) -> Result<(), String> {
+async fn fetch_with_retries(
+    fetcher: &Fetcher,
+    layer: &LayerDescriptor,
+    progress: &ProgressCounter,
+) -> Result<(), String> {
     let (mut attempt, mut bad) = (0u32, 0u32);
     loop {
         let before = fetcher.have(layer);
@@ -66,7 +74,11 @@ async fn fetch_with_retries(fetcher: &Fetcher, layer: &LayerDescriptor, progress
             Err(FetchError::Transient { url, reason }) => {
                 let wait = backoff(attempt);
                 // progress made: this was a drop, not a dead link
-                attempt = if fetcher.have(layer) > before { 0 } else { attempt + 1 };
+                attempt = if fetcher.have(layer) > before {
+                    0
+                } else {
+                    attempt + 1
+                };
                 tracing::info!(%url, %reason, "download interrupted; resuming in {wait:?}");
                 tokio::time::sleep(wait).await;
             }
@@ -95,7 +107,12 @@ pub fn install(paths: &Paths, target: &Target) -> Result<(), String> {
             .map_err(|e| format!("layer {}: {e}", layer.diff_id))?;
     }
     for svc in release.services.values() {
-        let dirs: Vec<PathBuf> = svc.image.layers.iter().map(|l| paths.layers.path(&l.diff_id)).collect();
+        let dirs: Vec<PathBuf> = svc
+            .image
+            .layers
+            .iter()
+            .map(|l| paths.layers.path(&l.diff_id))
+            .collect();
         let dest = rootfs_path(&paths.rootfs_dir, &svc.image);
         rootfs::assemble(&dirs, &dest).map_err(|e| format!("rootfs {}: {e}", dest.display()))?;
     }
@@ -107,7 +124,11 @@ fn rootfs_path(dir: &Path, image: &petrel_protocol::ImageManifest) -> PathBuf {
 }
 
 /// The instance specs of a release at a generation.
-pub fn instances(rootfs_dir: &Path, generation: u64, release: &Option<ReleaseManifest>) -> Vec<InstanceSpec> {
+pub fn instances(
+    rootfs_dir: &Path,
+    generation: u64,
+    release: &Option<ReleaseManifest>,
+) -> Vec<InstanceSpec> {
     let Some(release) = release else {
         return vec![];
     };
@@ -115,9 +136,21 @@ pub fn instances(rootfs_dir: &Path, generation: u64, release: &Option<ReleaseMan
         .services
         .iter()
         .map(|(name, svc)| {
-            let mut env: Vec<(String, String)> = vec![("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into())];
-            let image_env = svc.image.config.env.iter().filter_map(|kv| kv.split_once('='));
-            for (k, v) in image_env.chain(svc.environment.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+            let mut env: Vec<(String, String)> = vec![(
+                "PATH".into(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            )];
+            let image_env = svc
+                .image
+                .config
+                .env
+                .iter()
+                .filter_map(|kv| kv.split_once('='));
+            for (k, v) in image_env.chain(
+                svc.environment
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            ) {
                 env.retain(|(ek, _)| ek != k);
                 env.push((k.to_string(), v.to_string()));
             }
@@ -138,9 +171,17 @@ const SETTLE: Duration = Duration::from_millis(1500);
 
 /// Stop-first swap: stop the old instances, start the new ones, check they
 /// stay up; on failure stop the new ones and start the old ones again.
-pub async fn swap<R: Runtime>(runtime: &R, rootfs_dir: &Path, from: &Option<Applied>, to: &Target) -> Result<Vec<String>, String> {
+pub async fn swap<R: Runtime>(
+    runtime: &R,
+    rootfs_dir: &Path,
+    from: &Option<Applied>,
+    to: &Target,
+) -> Result<Vec<String>, String> {
     let new = instances(rootfs_dir, to.generation, &to.release);
-    let old = from.as_ref().map(|a| instances(rootfs_dir, a.generation, &a.release)).unwrap_or_default();
+    let old = from
+        .as_ref()
+        .map(|a| instances(rootfs_dir, a.generation, &a.release))
+        .unwrap_or_default();
     for spec in old.iter().filter(|o| !new.iter().any(|n| n.name == o.name)) {
         runtime.stop(&spec.name).await.map_err(|e| e.to_string())?;
     }
@@ -168,7 +209,12 @@ async fn start_all<R: Runtime>(runtime: &R, specs: &[InstanceSpec]) -> Result<()
     for spec in specs {
         match runtime.inspect(&spec.name).await {
             Some(s) if s.is_running() && s.restarts == 0 => {}
-            Some(s) => return Err(format!("service {} did not stay up ({}, exit code {:?})", spec.name, s.state, s.exit_code)),
+            Some(s) => {
+                return Err(format!(
+                    "service {} did not stay up ({}, exit code {:?})",
+                    spec.name, s.state, s.exit_code
+                ))
+            }
             None => return Err(format!("service {} vanished after start", spec.name)),
         }
     }

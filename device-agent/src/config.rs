@@ -63,11 +63,18 @@ impl Config {
         let cfg: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         petrel_protocol::validate_device_id(&cfg.device_id).map_err(|e| e.to_string())?;
         cfg.broker_addr()?;
-        if !cfg.controller_url.starts_with("http://") && !cfg.controller_url.starts_with("https://") {
-            return Err(format!("controller_url {:?} must start with http:// or https://", cfg.controller_url));
+        if !cfg.controller_url.starts_with("http://") && !cfg.controller_url.starts_with("https://")
+        {
+            return Err(format!(
+                "controller_url {:?} must start with http:// or https://",
+                cfg.controller_url
+            ));
         }
         if cfg.runtime != "native" {
-            return Err(format!("unknown runtime {:?} (supported: native)", cfg.runtime));
+            return Err(format!(
+                "unknown runtime {:?} (supported: native)",
+                cfg.runtime
+            ));
         }
         Ok(cfg)
     }

@@ -7,7 +7,9 @@ use crate::apply::{self, Paths, ProgressCounter};
 use crate::machine::{Action, Input, Machine};
 use crate::session::{Incoming, Publisher};
 use crate::store::AgentStore;
-use petrel_protocol::{decode_desired, Event, EventKind, Limits, Progress, Reported, ServiceState, SCHEMA};
+use petrel_protocol::{
+    decode_desired, Event, EventKind, Limits, Progress, Reported, ServiceState, SCHEMA,
+};
 use petrel_runtime::Runtime;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -32,7 +34,14 @@ pub struct Driver<R: Runtime> {
 }
 
 impl<R: Runtime> Driver<R> {
-    pub fn new(device_id: String, store: AgentStore, publisher: Publisher, runtime: Arc<R>, paths: Paths, limits: Limits) -> Self {
+    pub fn new(
+        device_id: String,
+        store: AgentStore,
+        publisher: Publisher,
+        runtime: Arc<R>,
+        paths: Paths,
+        limits: Limits,
+    ) -> Self {
         let (results_tx, results_rx) = mpsc::channel(16);
         Driver {
             device_id,
@@ -51,9 +60,18 @@ impl<R: Runtime> Driver<R> {
     }
 
     /// Runs until `shutdown` resolves.
-    pub async fn run(mut self, mut incoming: mpsc::Receiver<Incoming>, heartbeat: Duration, shutdown: impl std::future::Future<Output = ()>) {
+    pub async fn run(
+        mut self,
+        mut incoming: mpsc::Receiver<Incoming>,
+        heartbeat: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
         self.reconcile().await;
-        self.emit(EventKind::AgentStarted, format!("agent {} started", env!("CARGO_PKG_VERSION"))).await;
+        self.emit(
+            EventKind::AgentStarted,
+            format!("agent {} started", env!("CARGO_PKG_VERSION")),
+        )
+        .await;
         let resume = self.machine.resume();
         self.perform(resume).await;
         let mut beat = tokio::time::interval(heartbeat);
@@ -118,11 +136,20 @@ impl<R: Runtime> Driver<R> {
                 Action::Report => self.report().await,
                 Action::Emit(kind, msg) => self.emit(kind, msg).await,
                 Action::Download(t) => {
-                    let (paths, progress, tx) = (self.paths.clone(), self.progress.clone(), self.results_tx.clone());
+                    let (paths, progress, tx) = (
+                        self.paths.clone(),
+                        self.progress.clone(),
+                        self.results_tx.clone(),
+                    );
                     self.spawn(false, async move {
                         let result = match apply::download(&paths, &t, &progress).await {
-                            Ok(()) => Input::Downloaded { generation: t.generation },
-                            Err(reason) => Input::Failed { generation: t.generation, reason },
+                            Ok(()) => Input::Downloaded {
+                                generation: t.generation,
+                            },
+                            Err(reason) => Input::Failed {
+                                generation: t.generation,
+                                reason,
+                            },
                         };
                         let _ = tx.send(result).await;
                     });
@@ -131,21 +158,38 @@ impl<R: Runtime> Driver<R> {
                     let (paths, tx) = (self.paths.clone(), self.results_tx.clone());
                     self.spawn(false, async move {
                         let g = t.generation;
-                        let r = tokio::task::spawn_blocking(move || apply::install(&paths, &t)).await;
+                        let r =
+                            tokio::task::spawn_blocking(move || apply::install(&paths, &t)).await;
                         let result = match r {
                             Ok(Ok(())) => Input::Installed { generation: g },
-                            Ok(Err(reason)) => Input::Failed { generation: g, reason },
-                            Err(e) => Input::Failed { generation: g, reason: format!("install task: {e}") },
+                            Ok(Err(reason)) => Input::Failed {
+                                generation: g,
+                                reason,
+                            },
+                            Err(e) => Input::Failed {
+                                generation: g,
+                                reason: format!("install task: {e}"),
+                            },
                         };
                         let _ = tx.send(result).await;
                     });
                 }
                 Action::Swap { from, to } => {
-                    let (rt, dir, tx) = (self.runtime.clone(), self.paths.rootfs_dir.clone(), self.results_tx.clone());
+                    let (rt, dir, tx) = (
+                        self.runtime.clone(),
+                        self.paths.rootfs_dir.clone(),
+                        self.results_tx.clone(),
+                    );
                     self.spawn(true, async move {
                         let result = match apply::swap(rt.as_ref(), &dir, &from, &to).await {
-                            Ok(instances) => Input::Started { generation: to.generation, instances },
-                            Err(reason) => Input::Failed { generation: to.generation, reason },
+                            Ok(instances) => Input::Started {
+                                generation: to.generation,
+                                instances,
+                            },
+                            Err(reason) => Input::Failed {
+                                generation: to.generation,
+                                reason,
+                            },
                         };
                         let _ = tx.send(result).await;
                     });
@@ -154,7 +198,11 @@ impl<R: Runtime> Driver<R> {
         }
     }
 
-    fn spawn(&mut self, is_swap: bool, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+    fn spawn(
+        &mut self,
+        is_swap: bool,
+        fut: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
         if let Some((old, _)) = self.task.take() {
             old.abort(); // preempted by a newer target (never a swap: see feed)
         }
@@ -162,7 +210,12 @@ impl<R: Runtime> Driver<R> {
     }
 
     async fn emit(&mut self, kind: EventKind, message: String) {
-        let generation = self.machine.state.target.as_ref().map_or(self.machine.state.desired_generation, |t| t.generation);
+        let generation = self
+            .machine
+            .state
+            .target
+            .as_ref()
+            .map_or(self.machine.state.desired_generation, |t| t.generation);
         let seq = match self.store.next_seq() {
             Ok(s) => s,
             Err(e) => return tracing::error!(error = %e, "cannot allocate event seq"),
@@ -186,7 +239,11 @@ impl<R: Runtime> Driver<R> {
 
     async fn report(&mut self) {
         let st = &self.machine.state;
-        let instances = st.current.as_ref().map(|c| c.instances.clone()).unwrap_or_default();
+        let instances = st
+            .current
+            .as_ref()
+            .map(|c| c.instances.clone())
+            .unwrap_or_default();
         let mut services = Vec::new();
         for name in instances {
             let s = self.runtime.inspect(&name).await;
@@ -228,10 +285,21 @@ impl<R: Runtime> Driver<R> {
     /// (left by a crash mid-swap) are stopped, unless a swap is to resume.
     async fn reconcile(&mut self) {
         let st = self.machine.state.clone();
-        let current = st.current.as_ref().map(|c| apply::instances(&self.paths.rootfs_dir, c.generation, &c.release)).unwrap_or_default();
-        let target = st.target.as_ref().map(|t| apply::instances(&self.paths.rootfs_dir, t.generation, &t.release)).unwrap_or_default();
+        let current = st
+            .current
+            .as_ref()
+            .map(|c| apply::instances(&self.paths.rootfs_dir, c.generation, &c.release))
+            .unwrap_or_default();
+        let target = st
+            .target
+            .as_ref()
+            .map(|t| apply::instances(&self.paths.rootfs_dir, t.generation, &t.release))
+            .unwrap_or_default();
         for inst in self.runtime.list().await {
-            let owned = current.iter().chain(target.iter()).any(|s| s.name == inst.name);
+            let owned = current
+                .iter()
+                .chain(target.iter())
+                .any(|s| s.name == inst.name);
             if !owned {
                 tracing::info!(instance = %inst.name, "stopping orphaned instance");
                 let _ = self.runtime.stop(&inst.name).await;
@@ -248,5 +316,8 @@ impl<R: Runtime> Driver<R> {
 }
 
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

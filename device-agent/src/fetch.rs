@@ -89,7 +89,11 @@ impl Fetcher {
 
     /// One attempt: resume the partial file, verify when complete.
     /// `on_bytes` is told of every chunk written.
-    pub async fn fetch_once(&self, layer: &LayerDescriptor, on_bytes: &(dyn Fn(u64) + Sync)) -> Result<PathBuf, FetchError> {
+    pub async fn fetch_once(
+        &self,
+        layer: &LayerDescriptor,
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<PathBuf, FetchError> {
         let done = self.blob_path(&layer.digest);
         if done.exists() {
             return Ok(done);
@@ -97,7 +101,9 @@ impl Fetcher {
         let part = self.partial(&layer.digest);
         let have = std::fs::metadata(&part).map_or(0, |m| m.len());
         if have > layer.size {
-            tokio::fs::remove_file(&part).await.map_err(io("remove", &part))?;
+            tokio::fs::remove_file(&part)
+                .await
+                .map_err(io("remove", &part))?;
         }
         let have = have.min(layer.size);
         if have < layer.size {
@@ -107,9 +113,18 @@ impl Fetcher {
         Ok(done)
     }
 
-    async fn download_rest(&self, layer: &LayerDescriptor, part: &Path, have: u64, on_bytes: &(dyn Fn(u64) + Sync)) -> Result<(), FetchError> {
+    async fn download_rest(
+        &self,
+        layer: &LayerDescriptor,
+        part: &Path,
+        have: u64,
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), FetchError> {
         let url = format!("{}/v1/blobs/{}", self.base, layer.digest);
-        let transient = |reason: String| FetchError::Transient { url: url.clone(), reason };
+        let transient = |reason: String| FetchError::Transient {
+            url: url.clone(),
+            reason,
+        };
         let mut req = self.http.get(&url);
         if have > 0 {
             req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
@@ -117,19 +132,38 @@ impl Fetcher {
         let resp = req.send().await.map_err(|e| transient(e.to_string()))?;
         let status = resp.status().as_u16();
         let mut file = match status {
-            206 => tokio::fs::OpenOptions::new().append(true).open(part).await.map_err(io("open", part))?,
-            200 => tokio::fs::File::create(part).await.map_err(io("create", part))?,
+            206 => tokio::fs::OpenOptions::new()
+                .append(true)
+                .open(part)
+                .await
+                .map_err(io("open", part))?,
+            200 => tokio::fs::File::create(part)
+                .await
+                .map_err(io("create", part))?,
             416 => {
                 // we hold fewer bytes than declared, and the server has no more
                 let _ = tokio::fs::remove_file(part).await;
                 return Err(FetchError::Permanent {
                     url,
-                    reason: format!("server has fewer bytes than the declared {} (blob truncated)", layer.size),
+                    reason: format!(
+                        "server has fewer bytes than the declared {} (blob truncated)",
+                        layer.size
+                    ),
                 });
             }
-            404 => return Err(FetchError::Permanent { url, reason: "blob not found".into() }),
+            404 => {
+                return Err(FetchError::Permanent {
+                    url,
+                    reason: "blob not found".into(),
+                })
+            }
             s if s >= 500 => return Err(transient(format!("server error {s}"))),
-            s => return Err(FetchError::Permanent { url, reason: format!("unexpected status {s}") }),
+            s => {
+                return Err(FetchError::Permanent {
+                    url,
+                    reason: format!("unexpected status {s}"),
+                })
+            }
         };
         let mut written = if status == 206 { have } else { 0 };
         let mut stream = resp.bytes_stream();
@@ -139,19 +173,30 @@ impl Fetcher {
             if written > layer.size {
                 drop(file);
                 let _ = tokio::fs::remove_file(part).await;
-                return Err(FetchError::Permanent { url, reason: format!("server sent more than the declared {} bytes", layer.size) });
+                return Err(FetchError::Permanent {
+                    url,
+                    reason: format!("server sent more than the declared {} bytes", layer.size),
+                });
             }
             file.write_all(&chunk).await.map_err(io("write", part))?;
             on_bytes(chunk.len() as u64);
         }
         file.flush().await.map_err(io("write", part))?;
         if written < layer.size {
-            return Err(transient(format!("connection ended at {written} of {} bytes", layer.size)));
+            return Err(transient(format!(
+                "connection ended at {written} of {} bytes",
+                layer.size
+            )));
         }
         Ok(())
     }
 
-    async fn verify_and_commit(&self, layer: &LayerDescriptor, part: &Path, done: &Path) -> Result<(), FetchError> {
+    async fn verify_and_commit(
+        &self,
+        layer: &LayerDescriptor,
+        part: &Path,
+        done: &Path,
+    ) -> Result<(), FetchError> {
         let actual = hash_file(part).await?;
         if actual != layer.digest {
             let _ = tokio::fs::remove_file(part).await;
@@ -160,15 +205,21 @@ impl Fetcher {
                 actual,
             });
         }
-        let f = tokio::fs::File::open(part).await.map_err(io("open", part))?;
+        let f = tokio::fs::File::open(part)
+            .await
+            .map_err(io("open", part))?;
         f.sync_all().await.map_err(io("sync", part))?;
-        tokio::fs::rename(part, done).await.map_err(io("rename", part))?;
+        tokio::fs::rename(part, done)
+            .await
+            .map_err(io("rename", part))?;
         Ok(())
     }
 }
 
 async fn hash_file(path: &Path) -> Result<Digest, FetchError> {
-    let mut f = tokio::fs::File::open(path).await.map_err(io("open", path))?;
+    let mut f = tokio::fs::File::open(path)
+        .await
+        .map_err(io("open", path))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {

@@ -38,10 +38,15 @@ pub enum AgentError {
 }
 
 /// Runs the agent with `runtime` until `shutdown` resolves.
-pub async fn run<R: Runtime>(cfg: Config, runtime: R, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+pub async fn run<R: Runtime>(
+    cfg: Config,
+    runtime: R,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
     let (host, port) = cfg.broker_addr().map_err(AgentError::Config)?;
     let store = store::AgentStore::open(&cfg.data_dir.join("db"))?;
-    let layers = LayerStore::open(cfg.data_dir.join("layers")).map_err(|e| AgentError::Layers(e.to_string()))?;
+    let layers = LayerStore::open(cfg.data_dir.join("layers"))
+        .map_err(|e| AgentError::Layers(e.to_string()))?;
     let paths = apply::Paths {
         fetcher: fetch::Fetcher::new(&cfg.controller_url, &cfg.data_dir)?,
         layers: Arc::new(layers),
@@ -50,8 +55,27 @@ pub async fn run<R: Runtime>(cfg: Config, runtime: R, shutdown: impl Future<Outp
     let limits = petrel_protocol::Limits {
         max_message_bytes: cfg.max_message_bytes,
     };
-    let (publisher, incoming) = session::start(&cfg.device_id, &host, port, cfg.max_message_bytes, store.clone());
-    let driver = driver::Driver::new(cfg.device_id.clone(), store, publisher, Arc::new(runtime), paths, limits);
-    driver.run(incoming, Duration::from_secs(cfg.heartbeat_s.max(1)), shutdown).await;
+    let (publisher, incoming) = session::start(
+        &cfg.device_id,
+        &host,
+        port,
+        cfg.max_message_bytes,
+        store.clone(),
+    );
+    let driver = driver::Driver::new(
+        cfg.device_id.clone(),
+        store,
+        publisher,
+        Arc::new(runtime),
+        paths,
+        limits,
+    );
+    driver
+        .run(
+            incoming,
+            Duration::from_secs(cfg.heartbeat_s.max(1)),
+            shutdown,
+        )
+        .await;
     Ok(())
 }

@@ -40,10 +40,18 @@ pub struct AgentState {
 
 impl AgentState {
     pub fn current_ref(&self) -> Option<ReleaseRef> {
-        self.current.as_ref()?.release.as_ref().map(|r| r.reference())
+        self.current
+            .as_ref()?
+            .release
+            .as_ref()
+            .map(|r| r.reference())
     }
     pub fn target_ref(&self) -> Option<ReleaseRef> {
-        self.target.as_ref()?.release.as_ref().map(|r| r.reference())
+        self.target
+            .as_ref()?
+            .release
+            .as_ref()
+            .map(|r| r.reference())
     }
 }
 
@@ -53,10 +61,20 @@ pub enum Input {
     Desired(Desired),
     /// A desired-state message that failed to decode or validate.
     Rejected(String),
-    Downloaded { generation: u64 },
-    Installed { generation: u64 },
-    Started { generation: u64, instances: Vec<String> },
-    Failed { generation: u64, reason: String },
+    Downloaded {
+        generation: u64,
+    },
+    Installed {
+        generation: u64,
+    },
+    Started {
+        generation: u64,
+        instances: Vec<String>,
+    },
+    Failed {
+        generation: u64,
+        reason: String,
+    },
 }
 
 /// What the driver must do, in order.
@@ -72,7 +90,10 @@ pub enum Action {
     /// Unpack layers and assemble root filesystems.
     Install(Target),
     /// Stop `from`'s instances, start the target's; roll back on failure.
-    Swap { from: Option<Applied>, to: Target },
+    Swap {
+        from: Option<Applied>,
+        to: Target,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -116,15 +137,16 @@ impl Machine {
             Input::Desired(d) => self.on_desired(d),
             Input::Rejected(reason) => vec![Action::Emit(EventKind::DesiredRejected, reason)],
             Input::Downloaded { generation } if self.is_target(generation) => {
-                self.advance(Step::Downloaded, |t| Action::Install(t))
+                self.advance(Step::Downloaded, Action::Install)
             }
             Input::Installed { generation } if self.is_target(generation) => {
                 let from = self.state.current.clone();
                 self.advance(Step::Installed, |to| Action::Swap { from, to })
             }
-            Input::Started { generation, instances } if self.is_target(generation) => {
-                self.on_started(instances)
-            }
+            Input::Started {
+                generation,
+                instances,
+            } if self.is_target(generation) => self.on_started(instances),
             Input::Failed { generation, reason } if self.is_target(generation) => {
                 self.on_failed(reason)
             }
@@ -193,7 +215,10 @@ impl Machine {
         let Some(t) = self.state.target.take() else {
             return vec![];
         };
-        let name = t.release.as_ref().map_or("nothing".into(), |r| r.reference().to_string());
+        let name = t
+            .release
+            .as_ref()
+            .map_or("nothing".into(), |r| r.reference().to_string());
         self.state.current = Some(Applied {
             generation: t.generation,
             release: t.release,

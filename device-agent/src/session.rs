@@ -38,7 +38,10 @@ impl Publisher {
     fn publish(&self, channel: Channel, retain: bool, payload: Vec<u8>, seq: Option<u64>) {
         let topic = topics::topic(&self.device_id, channel);
         let mut order = self.order.lock().unwrap_or_else(|e| e.into_inner());
-        match self.client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
+        match self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, retain, payload)
+        {
             Ok(()) => order.push_back(seq),
             Err(e) => tracing::warn!(error = %e, "publish queue full; will retry on reconnect"),
         }
@@ -64,7 +67,13 @@ fn status(device_id: &str, online: bool) -> Vec<u8> {
 
 /// Connects (in the background) and returns the publisher and the stream
 /// of incoming messages.
-pub fn start(device_id: &str, host: &str, port: u16, max_message: usize, store: AgentStore) -> (Publisher, mpsc::Receiver<Incoming>) {
+pub fn start(
+    device_id: &str,
+    host: &str,
+    port: u16,
+    max_message: usize,
+    store: AgentStore,
+) -> (Publisher, mpsc::Receiver<Incoming>) {
     let mut opts = MqttOptions::new(format!("petrel-agent-{device_id}"), host, port);
     opts.set_keep_alive(Duration::from_secs(10));
     opts.set_clean_session(true);
@@ -89,7 +98,12 @@ pub fn start(device_id: &str, host: &str, port: u16, max_message: usize, store: 
     (publisher, rx)
 }
 
-async fn run(mut eventloop: rumqttc::EventLoop, publisher: Publisher, store: AgentStore, tx: mpsc::Sender<Incoming>) {
+async fn run(
+    mut eventloop: rumqttc::EventLoop,
+    publisher: Publisher,
+    store: AgentStore,
+    tx: mpsc::Sender<Incoming>,
+) {
     let desired_topic = topics::topic(&publisher.device_id, Channel::Desired);
     let mut inflight: HashMap<u16, u64> = HashMap::new();
     let mut attempt = 0;
@@ -99,19 +113,31 @@ async fn run(mut eventloop: rumqttc::EventLoop, publisher: Publisher, store: Age
             Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
                 attempt = 0;
                 inflight.clear();
-                publisher.order.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                publisher
+                    .order
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
                 on_connect(&publisher, &store, &desired_topic).await;
                 if tx.send(Incoming::Connected).await.is_err() {
                     return;
                 }
             }
             Ok(MqttEvent::Incoming(Packet::Publish(p))) if p.topic == desired_topic => {
-                if tx.send(Incoming::Desired(p.payload.to_vec())).await.is_err() {
+                if tx
+                    .send(Incoming::Desired(p.payload.to_vec()))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
             Ok(MqttEvent::Outgoing(Outgoing::Publish(pkid))) => {
-                let seq = publisher.order.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                let seq = publisher
+                    .order
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop_front();
                 if let Some(Some(seq)) = seq {
                     inflight.insert(pkid, seq);
                 }
@@ -133,10 +159,18 @@ async fn run(mut eventloop: rumqttc::EventLoop, publisher: Publisher, store: Age
 }
 
 async fn on_connect(publisher: &Publisher, store: &AgentStore, desired_topic: &str) {
-    if let Err(e) = publisher.client.try_subscribe(desired_topic, QoS::AtLeastOnce) {
+    if let Err(e) = publisher
+        .client
+        .try_subscribe(desired_topic, QoS::AtLeastOnce)
+    {
         tracing::warn!(error = %e, "subscribe failed");
     }
-    publisher.publish(Channel::Status, true, status(&publisher.device_id, true), None);
+    publisher.publish(
+        Channel::Status,
+        true,
+        status(&publisher.device_id, true),
+        None,
+    );
     for e in store.pending_events() {
         publisher.event(&e);
     }

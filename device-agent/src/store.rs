@@ -81,8 +81,10 @@ impl AgentStore {
 
     /// Adds an event to the outbox; it stays until the broker acks it.
     pub fn push_event(&self, e: &Event) -> Result<(), StoreError> {
-        self.outbox
-            .insert(e.seq.to_be_bytes(), serde_json::to_vec(e).unwrap_or_default())?;
+        self.outbox.insert(
+            e.seq.to_be_bytes(),
+            serde_json::to_vec(e).unwrap_or_default(),
+        )?;
         self.db.flush()?;
         Ok(())
     }

@@ -19,7 +19,10 @@ fn agent_refuses_a_config_with_an_invalid_device_id() {
         .expect("run petrel-agent");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("is not valid") && err.contains("bad/id"), "{err}");
+    assert!(
+        err.contains("is not valid") && err.contains("bad/id"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -75,11 +75,14 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
 
 /// Decodes a desired-state envelope addressed to `device_id` and validates
 /// its release.
-pub fn decode_desired(bytes: &[u8], device_id: &str, limits: Limits) -> Result<Desired, DecodeError> {
+pub fn decode_desired(
+    bytes: &[u8],
+    device_id: &str,
+    limits: Limits,
+) -> Result<Desired, DecodeError> {
     let env: Envelope = decode(bytes, limits)?;
     let desired: Desired = decode(env.payload.as_bytes(), limits)?;
-    validate_device_id(&desired.device_id)
-        .map_err(|e| DecodeError::DeviceId(e.to_string()))?;
+    validate_device_id(&desired.device_id).map_err(|e| DecodeError::DeviceId(e.to_string()))?;
     if desired.device_id != device_id {
         return Err(DecodeError::WrongDevice {
             expected: device_id.to_string(),
@@ -130,7 +133,9 @@ mod tests {
 
     #[test]
     fn oversized_messages_are_rejected_before_parsing() {
-        let limits = Limits { max_message_bytes: 10 };
+        let limits = Limits {
+            max_message_bytes: 10,
+        };
         let e = decode_desired(&desired_bytes("d1"), "d1", limits).unwrap_err();
         assert!(matches!(e, DecodeError::TooLarge { .. }));
     }

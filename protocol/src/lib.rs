@@ -22,8 +22,8 @@ pub use codec::{decode, decode_desired, encode, DecodeError, Limits};
 pub use digest::{Digest, DigestError};
 pub use lifecycle::{Phase, Step, TransitionError};
 pub use manifest::{
-    HealthCheck, ImageConfig, ImageManifest, ManifestError, LayerDescriptor, ReleaseManifest, ReleaseRef, RestartPolicy,
-    ServiceSpec,
+    HealthCheck, ImageConfig, ImageManifest, LayerDescriptor, ManifestError, ReleaseManifest,
+    ReleaseRef, RestartPolicy, ServiceSpec,
 };
 pub use messages::{Desired, Envelope, Event, EventKind, Progress, Reported, ServiceState, Status};
 

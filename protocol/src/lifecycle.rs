@@ -77,7 +77,12 @@ mod tests {
     #[test]
     fn a_successful_update_walks_every_phase_in_order() {
         let mut p = Phase::Idle;
-        for s in [Step::Accept, Step::Downloaded, Step::Installed, Step::Started] {
+        for s in [
+            Step::Accept,
+            Step::Downloaded,
+            Step::Installed,
+            Step::Started,
+        ] {
             p = p.next(s).unwrap();
         }
         assert_eq!(p, Phase::Running);

@@ -131,7 +131,9 @@ impl fmt::Display for ReleaseRef {
 impl std::str::FromStr for ReleaseRef {
     type Err = InvalidName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (name, version) = s.split_once('@').ok_or_else(|| InvalidName(s.to_string()))?;
+        let (name, version) = s
+            .split_once('@')
+            .ok_or_else(|| InvalidName(s.to_string()))?;
         validate_name(name, 128)?;
         validate_name(version, 128)?;
         Ok(ReleaseRef {

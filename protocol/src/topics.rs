@@ -75,6 +75,9 @@ mod tests {
         assert_eq!(parse("other/v1/devices/a/desired"), None);
         assert_eq!(parse("petrel/v1/devices/a/b/desired"), None);
         assert_eq!(parse("petrel/v1/devices/a/unknown"), None);
-        assert_eq!(all_devices(Channel::Reported), "petrel/v1/devices/+/reported");
+        assert_eq!(
+            all_devices(Channel::Reported),
+            "petrel/v1/devices/+/reported"
+        );
     }
 }

@@ -31,7 +31,10 @@ pub struct DemoOptions {
 pub async fn run(opts: DemoOptions) -> Result<()> {
     let tmp = tempfile::tempdir().context("creating a temp dir")?;
     let fleet = LocalFleet::start(tmp.path(), opts.devices).await?;
-    println!("controller on http://{} (embedded MQTT broker on 127.0.0.1:{})", fleet.http, fleet.mqtt_port);
+    println!(
+        "controller on http://{} (embedded MQTT broker on 127.0.0.1:{})",
+        fleet.http, fleet.mqtt_port
+    );
     let result = rollout(&fleet, tmp.path(), opts.timeout).await;
     fleet.shutdown().await;
     result
@@ -52,10 +55,19 @@ async fn rollout(fleet: &LocalFleet, tmp: &Path, timeout: Duration) -> Result<()
         };
         let tag = format!("v{version}");
         let image = client.build_image(&dir, "sample-app", &tag, config).await?;
-        println!("built image sample-app:{tag} ({} layer, {} bytes compressed)", image.layers.len(), image.layers[0].size);
-        client.create_release("demo", version, &COMPOSE.replace("TAG", &tag)).await?;
+        println!(
+            "built image sample-app:{tag} ({} layer, {} bytes compressed)",
+            image.layers.len(),
+            image.layers[0].size
+        );
+        client
+            .create_release("demo", version, &COMPOSE.replace("TAG", &tag))
+            .await?;
         client.deploy(&format!("demo@{version}"), &ids).await?;
-        println!("\n== rolling out demo@{version} to {} devices ==", ids.len());
+        println!(
+            "\n== rolling out demo@{version} to {} devices ==",
+            ids.len()
+        );
         let devices = wait_converged(&client, &ids, version, timeout).await?;
         let pids = check_running(fleet, &devices, version).await?;
         if version == "1" {
@@ -71,7 +83,12 @@ async fn rollout(fleet: &LocalFleet, tmp: &Path, timeout: Duration) -> Result<()
     Ok(())
 }
 
-async fn wait_converged(client: &Client, ids: &[String], version: &str, timeout: Duration) -> Result<Vec<DeviceView>> {
+async fn wait_converged(
+    client: &Client,
+    ids: &[String],
+    version: &str,
+    timeout: Duration,
+) -> Result<Vec<DeviceView>> {
     let start = Instant::now();
     let mut last = String::new();
     loop {
@@ -82,7 +99,11 @@ async fn wait_converged(client: &Client, ids: &[String], version: &str, timeout:
             last = table;
         }
         let done = ids.iter().all(|id| {
-            devices.iter().any(|d| &d.id == id && d.converged() && d.current.as_ref().is_some_and(|c| c.version == version))
+            devices.iter().any(|d| {
+                &d.id == id
+                    && d.converged()
+                    && d.current.as_ref().is_some_and(|c| c.version == version)
+            })
         });
         if done {
             return Ok(devices);
@@ -96,15 +117,31 @@ async fn wait_converged(client: &Client, ids: &[String], version: &str, timeout:
 
 /// Checks each device's app is alive (fresh heartbeat of the right version
 /// from the pid the device reports); returns the pids.
-async fn check_running(fleet: &LocalFleet, devices: &[DeviceView], version: &str) -> Result<Vec<u32>> {
+async fn check_running(
+    fleet: &LocalFleet,
+    devices: &[DeviceView],
+    version: &str,
+) -> Result<Vec<u32>> {
     let mut pids = Vec::new();
     for agent in &fleet.agents {
-        let view = devices.iter().find(|d| d.id == agent.id).context("device missing")?;
-        let svc = view.services.first().with_context(|| format!("{} reports no service", agent.id))?;
-        let pid = svc.pid.with_context(|| format!("{} reports no pid", agent.id))?;
-        let beat = wait_heartbeat(&agent.data_dir, version, pid).await
+        let view = devices
+            .iter()
+            .find(|d| d.id == agent.id)
+            .context("device missing")?;
+        let svc = view
+            .services
+            .first()
+            .with_context(|| format!("{} reports no service", agent.id))?;
+        let pid = svc
+            .pid
+            .with_context(|| format!("{} reports no pid", agent.id))?;
+        let beat = wait_heartbeat(&agent.data_dir, version, pid)
+            .await
             .with_context(|| format!("{}: the v{version} app is not running", agent.id))?;
-        println!("{}: app v{} alive, pid {}", agent.id, beat.version, beat.pid);
+        println!(
+            "{}: app v{} alive, pid {}",
+            agent.id, beat.version, beat.pid
+        );
         pids.push(pid);
     }
     Ok(pids)
@@ -114,7 +151,9 @@ async fn wait_heartbeat(data_dir: &Path, version: &str, pid: u32) -> Result<samp
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let rootfs_dir = data_dir.join("rootfs");
-        for entry in std::fs::read_dir(&rootfs_dir).with_context(|| format!("reading {}", rootfs_dir.display()))? {
+        for entry in std::fs::read_dir(&rootfs_dir)
+            .with_context(|| format!("reading {}", rootfs_dir.display()))?
+        {
             if let Some(b) = sample::read_heartbeat(&entry?.path()) {
                 let fresh = petrel_controller::now_ms().saturating_sub(b.time_ms) < 3000;
                 if b.version == version && b.pid == pid && fresh {

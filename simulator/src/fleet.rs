@@ -28,10 +28,8 @@ pub struct LocalAgent {
     pub runtime: NativeRuntime,
 }
 
-fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> {
-    async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
 }
 
 impl LocalFleet {
@@ -72,9 +70,18 @@ impl LocalFleet {
                     eprintln!("agent stopped: {e}");
                 }
             });
-            agents.push(LocalAgent { id, data_dir, runtime });
+            agents.push(LocalAgent {
+                id,
+                data_dir,
+                runtime,
+            });
         }
-        Ok(LocalFleet { http, mqtt_port, agents, stop })
+        Ok(LocalFleet {
+            http,
+            mqtt_port,
+            agents,
+            stop,
+        })
     }
 
     pub fn device_ids(&self) -> Vec<String> {

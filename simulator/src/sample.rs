@@ -16,14 +16,20 @@ pub fn sample_app_binary() -> Result<PathBuf> {
     }
     let bin = dir.join("petrel-sample-app");
     if !bin.exists() {
-        bail!("{} not found: build it with `cargo build -p petrel-simulator`", bin.display());
+        bail!(
+            "{} not found: build it with `cargo build -p petrel-simulator`",
+            bin.display()
+        );
     }
     Ok(bin)
 }
 
 /// Shared libraries (and the dynamic loader) `bin` needs, from `ldd`.
 fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>> {
-    let out = Command::new("ldd").arg(bin).output().context("running ldd")?;
+    let out = Command::new("ldd")
+        .arg(bin)
+        .output()
+        .context("running ldd")?;
     let text = String::from_utf8_lossy(&out.stdout);
     if text.contains("not a dynamic executable") || text.contains("statically linked") {
         return Ok(vec![]);
@@ -46,7 +52,8 @@ fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>> {
 pub fn app_dir(bin: &Path, version: &str, dest: &Path) -> Result<()> {
     let app = dest.join("app");
     std::fs::create_dir_all(&app).with_context(|| format!("creating {}", app.display()))?;
-    std::fs::copy(bin, app.join("sample-app")).with_context(|| format!("copying {}", bin.display()))?;
+    std::fs::copy(bin, app.join("sample-app"))
+        .with_context(|| format!("copying {}", bin.display()))?;
     std::fs::write(app.join("version.txt"), format!("{version}\n"))?;
     for lib in shared_libs(bin)? {
         let rel = lib.strip_prefix("/").unwrap_or(&lib);

@@ -33,7 +33,13 @@ where
 
 /// Builds sample-app:`tag` whose version file says `version`; `extra`
 /// files (path, bytes) are added to the image.
-pub async fn sample_image(client: &Client, tmp: &Path, tag: &str, version: &str, extra: &[(&str, Vec<u8>)]) -> Result<ImageManifest> {
+pub async fn sample_image(
+    client: &Client,
+    tmp: &Path,
+    tag: &str,
+    version: &str,
+    extra: &[(&str, Vec<u8>)],
+) -> Result<ImageManifest> {
     let dir = tmp.join(format!("img-{tag}"));
     sample::app_dir(&sample::sample_app_binary()?, version, &dir)?;
     for (path, bytes) in extra {
@@ -56,70 +62,114 @@ pub async fn sample_release(client: &Client, version: &str, tag: &str) -> Result
 
 /// Waits until `device` reports `demo@version` running as desired.
 pub async fn wait_converged(client: &Client, device: &str, version: &str) -> Result<DeviceView> {
-    wait_for(CONVERGE, &format!("{device} to run demo@{version}"), || async {
-        let devices = client.devices().await.ok()?;
-        devices.into_iter().find(|d| {
-            d.id == device && d.converged() && d.current.as_ref().is_some_and(|c| c.version == version) && d.services.iter().all(|s| s.state == "running")
-        })
-    })
+    wait_for(
+        CONVERGE,
+        &format!("{device} to run demo@{version}"),
+        || async {
+            let devices = client.devices().await.ok()?;
+            devices.into_iter().find(|d| {
+                d.id == device
+                    && d.converged()
+                    && d.current.as_ref().is_some_and(|c| c.version == version)
+                    && d.services.iter().all(|s| s.state == "running")
+            })
+        },
+    )
     .await
 }
 
 /// Waits until `device` reports again after `since_ms`, converged on
 /// `demo@version`.
-pub async fn wait_fresh_report(client: &Client, device: &str, version: &str, since_ms: u64) -> Result<DeviceView> {
-    wait_for(CONVERGE, &format!("a fresh report from {device}"), || async {
-        let view = wait_converged(client, device, version).await.ok()?;
-        (view.reported_at_ms > since_ms).then_some(view)
-    })
+pub async fn wait_fresh_report(
+    client: &Client,
+    device: &str,
+    version: &str,
+    since_ms: u64,
+) -> Result<DeviceView> {
+    wait_for(
+        CONVERGE,
+        &format!("a fresh report from {device}"),
+        || async {
+            let view = wait_converged(client, device, version).await.ok()?;
+            (view.reported_at_ms > since_ms).then_some(view)
+        },
+    )
     .await
 }
 
 /// Waits for an event of `kind` from `device` newer than `after_seq`.
-pub async fn wait_event(client: &Client, device: &str, kind: EventKind, after_seq: u64) -> Result<Event> {
-    wait_for(CONVERGE, &format!("{kind:?} event from {device}"), || async {
-        let events = client.events(device).await.ok()?;
-        events.into_iter().find(|e| e.kind == kind && e.seq > after_seq)
-    })
+pub async fn wait_event(
+    client: &Client,
+    device: &str,
+    kind: EventKind,
+    after_seq: u64,
+) -> Result<Event> {
+    wait_for(
+        CONVERGE,
+        &format!("{kind:?} event from {device}"),
+        || async {
+            let events = client.events(device).await.ok()?;
+            events
+                .into_iter()
+                .find(|e| e.kind == kind && e.seq > after_seq)
+        },
+    )
     .await
 }
 
 /// Highest event seq the controller holds for `device`.
 pub async fn last_seq(client: &Client, device: &str) -> u64 {
-    client.events(device).await.ok().and_then(|e| e.last().map(|e| e.seq)).unwrap_or(0)
+    client
+        .events(device)
+        .await
+        .ok()
+        .and_then(|e| e.last().map(|e| e.seq))
+        .unwrap_or(0)
 }
 
 /// The pid the app of `version` has on this device, from its fresh
 /// heartbeat in the agent's rootfs dir (proof that it really runs).
 pub async fn running_app(data_dir: &Path, version: &str) -> Result<u32> {
     let dir = data_dir.join("rootfs");
-    wait_for(Duration::from_secs(10), &format!("a fresh v{version} heartbeat under {}", dir.display()), || async {
-        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
-            if let Some(b) = sample::read_heartbeat(&entry.path()) {
-                let fresh = petrel_controller::now_ms().saturating_sub(b.time_ms) < 2000;
-                if b.version == version && fresh && pid_alive(b.pid) {
-                    return Some(b.pid);
+    wait_for(
+        Duration::from_secs(10),
+        &format!("a fresh v{version} heartbeat under {}", dir.display()),
+        || async {
+            for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+                if let Some(b) = sample::read_heartbeat(&entry.path()) {
+                    let fresh = petrel_controller::now_ms().saturating_sub(b.time_ms) < 2000;
+                    if b.version == version && fresh && pid_alive(b.pid) {
+                        return Some(b.pid);
+                    }
                 }
             }
-        }
-        None
-    })
+            None
+        },
+    )
     .await
     .context("the app does not run")
 }
 
 pub fn pid_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
 }
 
 /// Publishes `payload` retained on `topic` as a raw MQTT client would
 /// (to inject hostile desired states), waiting for the broker's ack.
 pub async fn publish_raw(port: u16, topic: &str, payload: Vec<u8>) -> Result<()> {
-    let mut opts = rumqttc::MqttOptions::new(format!("test-injector-{}", std::process::id()), "127.0.0.1", port);
+    let mut opts = rumqttc::MqttOptions::new(
+        format!("test-injector-{}", std::process::id()),
+        "127.0.0.1",
+        port,
+    );
     opts.set_max_packet_size(8 << 20, 8 << 20);
     let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 10);
-    client.publish(topic, rumqttc::QoS::AtLeastOnce, true, payload).await?;
+    client
+        .publish(topic, rumqttc::QoS::AtLeastOnce, true, payload)
+        .await?;
     let acked = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match eventloop.poll().await {

@@ -22,7 +22,11 @@ pub fn free_port() -> u16 {
 
 fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
     std::fs::create_dir_all(dir)?;
-    std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).context("log file")
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(name))
+        .context("log file")
 }
 
 fn spawn(cmd: &mut Command, dir: &Path, log: &str) -> Result<Child> {
@@ -84,7 +88,9 @@ impl Controller {
     }
 
     pub fn broker_url(&self) -> String {
-        self.external_broker.clone().unwrap_or_else(|| format!("mqtt://127.0.0.1:{}", self.mqtt_port))
+        self.external_broker
+            .clone()
+            .unwrap_or_else(|| format!("mqtt://127.0.0.1:{}", self.mqtt_port))
     }
 
     pub fn client(&self) -> petrel_controller::client::Client {
@@ -102,9 +108,15 @@ impl Controller {
             cmd.args(["--broker", b]);
         }
         self.child = Some(spawn(&mut cmd, &self.dir, "controller.log")?);
-        wait_listening(&format!("127.0.0.1:{}", self.http_port), Duration::from_secs(20))?;
+        wait_listening(
+            &format!("127.0.0.1:{}", self.http_port),
+            Duration::from_secs(20),
+        )?;
         if self.external_broker.is_none() {
-            wait_listening(&format!("127.0.0.1:{}", self.mqtt_port), Duration::from_secs(20))?;
+            wait_listening(
+                &format!("127.0.0.1:{}", self.mqtt_port),
+                Duration::from_secs(20),
+            )?;
         }
         Ok(())
     }
@@ -140,7 +152,12 @@ impl Agent {
             &config,
             format!("device_id = \"{id}\"\nbroker = \"{broker}\"\ncontroller_url = \"{controller_url}\"\ndata_dir = \"{}\"\nheartbeat_s = 2\n", data_dir.display()),
         )?;
-        let mut a = Agent { id: id.into(), data_dir, config, child: None };
+        let mut a = Agent {
+            id: id.into(),
+            data_dir,
+            config,
+            child: None,
+        };
         a.restart()?;
         Ok(a)
     }
@@ -179,7 +196,10 @@ impl Drop for Agent {
 pub fn stop_services(state_dir: &Path) {
     let state_dir = state_dir.to_path_buf();
     let _ = std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
             return;
         };
         rt.block_on(async {
@@ -205,12 +225,19 @@ impl Mosquitto {
         let conf = dir.join("mosquitto.conf");
         std::fs::create_dir_all(dir)?;
         std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmessage_size_limit 2097152\n"))?;
-        let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| Path::new(p).exists()).unwrap_or("mosquitto");
+        let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("mosquitto");
         let mut cmd = Command::new(exe);
         cmd.arg("-c").arg(&conf);
-        let child = spawn(&mut cmd, dir, "mosquitto.log").context("mosquitto is required (apt-get install mosquitto)")?;
+        let child = spawn(&mut cmd, dir, "mosquitto.log")
+            .context("mosquitto is required (apt-get install mosquitto)")?;
         wait_listening(&format!("127.0.0.1:{port}"), Duration::from_secs(10))?;
-        Ok(Mosquitto { port, child: Some(child) })
+        Ok(Mosquitto {
+            port,
+            child: Some(child),
+        })
     }
 
     pub fn url(&self) -> String {

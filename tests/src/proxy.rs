@@ -34,7 +34,11 @@ impl Proxy {
                 });
             }
         });
-        Ok(Proxy { port, downstream, cut })
+        Ok(Proxy {
+            port,
+            downstream,
+            cut,
+        })
     }
 
     pub fn url(&self) -> String {
@@ -52,7 +56,13 @@ impl Proxy {
     }
 }
 
-async fn pipe(client: TcpStream, server: TcpStream, counter: Arc<AtomicU64>, rate: u64, mut cut: watch::Receiver<u64>) {
+async fn pipe(
+    client: TcpStream,
+    server: TcpStream,
+    counter: Arc<AtomicU64>,
+    rate: u64,
+    mut cut: watch::Receiver<u64>,
+) {
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
     let up = async move {

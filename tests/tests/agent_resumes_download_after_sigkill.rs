@@ -21,7 +21,12 @@ fn noise(len: usize) -> Vec<u8> {
 
 fn partial_bytes(data_dir: &std::path::Path) -> u64 {
     std::fs::read_dir(data_dir.join("downloads"))
-        .map(|d| d.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -41,28 +46,48 @@ async fn agent_resumes_download_after_sigkill_without_fetching_twice() -> anyhow
     wait_converged(&client, &agent.id, "1").await?;
     let v1_pid = running_app(&agent.data_dir, "1").await?;
 
-    let v2 = sample_image(&client, tmp.path(), "v2", "2", &[("payload.bin", noise(16 << 20))]).await?;
+    let v2 = sample_image(
+        &client,
+        tmp.path(),
+        "v2",
+        "2",
+        &[("payload.bin", noise(16 << 20))],
+    )
+    .await?;
     let needed = v2.layers[0].size;
     sample_release(&client, "2", "v2").await?;
     let before = proxy.bytes_down();
     client.deploy("demo@2", &devices).await?;
 
     let dir = agent.data_dir.clone();
-    let at_kill = wait_for(Duration::from_secs(60), "the download to be under way", || async {
-        let n = partial_bytes(&dir);
-        (n > needed / 4).then_some(n)
-    })
+    let at_kill = wait_for(
+        Duration::from_secs(60),
+        "the download to be under way",
+        || async {
+            let n = partial_bytes(&dir);
+            (n > needed / 4).then_some(n)
+        },
+    )
     .await?;
     agent.kill9();
-    assert!(at_kill < needed, "killed mid-download ({at_kill} of {needed})");
-    assert!(pid_alive(v1_pid), "v1 keeps running while the agent is dead");
+    assert!(
+        at_kill < needed,
+        "killed mid-download ({at_kill} of {needed})"
+    );
+    assert!(
+        pid_alive(v1_pid),
+        "v1 keeps running while the agent is dead"
+    );
 
     agent.restart()?;
     wait_converged(&client, &agent.id, "2").await?;
     let v2_pid = running_app(&agent.data_dir, "2").await?;
     let received = proxy.bytes_down() - before;
     // headers of a few requests aside, every byte was fetched once
-    assert!(received <= needed + 64 * 1024, "received {received} bytes for a {needed}-byte layer");
+    assert!(
+        received <= needed + 64 * 1024,
+        "received {received} bytes for a {needed}-byte layer"
+    );
     assert!(received >= needed, "the whole layer went through the proxy");
 
     // a restart after convergence downloads nothing and keeps the app up
@@ -72,9 +97,17 @@ async fn agent_resumes_download_after_sigkill_without_fetching_twice() -> anyhow
     agent.restart()?;
     let view = wait_fresh_report(&client, &agent.id, "2", restarted_at).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(running_app(&agent.data_dir, "2").await?, v2_pid, "same process still runs");
+    assert_eq!(
+        running_app(&agent.data_dir, "2").await?,
+        v2_pid,
+        "same process still runs"
+    );
     assert_eq!(proxy.bytes_down(), settled, "nothing downloaded again");
-    assert_eq!(view.services[0].pid, Some(v2_pid), "the running app was adopted, not restarted");
+    assert_eq!(
+        view.services[0].pid,
+        Some(v2_pid),
+        "the running app was adopted, not restarted"
+    );
     assert!(agent.is_alive(), "{}", agent.log());
     Ok(())
 }

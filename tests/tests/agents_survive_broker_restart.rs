@@ -11,7 +11,10 @@ async fn agents_reconnect_after_a_broker_restart_and_still_converge() -> anyhow:
     let tmp = tempfile::tempdir()?;
     let mut ctl = Controller::start(&tmp.path().join("ctl"))?;
     let client = ctl.client();
-    let agents: Vec<Agent> = ["b-1", "b-2"].iter().map(|id| Agent::start(tmp.path(), id, &ctl.broker_url(), &ctl.url())).collect::<anyhow::Result<_>>()?;
+    let agents: Vec<Agent> = ["b-1", "b-2"]
+        .iter()
+        .map(|id| Agent::start(tmp.path(), id, &ctl.broker_url(), &ctl.url()))
+        .collect::<anyhow::Result<_>>()?;
     let mut devices: Vec<String> = agents.iter().map(|a| a.id.clone()).collect();
 
     sample_image(&client, tmp.path(), "v1", "1", &[]).await?;
@@ -43,6 +46,9 @@ async fn agents_reconnect_after_a_broker_restart_and_still_converge() -> anyhow:
         running_app(&a.data_dir, "2").await?;
     }
     let views = client.devices().await?;
-    assert!(views.iter().all(|v| v.online), "every device shows online: {views:?}");
+    assert!(
+        views.iter().all(|v| v.online),
+        "every device shows online: {views:?}"
+    );
     Ok(())
 }

@@ -10,7 +10,10 @@ async fn release_v1_then_v2_reaches_every_device_and_v2_really_runs() -> anyhow:
     let ctl = Controller::start(&tmp.path().join("ctl"))?;
     let client = ctl.client();
     let ids = ["pi-1", "pi-2", "pi-3"];
-    let agents: Vec<Agent> = ids.iter().map(|id| Agent::start(tmp.path(), id, &ctl.broker_url(), &ctl.url())).collect::<anyhow::Result<_>>()?;
+    let agents: Vec<Agent> = ids
+        .iter()
+        .map(|id| Agent::start(tmp.path(), id, &ctl.broker_url(), &ctl.url()))
+        .collect::<anyhow::Result<_>>()?;
     let devices: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
 
     sample_image(&client, tmp.path(), "v1", "1", &[]).await?;
@@ -28,20 +31,37 @@ async fn release_v1_then_v2_reaches_every_device_and_v2_really_runs() -> anyhow:
     for a in &agents {
         let view = wait_converged(&client, &a.id, "2").await?;
         let pid = running_app(&a.data_dir, "2").await?;
-        assert_eq!(view.services[0].pid, Some(pid), "reported pid is the running v2 app");
+        assert_eq!(
+            view.services[0].pid,
+            Some(pid),
+            "reported pid is the running v2 app"
+        );
         assert!(view.online);
     }
     for pid in v1_pids {
         assert!(!pid_alive(pid), "v1 process {pid} still runs");
     }
 
-    let out = std::process::Command::new(bin("petrel")).args(["--controller", &ctl.url(), "devices", "--json"]).output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(bin("petrel"))
+        .args(["--controller", &ctl.url(), "devices", "--json"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
     assert_eq!(rows.len(), 3);
-    assert!(rows.iter().all(|r| r["current"]["version"] == "2" && r["online"] == true && r["phase"] == "running"));
-    let table = std::process::Command::new(bin("petrel")).args(["--controller", &ctl.url(), "devices"]).output()?;
+    assert!(rows
+        .iter()
+        .all(|r| r["current"]["version"] == "2" && r["online"] == true && r["phase"] == "running"));
+    let table = std::process::Command::new(bin("petrel"))
+        .args(["--controller", &ctl.url(), "devices"])
+        .output()?;
     let table = String::from_utf8_lossy(&table.stdout);
-    assert!(table.contains("pi-2") && table.contains("demo@2") && table.contains("online"), "{table}");
+    assert!(
+        table.contains("pi-2") && table.contains("demo@2") && table.contains("online"),
+        "{table}"
+    );
     Ok(())
 }

@@ -9,7 +9,10 @@ async fn release_v1_then_v2_reaches_devices_through_mosquitto() -> anyhow::Resul
     let mosquitto = Mosquitto::start(&tmp.path().join("mosquitto"))?;
     let ctl = Controller::with_broker(&tmp.path().join("ctl"), Some(mosquitto.url()))?;
     let client = ctl.client();
-    let agents: Vec<Agent> = ["m-1", "m-2"].iter().map(|id| Agent::start(tmp.path(), id, &mosquitto.url(), &ctl.url())).collect::<anyhow::Result<_>>()?;
+    let agents: Vec<Agent> = ["m-1", "m-2"]
+        .iter()
+        .map(|id| Agent::start(tmp.path(), id, &mosquitto.url(), &ctl.url()))
+        .collect::<anyhow::Result<_>>()?;
     let devices: Vec<String> = agents.iter().map(|a| a.id.clone()).collect();
 
     for (version, tag) in [("1", "v1"), ("2", "v2")] {

@@ -39,13 +39,20 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,rumqttd=warn".into()),
         )
         .init();
-    let Cmd::Serve { data, http, mqtt_listen, broker } = Args::parse().cmd;
+    let Cmd::Serve {
+        data,
+        http,
+        mqtt_listen,
+        broker,
+    } = Args::parse().cmd;
     let listener = tokio::net::TcpListener::bind(http)
         .await
         .with_context(|| format!("binding HTTP on {http}"))?;
     let broker = match broker {
         Some(url) => BrokerMode::External { url },
-        None => BrokerMode::Embedded { listen: mqtt_listen },
+        None => BrokerMode::Embedded {
+            listen: mqtt_listen,
+        },
     };
     let cfg = ServeConfig {
         data_dir: data,

@@ -62,7 +62,10 @@ fn an_update_runs_through_install_and_swap_to_running() {
     assert!(matches!(acts.last(), Some(Action::Install(_))));
     let acts = m.handle(Input::Installed { generation: 1 });
     assert!(matches!(acts.last(), Some(Action::Swap { from: None, .. })));
-    m.handle(Input::Started { generation: 1, instances: vec!["web-g1".into()] });
+    m.handle(Input::Started {
+        generation: 1,
+        instances: vec!["web-g1".into()],
+    });
     assert_eq!(m.state.phase, Phase::Running);
     assert_eq!(m.state.current_ref().unwrap().version, "1");
     assert!(m.state.target.is_none());
@@ -73,7 +76,10 @@ fn an_older_generation_is_rejected_as_a_replay() {
     let mut m = Machine::default();
     m.handle(desired(5, "1"));
     let acts = m.handle(desired(4, "0"));
-    assert!(matches!(acts[0], Action::Emit(EventKind::DesiredRejected, _)));
+    assert!(matches!(
+        acts[0],
+        Action::Emit(EventKind::DesiredRejected, _)
+    ));
     assert_eq!(m.state.target.as_ref().unwrap().generation, 5);
 }
 
@@ -99,7 +105,10 @@ fn a_failed_update_keeps_the_current_release_and_records_the_reason() {
     m.handle(desired(1, "1"));
     run_to_completion(&mut m, 1);
     m.handle(desired(2, "2"));
-    m.handle(Input::Failed { generation: 2, reason: "bad digest".into() });
+    m.handle(Input::Failed {
+        generation: 2,
+        reason: "bad digest".into(),
+    });
     assert_eq!(m.state.phase, Phase::Failed);
     assert_eq!(m.state.current_ref().unwrap().version, "1");
     assert_eq!(m.state.last_error.as_deref(), Some("bad digest"));
@@ -121,5 +130,8 @@ fn resume_reissues_the_action_of_the_persisted_phase() {
     m.handle(desired(1, "1"));
     m.handle(Input::Downloaded { generation: 1 });
     let restarted = Machine::new(m.state.clone());
-    assert!(matches!(restarted.resume().last(), Some(Action::Install(_))));
+    assert!(matches!(
+        restarted.resume().last(),
+        Some(Action::Install(_))
+    ));
 }

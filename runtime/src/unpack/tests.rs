@@ -76,10 +76,7 @@ pub(crate) fn leftovers(dir: &Path) -> Vec<String> {
     names
 }
 
-fn unpack(
-    entries: &[Ent],
-    limits: UnpackLimits,
-) -> (TempDir, Result<UnpackStats, UnpackError>) {
+fn unpack(entries: &[Ent], limits: UnpackLimits) -> (TempDir, Result<UnpackStats, UnpackError>) {
     let dir = TempDir::new().unwrap();
     let (blob, diff_id) = blob_of(dir.path(), &tar_of(entries));
     let result = unpack_layer_with(&blob, &diff_id, &dir.path().join("layer"), limits);

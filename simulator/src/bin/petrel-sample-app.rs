@@ -19,10 +19,19 @@ fn main() {
     let version = std::fs::read_to_string("version.txt").unwrap_or_else(|_| "unknown".into());
     let version = version.trim();
     let greeting = std::env::var("GREETING").unwrap_or_default();
-    println!("sample-app {version} started (pid {}) {greeting}", std::process::id());
+    println!(
+        "sample-app {version} started (pid {}) {greeting}",
+        std::process::id()
+    );
     loop {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-        let line = format!("version={version} pid={} time_ms={now}\n", std::process::id());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let line = format!(
+            "version={version} pid={} time_ms={now}\n",
+            std::process::id()
+        );
         // write-then-rename so readers never see a torn heartbeat
         if let Ok(mut f) = std::fs::File::create("heartbeat.tmp") {
             let _ = f.write_all(line.as_bytes());
