@@ -30,79 +30,20 @@
 
 use crate::layers::{commit_dir, create_temp_dir, remove_tree};
 use petrel_protocol::Digest;
-use sha2::{Digest as _, Sha256};
+
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{lchown, symlink, DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use tar::EntryType;
 
-const GIB: u64 = 1 << 30;
+mod guard;
+mod types;
 
-/// Caps on one layer, enforced while streaming.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UnpackLimits {
-    /// Largest uncompressed tar stream (headers, padding and trailing bytes
-    /// included), and largest sum of file sizes. Default 4 GiB.
-    pub max_total_bytes: u64,
-    /// Largest single file. Default 1 GiB.
-    pub max_entry_bytes: u64,
-    /// Most tar entries of any kind. Default 1,000,000.
-    pub max_entries: u64,
-}
-
-impl Default for UnpackLimits {
-    fn default() -> Self {
-        let (max_total_bytes, max_entry_bytes, max_entries) = (4 * GIB, GIB, 1_000_000);
-        UnpackLimits {
-            max_total_bytes,
-            max_entry_bytes,
-            max_entries,
-        }
-    }
-}
-
-/// What an unpack read and wrote.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UnpackStats {
-    /// Tar entries read (directories, links and skipped entries included).
-    pub entries: u64,
-    /// Bytes of file content written.
-    pub bytes: u64,
-}
-
-/// Why a layer was not unpacked. Every variant names the blob.
-#[derive(Debug, thiserror::Error)]
-pub enum UnpackError {
-    #[error("layer {blob}: i/o error on {path}: {source}")]
-    Io {
-        blob: PathBuf,
-        path: PathBuf,
-        source: io::Error,
-    },
-    #[error("layer {blob} is corrupt: {reason}")]
-    Corrupt { blob: PathBuf, reason: String },
-    #[error("layer {blob}: unsafe entry {entry}: {reason}")]
-    UnsafeEntry {
-        blob: PathBuf,
-        entry: PathBuf,
-        reason: String,
-    },
-    #[error("layer {blob}: diff_id is {actual}, expected {expected}")]
-    DigestMismatch {
-        blob: PathBuf,
-        expected: Digest,
-        actual: Digest,
-    },
-    #[error("layer {blob}: {what} exceeds the limit of {limit}")]
-    TooLarge {
-        blob: PathBuf,
-        what: String,
-        limit: u64,
-    },
-}
+use guard::{relative_path, symlink_escapes, HashingReader};
+pub use types::{UnpackError, UnpackLimits, UnpackStats};
 
 /// Unpacks `blob` into `dest` with the default [`UnpackLimits`].
 pub fn unpack_layer(
@@ -457,73 +398,6 @@ impl Unpacker<'_> {
             what,
             limit,
         }
-    }
-}
-
-/// `path` as a clean relative path, `None` for the root itself, or why it
-/// is unsafe.
-fn relative_path(path: &Path) -> Result<Option<PathBuf>, &'static str> {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            Component::Normal(name) => out.push(name),
-            Component::CurDir => {}
-            Component::ParentDir => return Err("path contains `..`"),
-            Component::RootDir | Component::Prefix(_) => return Err("path is absolute"),
-        }
-    }
-    Ok((!out.as_os_str().is_empty()).then_some(out))
-}
-
-/// Whether a relative symlink at `link` (relative to the root) points above
-/// the root. Absolute targets are resolved inside the rootfs at run time.
-fn symlink_escapes(link: &Path, target: &Path) -> bool {
-    if target.has_root() {
-        return false;
-    }
-    let mut depth = link.components().count().saturating_sub(1);
-    for part in target.components() {
-        match part {
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::ParentDir if depth > 0 => depth -= 1,
-            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return true,
-        }
-    }
-    false
-}
-
-/// Hashes and counts what passes through; fails once past `limit` bytes.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    read: u64,
-    limit: u64,
-    over_limit: bool,
-}
-
-impl<R> HashingReader<R> {
-    fn new(inner: R, limit: u64) -> Self {
-        HashingReader {
-            inner,
-            hasher: Sha256::new(),
-            read: 0,
-            limit,
-            over_limit: false,
-        }
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read += n as u64;
-        if self.read > self.limit {
-            self.over_limit = true;
-            return Err(io::Error::other("layer stream exceeds its size limit"));
-        }
-        self.hasher.update(&buf[..n]);
-        Ok(n)
     }
 }
 
