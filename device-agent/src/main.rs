@@ -30,9 +30,9 @@ async fn main() -> anyhow::Result<()> {
     let cfg = petrel_agent::config::Config::load(&config)?;
     let runtime = petrel_runtime::NativeRuntime::new(cfg.data_dir.join("runtime"))
         .with_context(|| format!("starting the native runtime in {}", cfg.data_dir.display()))?;
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let shutdown = async move {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

@@ -60,8 +60,13 @@ async fn main() -> anyhow::Result<()> {
         broker,
         limits: Default::default(),
     };
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
     };
     serve(cfg, shutdown).await?;
     Ok(())
