@@ -26,7 +26,10 @@ pub struct Api {
     pub store: Store,
     pub blobs: Arc<BlobStore>,
     pub fleet: Fleet,
+    pub deltas: crate::deltas::DeltaCache,
     pub tmp_dir: std::path::PathBuf,
+    /// Cache of layer path lists.
+    pub paths_dir: std::path::PathBuf,
     /// Serialises deployments so generations are assigned one at a time.
     pub deploy_lock: Arc<tokio::sync::Mutex<()>>,
 }
@@ -65,6 +68,8 @@ type ApiResult<T> = Result<T, ApiError>;
 pub fn router(api: Api) -> Router {
     Router::new()
         .route("/v1/blobs/{digest}", get(get_blob))
+        .route("/v1/deltas/{from}/{to}", get(get_delta))
+        .route("/v1/layers/{diff_id}/paths", get(get_layer_paths))
         .route("/v1/layers", post(upload_layer))
         .route("/v1/images", get(list_images))
         .route("/v1/images/import", post(import_image))
@@ -83,11 +88,64 @@ async fn get_blob(State(api): State<Api>, Path(digest): Path<String>, req: Reque
     if !api.blobs.has(&digest) {
         return ApiError(StatusCode::NOT_FOUND, format!("blob {digest} not found")).into_response();
     }
-    let file = tower_http::services::ServeFile::new(api.blobs.path(&digest));
-    match file.oneshot(req).await {
-        Ok(resp) => resp.map(Body::new),
+    serve_file(api.blobs.path(&digest), &digest, req).await
+}
+
+/// Serves a content-addressed file with Range support; the ETag is its
+/// digest, so a resuming client can tell the bytes did not change.
+async fn serve_file(path: std::path::PathBuf, digest: &Digest, req: Request) -> Response {
+    match tower_http::services::ServeFile::new(path)
+        .oneshot(req)
+        .await
+    {
+        Ok(mut resp) => {
+            if let Ok(v) = format!("\"{}\"", digest.hex()).parse() {
+                resp.headers_mut().insert(axum::http::header::ETAG, v);
+            }
+            resp.map(Body::new)
+        }
         Err(e) => internal(e).into_response(),
     }
+}
+
+async fn get_delta(
+    State(api): State<Api>,
+    Path((from, to)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let (Ok(from), Ok(to)) = (from.parse::<Digest>(), to.parse::<Digest>()) else {
+        return bad_request("invalid diff_id in delta path").into_response();
+    };
+    match api.deltas.get(&from, &to).await {
+        Ok(Some(delta)) => serve_file(delta.path, &delta.digest, req).await,
+        Ok(None) => ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no delta {from} -> {to} smaller than the blob: fetch the full blob"),
+        )
+        .into_response(),
+        Err(e @ crate::deltas::DeltaCacheError::UnknownLayer(_)) => {
+            ApiError(StatusCode::NOT_FOUND, e.to_string()).into_response()
+        }
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+async fn get_layer_paths(
+    State(api): State<Api>,
+    Path(diff_id): Path<String>,
+) -> ApiResult<Json<Vec<String>>> {
+    let diff_id: Digest = diff_id.parse().map_err(bad_request)?;
+    let (store, blobs, dir) = (api.store.clone(), api.blobs.clone(), api.paths_dir.clone());
+    let d = diff_id.clone();
+    let paths = tokio::task::spawn_blocking(move || {
+        crate::layer_paths::layer_paths(&store, &blobs, &dir, &d)
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
+    paths
+        .map(Json)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("layer {diff_id} not found")))
 }
 
 /// Streams a request body into a temp file (uploads can be large).
@@ -231,6 +289,7 @@ async fn deploy(State(api): State<Api>, Json(req): Json<Deploy>) -> ApiResult<Js
     let _guard = api.deploy_lock.lock().await;
     let mut out = Vec::new();
     for id in &req.devices {
+        prepare_deltas(&api, id, &release);
         // durable first, then published: a broker restart re-publishes it
         let desired = api
             .store
@@ -245,4 +304,33 @@ async fn deploy(State(api): State<Api>, Json(req): Json<Deploy>) -> ApiResult<Js
         });
     }
     Ok(Json(out))
+}
+
+/// Starts generating, ahead of the device asking, the deltas it will want:
+/// each new layer against the layer at the same position of the same
+/// service in the release the device reports running.
+fn prepare_deltas(api: &Api, device: &str, release: &petrel_protocol::ReleaseManifest) {
+    let Some(current) = api
+        .store
+        .reported(device)
+        .ok()
+        .flatten()
+        .and_then(|r| r.current)
+    else {
+        return;
+    };
+    let Ok(old) = api.store.release(&current) else {
+        return;
+    };
+    for (name, svc) in &release.services {
+        let Some(old_svc) = old.services.get(name) else {
+            continue;
+        };
+        for (new_l, old_l) in svc.image.layers.iter().zip(&old_svc.image.layers) {
+            if new_l.diff_id != old_l.diff_id {
+                api.deltas
+                    .prepare(old_l.diff_id.clone(), new_l.diff_id.clone());
+            }
+        }
+    }
 }

@@ -9,6 +9,8 @@
 //! - [`fleet`]: the controller's MQTT session: publishes desired states,
 //!   ingests reported/events/status.
 //! - [`http`]: the HTTP API and the blob server (Range support).
+//! - [`deltas`]: the delta cache behind `GET /v1/deltas/{from}/{to}`.
+//! - [`layer_paths`]: file paths of a layer, for choosing a delta base.
 //! - [`compose`]: the compose subset that defines a release.
 //! - [`blobs`], [`images`]: content-addressed layer blobs; image import/build.
 //! - [`client`]: typed HTTP client of the API (CLI, simulator, tests).
@@ -19,9 +21,11 @@ pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod compose;
+pub mod deltas;
 pub mod fleet;
 pub mod http;
 pub mod images;
+pub mod layer_paths;
 pub mod server;
 pub mod store;
 

@@ -72,10 +72,18 @@ pub async fn serve(
         }
     };
     let fleet = crate::fleet::start(&host, port, store.clone(), cfg.limits);
+    let deltas =
+        crate::deltas::DeltaCache::new(cfg.data_dir.join("deltas"), blobs.clone(), store.clone())
+            .map_err(|source| ServeError::DataDir {
+            path: cfg.data_dir.join("deltas"),
+            source,
+        })?;
     let api = Api {
         store,
         blobs,
         fleet,
+        deltas,
+        paths_dir: cfg.data_dir.join("layer-paths"),
         tmp_dir,
         deploy_lock: Default::default(),
     };

@@ -3,7 +3,8 @@
 //! events. Every write is flushed before the caller acts on it.
 
 use petrel_protocol::{
-    Desired, Event, ImageManifest, ReleaseManifest, ReleaseRef, Reported, SCHEMA,
+    Desired, Digest, Event, ImageManifest, LayerDescriptor, ReleaseManifest, ReleaseRef, Reported,
+    SCHEMA,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,8 @@ pub struct Store {
     reported: sled::Tree,
     presence: sled::Tree,
     events: sled::Tree,
+    /// diff_id → layer descriptor (which blob holds that tar).
+    layers: sled::Tree,
 }
 
 fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> Result<Option<T>, StoreError> {
@@ -85,6 +88,7 @@ impl Store {
             reported: db.open_tree("reported")?,
             presence: db.open_tree("presence")?,
             events: db.open_tree("events")?,
+            layers: db.open_tree("layers")?,
             db,
         })
     }
@@ -96,7 +100,18 @@ impl Store {
     }
 
     pub fn put_image(&self, m: &ImageManifest) -> Result<(), StoreError> {
+        for l in &m.layers {
+            self.layers.insert(
+                l.diff_id.to_string(),
+                serde_json::to_vec(l).unwrap_or_default(),
+            )?;
+        }
         self.put(&self.images, &format!("{}:{}", m.name, m.tag), m)
+    }
+
+    /// The stored layer whose uncompressed tar has this diff_id.
+    pub fn layer(&self, diff_id: &Digest) -> Result<Option<LayerDescriptor>, StoreError> {
+        get(&self.layers, &diff_id.to_string())
     }
 
     pub fn image(&self, name: &str, tag: &str) -> Result<Option<ImageManifest>, StoreError> {

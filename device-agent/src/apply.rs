@@ -1,18 +1,15 @@
-//! The side effects of an update, each idempotent so a crash at any point
-//! can re-run it: download the missing layers, install them (unpack +
-//! assemble root filesystems), swap the running instances.
+//! The side effects of an update after the download, each idempotent so a
+//! crash at any point can re-run it: install the layers (unpack + assemble
+//! root filesystems) and swap the running instances.
 
-use crate::fetch::{backoff, FetchError, Fetcher};
+use crate::fetch::Fetcher;
 use crate::machine::{Applied, Target};
-use petrel_protocol::{LayerDescriptor, ReleaseManifest};
+use petrel_protocol::ReleaseManifest;
 use petrel_runtime::{rootfs, InstanceSpec, LayerStore, Runtime};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Download attempts that fail verification before the update gives up.
-const MAX_BAD_DOWNLOADS: u32 = 3;
 
 /// Where the device keeps things.
 #[derive(Clone)]
@@ -29,70 +26,6 @@ pub struct ProgressCounter {
     pub total: AtomicU64,
 }
 
-fn missing<'a>(paths: &Paths, release: &'a ReleaseManifest) -> Vec<&'a LayerDescriptor> {
-    release
-        .layers()
-        .into_iter()
-        .filter(|l| !paths.layers.has(&l.diff_id))
-        .collect()
-}
-
-/// Fetches every layer the device lacks, retrying transient failures with
-/// backoff until done or cancelled; permanent failures end the update.
-pub async fn download(
-    paths: &Paths,
-    target: &Target,
-    progress: &ProgressCounter,
-) -> Result<(), String> {
-    let Some(release) = &target.release else {
-        return Ok(());
-    };
-    let need = missing(paths, release);
-    let total: u64 = need.iter().map(|l| l.size).sum();
-    let have: u64 = need.iter().map(|l| paths.fetcher.have(l)).sum();
-    progress.total.store(total, Ordering::Relaxed);
-    progress.done.store(have, Ordering::Relaxed);
-    for layer in need {
-        fetch_with_retries(&paths.fetcher, layer, progress).await?;
-    }
-    Ok(())
-}
-
-async fn fetch_with_retries(
-    fetcher: &Fetcher,
-    layer: &LayerDescriptor,
-    progress: &ProgressCounter,
-) -> Result<(), String> {
-    let (mut attempt, mut bad) = (0u32, 0u32);
-    loop {
-        let before = fetcher.have(layer);
-        let on_bytes = |n: u64| {
-            progress.done.fetch_add(n, Ordering::Relaxed);
-        };
-        match fetcher.fetch_once(layer, &on_bytes).await {
-            Ok(_) => return Ok(()),
-            Err(FetchError::Transient { url, reason }) => {
-                let wait = backoff(attempt);
-                // progress made: this was a drop, not a dead link
-                attempt = if fetcher.have(layer) > before {
-                    0
-                } else {
-                    attempt + 1
-                };
-                tracing::info!(%url, %reason, "download interrupted; resuming in {wait:?}");
-                tokio::time::sleep(wait).await;
-            }
-            Err(e @ FetchError::DigestMismatch { .. }) if bad + 1 < MAX_BAD_DOWNLOADS => {
-                bad += 1;
-                let lost = layer.size.min(progress.done.load(Ordering::Relaxed));
-                progress.done.fetch_sub(lost, Ordering::Relaxed);
-                tracing::warn!(error = %e, "download failed verification; fetching again");
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-}
-
 /// Unpacks every layer (verifying diff_ids) and assembles each image's
 /// root filesystem. Blocking work: run it on a blocking thread.
 pub fn install(paths: &Paths, target: &Target) -> Result<(), String> {
@@ -100,11 +33,12 @@ pub fn install(paths: &Paths, target: &Target) -> Result<(), String> {
         return Ok(());
     };
     for layer in release.layers() {
-        let blob = paths.fetcher.blob_path(&layer.digest);
-        paths
-            .layers
-            .install(&blob, &layer.diff_id)
-            .map_err(|e| format!("layer {}: {e}", layer.diff_id))?;
+        let blob = paths.fetcher.base_path(&layer.diff_id);
+        paths.layers.install(&blob, &layer.diff_id).map_err(|e| {
+            // a copy that does not unpack to its diff_id is useless as a base
+            let _ = std::fs::remove_file(&blob);
+            format!("layer {}: {e}", layer.diff_id)
+        })?;
     }
     for svc in release.services.values() {
         let dirs: Vec<PathBuf> = svc

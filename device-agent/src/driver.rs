@@ -7,6 +7,7 @@ use crate::apply::{self, Paths, ProgressCounter};
 use crate::machine::{Action, Input, Machine};
 use crate::session::{Incoming, Publisher};
 use crate::store::AgentStore;
+use crate::{gc, transfer};
 use petrel_protocol::{
     decode_desired, Event, EventKind, Limits, Progress, Reported, ServiceState, SCHEMA,
 };
@@ -141,8 +142,9 @@ impl<R: Runtime> Driver<R> {
                         self.progress.clone(),
                         self.results_tx.clone(),
                     );
+                    let held = self.machine.state.held();
                     self.spawn(false, async move {
-                        let result = match apply::download(&paths, &t, &progress).await {
+                        let result = match transfer::download(&paths, &t, &held, &progress).await {
                             Ok(()) => Input::Downloaded {
                                 generation: t.generation,
                             },
@@ -173,6 +175,12 @@ impl<R: Runtime> Driver<R> {
                         };
                         let _ = tx.send(result).await;
                     });
+                }
+                Action::Collect(keep) => {
+                    let paths = self.paths.clone();
+                    let removed =
+                        tokio::task::spawn_blocking(move || gc::collect(&paths, &keep)).await;
+                    tracing::info!(?removed, "collected unused layers and root filesystems");
                 }
                 Action::Swap { from, to } => {
                     let (rt, dir, tx) = (

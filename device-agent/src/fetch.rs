@@ -1,9 +1,13 @@
-//! Resumable, verified layer downloads.
+//! Resumable, verified downloads of layer blobs and deltas.
 //!
-//! Bytes go to `downloads/<hex>.partial`, which survives restarts and link
-//! drops; a retry asks for the rest with `Range`. The declared size caps
-//! what is accepted, and the sha256 is checked before the blob is moved to
-//! `blobs/<hex>`: nothing unverified ever leaves the downloads dir.
+//! Bytes go to `downloads/<name>.partial`, which survives restarts and link
+//! drops; a retry asks for the rest with `Range`. The server's ETag (the
+//! content digest) is kept beside the partial file: if it changes, the
+//! partial bytes belong to other content and are dropped. A declared size
+//! caps what is accepted. Blobs are sha256-checked before they become the
+//! device's copy of the layer (`bases/<diff_id>.tar.zst`); deltas are
+//! verified by applying them (from- and to-digests). Nothing unverified
+//! leaves the downloads dir.
 
 use futures_util::StreamExt;
 use petrel_protocol::{Digest, LayerDescriptor};
@@ -30,7 +34,10 @@ pub enum FetchError {
     },
 }
 
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> FetchError + 'a {
+pub(crate) fn io<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> FetchError + 'a {
     move |source| FetchError::Io {
         op,
         path: path.to_path_buf(),
@@ -38,19 +45,25 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Fe
     }
 }
 
+/// What one resumable GET produced.
+enum Got {
+    Complete,
+    NotFound,
+}
+
 #[derive(Clone)]
 pub struct Fetcher {
     http: reqwest::Client,
     base: String,
     downloads: PathBuf,
-    blobs: PathBuf,
+    bases: PathBuf,
 }
 
 impl Fetcher {
     pub fn new(base: &str, data_dir: &Path) -> Result<Fetcher, FetchError> {
         let downloads = data_dir.join("downloads");
-        let blobs = data_dir.join("blobs");
-        for d in [&downloads, &blobs] {
+        let bases = data_dir.join("bases");
+        for d in [&downloads, &bases] {
             std::fs::create_dir_all(d).map_err(io("create", d))?;
         }
         let http = reqwest::Client::builder()
@@ -66,154 +79,254 @@ impl Fetcher {
             http,
             base: base.trim_end_matches('/').to_string(),
             downloads,
-            blobs,
+            bases,
         })
     }
 
-    /// Where a verified blob lives.
-    pub fn blob_path(&self, d: &Digest) -> PathBuf {
-        self.blobs.join(d.hex())
+    /// The device's copy of a layer: its tar, zstd-compressed, by diff_id.
+    /// Kept as a delta base for the next update.
+    pub fn base_path(&self, diff_id: &Digest) -> PathBuf {
+        self.bases.join(format!("{}.tar.zst", diff_id.hex()))
     }
 
-    /// Bytes of `layer` already on disk (verified or partial).
+    pub fn bases_dir(&self) -> &Path {
+        &self.bases
+    }
+
+    pub fn downloads_dir(&self) -> &Path {
+        &self.downloads
+    }
+
+    /// Bytes of `layer`'s blob already on disk (complete or partial).
     pub fn have(&self, layer: &LayerDescriptor) -> u64 {
-        if self.blob_path(&layer.digest).exists() {
+        if self.base_path(&layer.diff_id).exists() {
             return layer.size;
         }
-        std::fs::metadata(self.partial(&layer.digest)).map_or(0, |m| m.len().min(layer.size))
+        std::fs::metadata(self.blob_partial(&layer.digest)).map_or(0, |m| m.len().min(layer.size))
     }
 
-    fn partial(&self, d: &Digest) -> PathBuf {
-        self.downloads.join(format!("{}.partial", d.hex()))
+    fn blob_partial(&self, d: &Digest) -> PathBuf {
+        self.downloads.join(format!("blob-{}.partial", d.hex()))
     }
 
-    /// One attempt: resume the partial file, verify when complete.
-    /// `on_bytes` is told of every chunk written.
-    pub async fn fetch_once(
+    /// Where the patch from `from` to `to` is downloaded.
+    pub fn delta_partial(&self, from: &Digest, to: &Digest) -> PathBuf {
+        self.downloads
+            .join(format!("delta-{}-{}.partial", from.hex(), to.hex()))
+    }
+
+    /// Bytes of a delta already downloaded.
+    pub fn have_delta(&self, from: &Digest, to: &Digest) -> u64 {
+        std::fs::metadata(self.delta_partial(from, to)).map_or(0, |m| m.len())
+    }
+
+    /// One attempt at the full blob: resume, verify, move into `bases/`.
+    pub async fn fetch_blob_once(
         &self,
         layer: &LayerDescriptor,
         on_bytes: &(dyn Fn(u64) + Sync),
     ) -> Result<PathBuf, FetchError> {
-        let done = self.blob_path(&layer.digest);
+        let done = self.base_path(&layer.diff_id);
         if done.exists() {
             return Ok(done);
         }
-        let part = self.partial(&layer.digest);
-        let have = std::fs::metadata(&part).map_or(0, |m| m.len());
-        if have > layer.size {
-            tokio::fs::remove_file(&part)
-                .await
-                .map_err(io("remove", &part))?;
-        }
-        let have = have.min(layer.size);
-        if have < layer.size {
-            self.download_rest(layer, &part, have, on_bytes).await?;
-        }
-        self.verify_and_commit(layer, &part, &done).await?;
-        Ok(done)
-    }
-
-    async fn download_rest(
-        &self,
-        layer: &LayerDescriptor,
-        part: &Path,
-        have: u64,
-        on_bytes: &(dyn Fn(u64) + Sync),
-    ) -> Result<(), FetchError> {
         let url = format!("{}/v1/blobs/{}", self.base, layer.digest);
-        let transient = |reason: String| FetchError::Transient {
-            url: url.clone(),
-            reason,
-        };
-        let mut req = self.http.get(&url);
-        if have > 0 {
-            req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
-        }
-        let resp = req.send().await.map_err(|e| transient(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let mut file = match status {
-            206 => tokio::fs::OpenOptions::new()
-                .append(true)
-                .open(part)
-                .await
-                .map_err(io("open", part))?,
-            200 => tokio::fs::File::create(part)
-                .await
-                .map_err(io("create", part))?,
-            416 => {
-                // we hold fewer bytes than declared, and the server has no more
-                let _ = tokio::fs::remove_file(part).await;
-                return Err(FetchError::Permanent {
-                    url,
-                    reason: format!(
-                        "server has fewer bytes than the declared {} (blob truncated)",
-                        layer.size
-                    ),
-                });
-            }
-            404 => {
+        let part = self.blob_partial(&layer.digest);
+        match self
+            .get_resumable(&url, &part, layer.size, on_bytes, &|_| {})
+            .await?
+        {
+            Got::NotFound => {
                 return Err(FetchError::Permanent {
                     url,
                     reason: "blob not found".into(),
                 })
             }
-            s if s >= 500 => return Err(transient(format!("server error {s}"))),
-            s => {
-                return Err(FetchError::Permanent {
-                    url,
-                    reason: format!("unexpected status {s}"),
-                })
-            }
-        };
-        let mut written = if status == 206 { have } else { 0 };
-        let mut stream = resp.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| transient(e.to_string()))?;
-            written += chunk.len() as u64;
-            if written > layer.size {
-                drop(file);
-                let _ = tokio::fs::remove_file(part).await;
-                return Err(FetchError::Permanent {
-                    url,
-                    reason: format!("server sent more than the declared {} bytes", layer.size),
-                });
-            }
-            file.write_all(&chunk).await.map_err(io("write", part))?;
-            on_bytes(chunk.len() as u64);
+            Got::Complete => {}
         }
-        file.flush().await.map_err(io("write", part))?;
-        if written < layer.size {
-            return Err(transient(format!(
-                "connection ended at {written} of {} bytes",
-                layer.size
-            )));
-        }
-        Ok(())
-    }
-
-    async fn verify_and_commit(
-        &self,
-        layer: &LayerDescriptor,
-        part: &Path,
-        done: &Path,
-    ) -> Result<(), FetchError> {
-        let actual = hash_file(part).await?;
+        let actual = hash_file(&part).await?;
         if actual != layer.digest {
-            let _ = tokio::fs::remove_file(part).await;
+            discard(&part).await;
             return Err(FetchError::DigestMismatch {
                 expected: layer.digest.clone(),
                 actual,
             });
         }
-        let f = tokio::fs::File::open(part)
-            .await
-            .map_err(io("open", part))?;
-        f.sync_all().await.map_err(io("sync", part))?;
-        tokio::fs::rename(part, done)
-            .await
-            .map_err(io("rename", part))?;
-        Ok(())
+        commit(&part, &done).await?;
+        Ok(done)
     }
+
+    /// One attempt at the delta `from` → `to`, accepted only while smaller
+    /// than `cap` (the full blob). `Ok(None)`: the server has no delta.
+    /// `on_size` learns the patch size once the server states it.
+    pub async fn fetch_delta_once(
+        &self,
+        from: &Digest,
+        to: &Digest,
+        cap: u64,
+        on_bytes: &(dyn Fn(u64) + Sync),
+        on_size: &(dyn Fn(u64) + Sync),
+    ) -> Result<Option<PathBuf>, FetchError> {
+        let url = format!("{}/v1/deltas/{from}/{to}", self.base);
+        let part = self.delta_partial(from, to);
+        match self
+            .get_resumable(&url, &part, cap, on_bytes, on_size)
+            .await?
+        {
+            Got::NotFound => Ok(None),
+            Got::Complete => Ok(Some(part)),
+        }
+    }
+
+    /// The regular-file paths of a layer, from the controller (small; not
+    /// resumed: on failure the caller just skips path-based base choice).
+    pub async fn layer_paths(&self, diff_id: &Digest) -> Result<Vec<String>, FetchError> {
+        let url = format!("{}/v1/layers/{diff_id}/paths", self.base);
+        let err = |reason: String| FetchError::Transient {
+            url: url.clone(),
+            reason,
+        };
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let resp = resp.error_for_status().map_err(|e| err(e.to_string()))?;
+        resp.json().await.map_err(|e| err(e.to_string()))
+    }
+
+    /// Resumes `url` into `part` until complete. `cap`: most bytes accepted.
+    async fn get_resumable(
+        &self,
+        url: &str,
+        part: &Path,
+        cap: u64,
+        on_bytes: &(dyn Fn(u64) + Sync),
+        on_size: &(dyn Fn(u64) + Sync),
+    ) -> Result<Got, FetchError> {
+        let transient = |reason: String| FetchError::Transient {
+            url: url.to_string(),
+            reason,
+        };
+        let permanent = |reason: String| FetchError::Permanent {
+            url: url.to_string(),
+            reason,
+        };
+        let etag_file = part.with_extension("etag");
+        let have = std::fs::metadata(part).map_or(0, |m| m.len());
+        let saved = std::fs::read_to_string(&etag_file).unwrap_or_default();
+        let (saved_etag, saved_total) = saved.split_once('\n').unwrap_or((&saved, ""));
+        if have > 0 && saved_total.parse::<u64>().ok() == Some(have) {
+            return Ok(Got::Complete); // finished before a crash, not yet verified
+        }
+        let mut req = self.http.get(url);
+        if have > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
+        }
+        let resp = req.send().await.map_err(|e| transient(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let etag = resp
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let total = match status {
+            200 => resp.content_length(),
+            206 => content_range_total(&resp),
+            _ => None,
+        };
+        let mut file = match status {
+            206 if saved_etag != etag => {
+                // the content changed since we started: start over
+                discard(part).await;
+                return Err(transient(
+                    "content changed while resuming; starting over".into(),
+                ));
+            }
+            206 => tokio::fs::OpenOptions::new()
+                .append(true)
+                .open(part)
+                .await
+                .map_err(io("open", part))?,
+            200 => {
+                let sidecar = format!("{etag}\n{}", total.unwrap_or(0));
+                tokio::fs::write(&etag_file, sidecar)
+                    .await
+                    .map_err(io("write", &etag_file))?;
+                tokio::fs::File::create(part)
+                    .await
+                    .map_err(io("create", part))?
+            }
+            416 => {
+                // we hold bytes the server does not have
+                discard(part).await;
+                return Err(permanent(format!("server has fewer bytes than the {have} already received (truncated or replaced)")));
+            }
+            404 => return Ok(Got::NotFound),
+            s if s >= 500 => return Err(transient(format!("server error {s}"))),
+            s => return Err(permanent(format!("unexpected status {s}"))),
+        };
+        let Some(total) = total.filter(|t| *t <= cap) else {
+            discard(part).await;
+            return Err(permanent(format!(
+                "server offers {total:?} bytes, expected at most {cap}"
+            )));
+        };
+        on_size(total);
+        let mut written = if status == 206 { have } else { 0 };
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| transient(e.to_string()))?;
+            written += chunk.len() as u64;
+            if written > total {
+                drop(file);
+                discard(part).await;
+                return Err(permanent(format!(
+                    "server sent more than the {total} bytes it announced"
+                )));
+            }
+            file.write_all(&chunk).await.map_err(io("write", part))?;
+            on_bytes(chunk.len() as u64);
+        }
+        file.flush().await.map_err(io("write", part))?;
+        if written < total {
+            return Err(transient(format!(
+                "connection ended at {written} of {total} bytes"
+            )));
+        }
+        Ok(Got::Complete)
+    }
+}
+
+/// Total length from `Content-Range: bytes a-b/total`.
+fn content_range_total(resp: &reqwest::Response) -> Option<u64> {
+    let v = resp
+        .headers()
+        .get(reqwest::header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
+    v.rsplit_once('/')?.1.parse().ok()
+}
+
+/// Removes a partial download and its ETag.
+pub async fn discard(part: &Path) {
+    let _ = tokio::fs::remove_file(part).await;
+    let _ = tokio::fs::remove_file(part.with_extension("etag")).await;
+}
+
+/// fsyncs `part` and renames it to `done`.
+pub async fn commit(part: &Path, done: &Path) -> Result<(), FetchError> {
+    let f = tokio::fs::File::open(part)
+        .await
+        .map_err(io("open", part))?;
+    f.sync_all().await.map_err(io("sync", part))?;
+    tokio::fs::rename(part, done)
+        .await
+        .map_err(io("rename", part))?;
+    let _ = tokio::fs::remove_file(part.with_extension("etag")).await;
+    Ok(())
 }
 
 async fn hash_file(path: &Path) -> Result<Digest, FetchError> {
@@ -232,8 +345,8 @@ async fn hash_file(path: &Path) -> Result<Digest, FetchError> {
     Ok(Digest::from_hasher(hasher))
 }
 
-/// Exponential backoff with full jitter: attempt 0 → up to 200 ms, doubling
-/// to a 10 s ceiling.
+/// Exponential backoff with jitter: attempt 0 waits 100-200 ms, doubling
+/// to a 5-10 s ceiling.
 pub fn backoff(attempt: u32) -> Duration {
     let ceiling_ms = (200u64 << attempt.min(6)).min(10_000);
     let jitter = rand::random::<u64>() % (ceiling_ms / 2 + 1);

@@ -6,7 +6,11 @@
 //! - [`config`]: the TOML config file.
 //! - [`machine`]: the sans-IO update lifecycle (inputs → actions).
 //! - [`driver`]: performs the machine's actions, persisting first.
-//! - [`apply`]: download / install / swap, each idempotent.
+//! - [`transfer`]: getting missing layers: delta from the best held base,
+//!   else the full blob.
+//! - [`patch`]: applying a downloaded delta in bounded memory.
+//! - [`apply`]: install / swap, each idempotent.
+//! - [`gc`]: removing what neither the current nor the previous release needs.
 //! - [`fetch`]: resumable, verified HTTP downloads with backoff.
 //! - [`session`]: the MQTT session (desired in; reports, events out).
 //! - [`store`]: sled-backed lifecycle record and event outbox.
@@ -15,9 +19,12 @@ pub mod apply;
 pub mod config;
 pub mod driver;
 pub mod fetch;
+pub mod gc;
 pub mod machine;
+pub mod patch;
 pub mod session;
 pub mod store;
+pub mod transfer;
 
 use config::Config;
 use petrel_runtime::{LayerStore, Runtime};

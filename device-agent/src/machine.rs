@@ -33,6 +33,9 @@ pub struct AgentState {
     /// Highest desired generation accepted (anti-replay).
     pub desired_generation: u64,
     pub current: Option<Applied>,
+    /// The release before `current`, kept installed for rollback.
+    #[serde(default)]
+    pub previous: Option<Applied>,
     pub target: Option<Target>,
     pub phase: Phase,
     pub last_error: Option<String>,
@@ -52,6 +55,16 @@ impl AgentState {
             .release
             .as_ref()
             .map(|r| r.reference())
+    }
+
+    /// Releases whose files the device keeps: current and previous (the
+    /// delta bases, and what a rollback needs).
+    pub fn held(&self) -> Vec<ReleaseManifest> {
+        [&self.current, &self.previous]
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.release.clone())
+            .collect()
     }
 }
 
@@ -94,6 +107,8 @@ pub enum Action {
         from: Option<Applied>,
         to: Target,
     },
+    /// Remove layers, copies and root filesystems no held release needs.
+    Collect(Vec<ReleaseManifest>),
 }
 
 #[derive(Debug, Default)]
@@ -219,15 +234,20 @@ impl Machine {
             .release
             .as_ref()
             .map_or("nothing".into(), |r| r.reference().to_string());
-        self.state.current = Some(Applied {
+        let old = self.state.current.replace(Applied {
             generation: t.generation,
             release: t.release,
             instances,
         });
+        let new_release = self.state.current.as_ref().map(|c| &c.release);
+        if old.as_ref().map(|o| &o.release) != new_release {
+            self.state.previous = old;
+        }
         vec![
             Action::Persist,
             Action::Emit(EventKind::Swapped, format!("now running {name}")),
             Action::Report,
+            Action::Collect(self.state.held()),
         ]
     }
 

@@ -7,11 +7,14 @@
 //! - [`procs`]: controller, agent and Mosquitto processes.
 //! - [`proxy`]: a TCP proxy that counts and throttles bytes.
 //! - [`fleet`]: waiting for convergence, heartbeats, sample images.
+//! - [`images`]: incompressible payloads, multi-layer test images.
 
 pub mod fleet;
+pub mod images;
 pub mod procs;
 pub mod proxy;
 
 pub use fleet::*;
+pub use images::*;
 pub use procs::*;
 pub use proxy::Proxy;

@@ -26,7 +26,9 @@ impl Proxy {
         let counter = downstream.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (up, counter, cut_rx) = (upstream.clone(), counter.clone(), cut_rx.clone());
+                let (up, counter, mut cut_rx) = (upstream.clone(), counter.clone(), cut_rx.clone());
+                // only cuts after this connection opened concern it
+                cut_rx.borrow_and_update();
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(&up).await {
                         pipe(client, server, counter, rate, cut_rx).await;
@@ -39,6 +41,20 @@ impl Proxy {
             downstream,
             cut,
         })
+    }
+
+    /// Cuts every open connection every `period`, until the proxy is
+    /// dropped.
+    pub fn cut_every(&self, period: Duration) {
+        let cut = self.cut.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                if cut.send(*cut.borrow() + 1).is_err() {
+                    return;
+                }
+            }
+        });
     }
 
     pub fn url(&self) -> String {

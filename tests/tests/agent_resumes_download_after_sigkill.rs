@@ -6,19 +6,6 @@
 use petrel_tests::*;
 use std::time::Duration;
 
-/// Incompressible bytes, so the compressed layer is as large as this.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E3779B97F4A7C15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 fn partial_bytes(data_dir: &std::path::Path) -> u64 {
     std::fs::read_dir(data_dir.join("downloads"))
         .map(|d| {
@@ -51,7 +38,7 @@ async fn agent_resumes_download_after_sigkill_without_fetching_twice() -> anyhow
         tmp.path(),
         "v2",
         "2",
-        &[("payload.bin", noise(16 << 20))],
+        &[("payload.bin", noise(16 << 20, 0x9E3779B97F4A7C15))],
     )
     .await?;
     let needed = v2.layers[0].size;

@@ -135,3 +135,26 @@ fn resume_reissues_the_action_of_the_persisted_phase() {
         Some(Action::Install(_))
     ));
 }
+
+#[test]
+fn a_completed_update_keeps_the_previous_release_and_collects_the_rest() {
+    let mut m = Machine::default();
+    m.handle(desired(1, "1"));
+    run_to_completion(&mut m, 1);
+    m.handle(desired(2, "2"));
+    let acts = {
+        m.handle(Input::Downloaded { generation: 2 });
+        m.handle(Input::Installed { generation: 2 });
+        m.handle(Input::Started {
+            generation: 2,
+            instances: vec!["web-g2".into()],
+        })
+    };
+    let previous = m.state.previous.as_ref().and_then(|p| p.release.as_ref());
+    assert_eq!(previous.map(|r| r.version.as_str()), Some("1"));
+    let keep: Vec<&str> = match acts.last() {
+        Some(Action::Collect(keep)) => keep.iter().map(|r| r.version.as_str()).collect(),
+        other => panic!("expected a collect action, got {other:?}"),
+    };
+    assert_eq!(keep, ["2", "1"]);
+}

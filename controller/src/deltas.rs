@@ -1,0 +1,271 @@
+//! The delta cache: `GET /v1/deltas/{from}/{to}` serves a patch from the
+//! layer tar `from` to the layer tar `to` (both named by diff_id).
+//!
+//! A patch is generated once per pair, even under concurrent requests
+//! (later callers wait on the first one's cell), on first request or ahead
+//! of a deployment, and kept on disk as `deltas/<from>-<to>.patch` with its
+//! sha256 (the ETag a resuming agent compares). When the best patch does
+//! not save at least 10% of the full blob, a `.none` marker records that
+//! there is no useful delta, and the API answers 404: fetch the full blob.
+
+use crate::blobs::BlobStore;
+use crate::store::Store;
+use petrel_protocol::Digest;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
+
+/// A cached patch: its file and sha256.
+#[derive(Debug, Clone)]
+pub struct CachedDelta {
+    pub path: PathBuf,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+type Cell = Arc<OnceCell<Result<Option<CachedDelta>, String>>>;
+
+#[derive(Clone)]
+pub struct DeltaCache {
+    dir: PathBuf,
+    blobs: Arc<BlobStore>,
+    store: Store,
+    cells: Arc<Mutex<HashMap<(Digest, Digest), Cell>>>,
+    generated: Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeltaCacheError {
+    #[error("layer {0} is not known to the controller")]
+    UnknownLayer(Digest),
+    #[error("delta {from} -> {to}: {reason}")]
+    Generate {
+        from: Digest,
+        to: Digest,
+        reason: String,
+    },
+}
+
+impl DeltaCache {
+    pub fn new(dir: PathBuf, blobs: Arc<BlobStore>, store: Store) -> std::io::Result<DeltaCache> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(DeltaCache {
+            dir,
+            blobs,
+            store,
+            cells: Default::default(),
+            generated: Default::default(),
+        })
+    }
+
+    /// How many patches this cache has computed (observability, tests).
+    pub fn generations(&self) -> u64 {
+        self.generated.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn stem(&self, from: &Digest, to: &Digest) -> PathBuf {
+        self.dir.join(format!("{}-{}", from.hex(), to.hex()))
+    }
+
+    /// The patch from `from` to `to`, generating it if needed; `None` when
+    /// no delta is worth sending.
+    pub async fn get(
+        &self,
+        from: &Digest,
+        to: &Digest,
+    ) -> Result<Option<CachedDelta>, DeltaCacheError> {
+        if let Some(found) = self.on_disk(from, to) {
+            return Ok(found);
+        }
+        for d in [from, to] {
+            if self.store.layer(d).ok().flatten().is_none() {
+                return Err(DeltaCacheError::UnknownLayer(d.clone()));
+            }
+        }
+        let cell = {
+            let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+            cells.entry((from.clone(), to.clone())).or_default().clone()
+        };
+        let result = cell
+            .get_or_init(|| {
+                let this = self.clone();
+                let (f, t) = (from.clone(), to.clone());
+                async move {
+                    tokio::task::spawn_blocking(move || this.generate(&f, &t))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r)
+                }
+            })
+            .await
+            .clone();
+        if result.is_err() {
+            // let a later request try again
+            self.cells
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&(from.clone(), to.clone()));
+        }
+        result.map_err(|reason| DeltaCacheError::Generate {
+            from: from.clone(),
+            to: to.clone(),
+            reason,
+        })
+    }
+
+    /// Starts generating a pair in the background (ahead of a deployment).
+    pub fn prepare(&self, from: Digest, to: Digest) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.get(&from, &to).await {
+                tracing::warn!(error = %e, "delta generation ahead of deployment failed");
+            }
+        });
+    }
+
+    fn on_disk(&self, from: &Digest, to: &Digest) -> Option<Option<CachedDelta>> {
+        let stem = self.stem(from, to);
+        if stem.with_extension("none").exists() {
+            return Some(None);
+        }
+        let path = stem.with_extension("patch");
+        let digest = std::fs::read_to_string(stem.with_extension("sha256")).ok()?;
+        let digest = digest.trim().parse().ok()?;
+        let size = std::fs::metadata(&path).ok()?.len();
+        Some(Some(CachedDelta { path, digest, size }))
+    }
+
+    /// Blocking: decompresses both layers, diffs them, keeps the patch if
+    /// it is smaller than the full blob of `to`.
+    fn generate(&self, from: &Digest, to: &Digest) -> Result<Option<CachedDelta>, String> {
+        let started = std::time::Instant::now();
+        self.generated
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let layer = |d: &Digest| {
+            self.store
+                .layer(d)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("layer {d} unknown"))
+        };
+        let (old, new) = (layer(from)?, layer(to)?);
+        let work = tempfile::tempdir_in(&self.dir).map_err(|e| e.to_string())?;
+        let old_tar = self.unpack_blob(&old.digest, &work.path().join("old.tar"))?;
+        let new_tar = self.unpack_blob(&new.digest, &work.path().join("new.tar"))?;
+        let patch = work.path().join("patch");
+        let report = petrel_delta::diff(&old_tar, &new_tar, &patch, &Default::default())
+            .map_err(|e| e.to_string())?;
+        let stem = self.stem(from, to);
+        if !worth_sending(report.patch_size, new.size) {
+            std::fs::write(stem.with_extension("none"), b"").map_err(|e| e.to_string())?;
+            tracing::info!(%from, %to, patch = report.patch_size, full = new.size, "delta not smaller than the blob");
+            return Ok(None);
+        }
+        let digest = file_digest(&patch)?;
+        let path = stem.with_extension("patch");
+        std::fs::rename(&patch, &path).map_err(|e| e.to_string())?;
+        std::fs::write(stem.with_extension("sha256"), digest.to_string())
+            .map_err(|e| e.to_string())?;
+        tracing::info!(%from, %to, method = %report.chosen, patch = report.patch_size, full = new.size, elapsed = ?started.elapsed(), "delta generated");
+        Ok(Some(CachedDelta {
+            path,
+            digest,
+            size: report.patch_size,
+        }))
+    }
+
+    fn unpack_blob(&self, digest: &Digest, out: &Path) -> Result<PathBuf, String> {
+        let blob = self.blobs.open_blob(digest).map_err(|e| e.to_string())?;
+        let mut dec = zstd::stream::read::Decoder::new(blob).map_err(|e| e.to_string())?;
+        let mut file = std::fs::File::create(out).map_err(|e| e.to_string())?;
+        std::io::copy(&mut dec, &mut file).map_err(|e| format!("decompressing {digest}: {e}"))?;
+        Ok(out.to_path_buf())
+    }
+}
+
+/// A delta costs the device CPU and disk to apply: it is worth it only if
+/// it saves at least a tenth of the blob.
+fn worth_sending(patch: u64, blob: u64) -> bool {
+    patch.saturating_mul(10) < blob.saturating_mul(9)
+}
+
+fn file_digest(path: &Path) -> Result<Digest, String> {
+    use sha2::Digest as _;
+    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| e.to_string())?;
+    Ok(Digest::from_hasher(h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer_tar(body: &[u8]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "data.bin", body).expect("append");
+        b.into_inner().expect("tar")
+    }
+
+    fn setup(dir: &Path) -> (DeltaCache, Digest, Digest) {
+        let store = Store::open(&dir.join("db")).expect("store");
+        let blobs = Arc::new(BlobStore::open(dir.join("blobs")).expect("blobs"));
+        let old: Vec<u8> = (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let mut new = old.clone();
+        new[50_000..50_100].fill(7);
+        let mut layers = Vec::new();
+        for body in [&old, &new] {
+            layers.push(blobs.put_layer_tar(&layer_tar(body)[..]).expect("put"));
+        }
+        let image = petrel_protocol::ImageManifest {
+            schema: petrel_protocol::SCHEMA,
+            name: "x".into(),
+            tag: "1".into(),
+            layers: layers.clone(),
+            config: Default::default(),
+        };
+        store.put_image(&image).expect("image");
+        let cache = DeltaCache::new(dir.join("deltas"), blobs, store).expect("cache");
+        (cache, layers[0].diff_id.clone(), layers[1].diff_id.clone())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_requests_for_a_pair_generate_it_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cache, from, to) = setup(dir.path());
+        let gets = (0..8).map(|_| {
+            let (c, f, t) = (cache.clone(), from.clone(), to.clone());
+            tokio::spawn(async move { c.get(&f, &t).await })
+        });
+        let mut digests = Vec::new();
+        for g in gets {
+            let delta = g.await.expect("join").expect("get").expect("a delta");
+            assert!(
+                delta.size < 10_000,
+                "small change, small patch: {}",
+                delta.size
+            );
+            digests.push(delta.digest);
+        }
+        assert_eq!(cache.generations(), 1);
+        assert!(digests.windows(2).all(|w| w[0] == w[1]));
+        // served from disk afterwards, still once
+        cache.get(&from, &to).await.expect("get").expect("delta");
+        assert_eq!(cache.generations(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_layer_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cache, from, _) = setup(dir.path());
+        let unknown = Digest::of(b"nope");
+        let err = cache.get(&from, &unknown).await.expect_err("unknown");
+        assert!(err.to_string().contains(&unknown.to_string()));
+    }
+}

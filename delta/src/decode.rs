@@ -1,0 +1,114 @@
+//! The device side: [`apply`] checks the header and the old layer, then
+//! streams the payload through the method's decoder into a size-capped,
+//! hashing sink. Nothing is written before the old layer is verified; the
+//! caller writes to a temporary file and discards it on any error.
+
+use crate::header::read_header;
+use crate::sink::Sink;
+use crate::{methods, DeltaError, Header};
+use petrel_protocol::Digest;
+use sha2::{Digest as _, Sha256};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Decoder-side caps, independent of what a patch header claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest old layer a `zstd-ref` patch may make the decoder hold in
+    /// memory. Default 64 MiB.
+    pub max_ref_prefix: u64,
+    /// Largest zstd window (log2) a `zstd-ref` frame may ask for. Default 27
+    /// (128 MiB), zstd's own default limit; the encoder stays within it.
+    pub zstd_ref_window_log_max: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_ref_prefix: 64 << 20,
+            zstd_ref_window_log_max: 27,
+        }
+    }
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub header: Header,
+    /// Bytes written to the output (equal to `header.to_size`).
+    pub bytes_written: u64,
+}
+
+/// The old layer, verified against the header.
+pub(crate) struct OldLayer {
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+/// Applies `patch` to the layer at `old`, streaming the new layer to `out`
+/// with the default [`Limits`].
+pub fn apply(old: &Path, patch: impl Read, out: impl Write) -> Result<ApplyReport, DeltaError> {
+    apply_with_limits(old, patch, out, &Limits::default())
+}
+
+/// [`apply`] with explicit decoder limits.
+pub fn apply_with_limits(
+    old: &Path,
+    mut patch: impl Read,
+    out: impl Write,
+    limits: &Limits,
+) -> Result<ApplyReport, DeltaError> {
+    let header = read_header(&mut patch)?;
+    let old = verify_old(old, &header)?;
+    // The header's to_size caps the output: a lying header cannot make us
+    // write more than it promised.
+    let mut sink = Sink::new(out, header.to_size);
+    methods::decode(&header, &old, patch, &mut sink, limits)?;
+    let bytes_written = sink.finish(&header)?;
+    Ok(ApplyReport {
+        header,
+        bytes_written,
+    })
+}
+
+/// Hashes the old layer (streaming) and checks it is the patch's source.
+fn verify_old(path: &Path, header: &Header) -> Result<OldLayer, DeltaError> {
+    let (actual, size) = hash_file(path)?;
+    if actual != header.from {
+        return Err(DeltaError::FromMismatch {
+            expected: header.from.clone(),
+            actual,
+        });
+    }
+    if size != header.from_size {
+        return Err(DeltaError::Corrupt(format!(
+            "header says the old layer is {} bytes but {} has {size}",
+            header.from_size,
+            path.display()
+        )));
+    }
+    Ok(OldLayer {
+        path: path.to_path_buf(),
+        size,
+    })
+}
+
+/// sha256 and length of a file, read in 64 KiB chunks.
+fn hash_file(path: &Path) -> Result<(Digest, u64), DeltaError> {
+    let mut file = File::open(path).map_err(DeltaError::io(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok((Digest::from_hasher(hasher), size)),
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                size += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(DeltaError::io(path)(e)),
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Scenario tests of the public API: byte-exact round trips per method,
+//! identical inputs, and every way a patch or old layer can be wrong.
+
+use crate::testdata::{edited, layer};
+use crate::*;
+use std::path::{Path, PathBuf};
+
+/// An old/new pair on disk and where its patch goes.
+struct Pair {
+    dir: tempfile::TempDir,
+    old: PathBuf,
+    new: Vec<u8>,
+    patch: PathBuf,
+}
+
+impl Pair {
+    fn new(old: &[u8], new: &[u8]) -> Pair {
+        let dir = tempfile::tempdir().unwrap();
+        let (old_path, new_path) = (dir.path().join("old.tar"), dir.path().join("new.tar"));
+        std::fs::write(&old_path, old).unwrap();
+        std::fs::write(&new_path, new).unwrap();
+        let patch = dir.path().join("patch.ptrl");
+        Pair {
+            dir,
+            old: old_path,
+            new: new.to_vec(),
+            patch,
+        }
+    }
+
+    fn generated(len: usize) -> Pair {
+        let old = layer(1, len);
+        Pair::new(&old, &edited(&old, 2, 60))
+    }
+
+    fn diff(&self, opts: &EncodeOptions) -> DiffReport {
+        let new = self.dir.path().join("new.tar");
+        diff(&self.old, &new, &self.patch, opts).unwrap()
+    }
+
+    fn patch_bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.patch).unwrap()
+    }
+
+    /// Applies `patch` to the old layer; returns the result and what was written.
+    fn apply(&self, patch: &[u8]) -> (Result<ApplyReport, DeltaError>, Vec<u8>) {
+        let mut out = Vec::new();
+        let result = apply(&self.old, patch, &mut out);
+        (result, out)
+    }
+}
+
+fn only(method: Method) -> EncodeOptions {
+    EncodeOptions {
+        methods: vec![method],
+        ..EncodeOptions::default()
+    }
+}
+
+/// `patch` with its header rewritten by `edit`.
+fn with_header(patch: &[u8], edit: impl FnOnce(&mut Header)) -> Vec<u8> {
+    let mut header = read_header(&mut &patch[..]).unwrap();
+    edit(&mut header);
+    let mut out = header.to_bytes().to_vec();
+    out.extend_from_slice(&patch[HEADER_LEN..]);
+    out
+}
+
+fn assert_round_trip(pair: &Pair, method: Method) -> DiffReport {
+    let report = pair.diff(&only(method));
+    assert_eq!(report.chosen, method);
+    let (result, out) = pair.apply(&pair.patch_bytes());
+    let applied = result.unwrap();
+    assert_eq!(applied.header.method, method);
+    assert_eq!(applied.bytes_written, pair.new.len() as u64);
+    assert!(
+        out == pair.new,
+        "{method}: output differs from the new layer"
+    );
+    report
+}
+
+#[test]
+fn round_trip_is_byte_exact_for_each_method_on_generated_data() {
+    let pair = Pair::generated(2 << 20);
+    for method in Method::ALL {
+        let report = assert_round_trip(&pair, method);
+        assert!(report.patch_size < pair.new.len() as u64 / 20, "{report:?}");
+    }
+}
+
+#[test]
+fn round_trip_is_byte_exact_on_the_ca_certificates_pair() {
+    let dir = Path::new("/tmp/petrel-corpus/ca-certificates");
+    let pair = match (
+        std::fs::read(dir.join("old.tar")),
+        std::fs::read(dir.join("new.tar")),
+    ) {
+        (Ok(old), Ok(new)) => Pair::new(&old, &new),
+        _ => Pair::generated(400_000), // corpus not unpacked here
+    };
+    for method in Method::ALL {
+        assert_round_trip(&pair, method);
+    }
+}
+
+#[test]
+fn default_options_try_every_method_and_keep_the_smallest() {
+    let pair = Pair::generated(300_000);
+    let report = pair.diff(&EncodeOptions::default());
+    assert_eq!(report.tried.len(), Method::ALL.len());
+    let smallest = report.tried.iter().map(|t| t.1).min().unwrap();
+    assert_eq!(report.patch_size, smallest);
+    assert_eq!(pair.patch_bytes().len() as u64, report.patch_size);
+    let (result, out) = pair.apply(&pair.patch_bytes());
+    assert_eq!(result.unwrap().header.method, report.chosen);
+    assert!(out == pair.new);
+}
+
+#[test]
+fn identical_inputs_give_a_tiny_patch() {
+    let data = layer(3, 1 << 20);
+    let pair = Pair::new(&data, &data);
+    for method in Method::ALL {
+        let report = assert_round_trip(&pair, method);
+        assert!(report.patch_size < HEADER_LEN as u64 + 200, "{report:?}");
+    }
+}
+
+#[test]
+fn empty_layers_round_trip() {
+    for (old, new) in [(&b""[..], &b""[..]), (b"", b"new"), (b"old", b"")] {
+        let pair = Pair::new(old, new);
+        for method in Method::ALL {
+            assert_round_trip(&pair, method);
+        }
+    }
+}
+
+#[test]
+fn wrong_old_file_is_rejected_with_from_mismatch_and_nothing_is_written() {
+    let pair = Pair::generated(100_000);
+    pair.diff(&EncodeOptions::default());
+    let patch = pair.patch_bytes();
+    std::fs::write(&pair.old, b"some other layer").unwrap();
+    let (result, out) = pair.apply(&patch);
+    let err = result.unwrap_err();
+    assert!(matches!(err, DeltaError::FromMismatch { .. }), "{err}");
+    assert!(out.is_empty());
+}
+
+#[test]
+fn a_lying_from_size_is_rejected_before_writing() {
+    let pair = Pair::generated(50_000);
+    pair.diff(&EncodeOptions::default());
+    let patch = with_header(&pair.patch_bytes(), |h| h.from_size += 1);
+    let (result, out) = pair.apply(&patch);
+    assert!(matches!(result, Err(DeltaError::Corrupt(_))), "{result:?}");
+    assert!(out.is_empty());
+}
+
+#[test]
+fn truncated_patches_are_clear_errors_for_every_method() {
+    let pair = Pair::generated(20_000);
+    for method in Method::ALL {
+        pair.diff(&only(method));
+        let patch = pair.patch_bytes();
+        for len in 0..patch.len() {
+            let (result, out) = pair.apply(&patch[..len]);
+            let err = result.expect_err("a truncated patch applied");
+            assert!(out.len() <= pair.new.len(), "{method} cut at {len}: {err}");
+        }
+    }
+}
+
+#[test]
+fn flipped_payload_bytes_are_errors_never_wrong_output() {
+    let pair = Pair::generated(20_000);
+    for method in Method::ALL {
+        pair.diff(&only(method));
+        let patch = pair.patch_bytes();
+        let mut errors = 0;
+        for at in HEADER_LEN..patch.len() {
+            let mut bad = patch.clone();
+            bad[at] ^= 0x5a;
+            match pair.apply(&bad) {
+                (Ok(_), out) => assert!(out == pair.new, "{method}: flip at {at} applied wrongly"),
+                (Err(_), _) => errors += 1,
+            }
+        }
+        let flips = patch.len() - HEADER_LEN;
+        assert!(
+            errors * 10 >= flips * 9,
+            "{method}: {errors} errors in {flips} flips"
+        );
+    }
+}
+
+#[test]
+fn bad_magic_and_unknown_method_are_rejected_before_the_old_layer_is_read() {
+    let pair = Pair::generated(10_000);
+    pair.diff(&EncodeOptions::default());
+    let mut patch = pair.patch_bytes();
+    std::fs::remove_file(&pair.old).unwrap();
+    patch[10] = 99;
+    assert!(matches!(
+        pair.apply(&patch).0,
+        Err(DeltaError::UnknownMethod(99))
+    ));
+    patch[0] = b'Q';
+    assert!(matches!(pair.apply(&patch).0, Err(DeltaError::BadMagic)));
+}
+
+#[test]
+fn garbage_after_the_header_is_a_clear_error() {
+    let pair = Pair::generated(10_000);
+    let garbage: Vec<u8> = layer(9, 5000);
+    for method in Method::ALL {
+        pair.diff(&only(method));
+        let mut patch = pair.patch_bytes()[..HEADER_LEN].to_vec();
+        patch.extend_from_slice(&garbage);
+        let (result, out) = pair.apply(&patch);
+        assert!(
+            matches!(result, Err(DeltaError::Corrupt(_))),
+            "{method}: {result:?}"
+        );
+        assert!(out.is_empty());
+    }
+}
+
+#[test]
+fn a_lying_to_size_cannot_make_apply_write_more_or_pass() {
+    let pair = Pair::generated(100_000);
+    let half = pair.new.len() as u64 / 2;
+    for method in Method::ALL {
+        pair.diff(&only(method));
+        let small = with_header(&pair.patch_bytes(), |h| h.to_size = half);
+        let (result, out) = pair.apply(&small);
+        assert!(
+            matches!(result, Err(DeltaError::TooLarge { .. })),
+            "{result:?}"
+        );
+        assert!(out.len() as u64 <= half);
+        let big = with_header(&pair.patch_bytes(), |h| h.to_size += 1);
+        let (result, _) = pair.apply(&big);
+        assert!(
+            matches!(result, Err(DeltaError::Corrupt(_))),
+            "{method}: {result:?}"
+        );
+    }
+}
+
+#[test]
+fn a_patch_promising_another_new_layer_fails_with_to_mismatch() {
+    let pair = Pair::generated(50_000);
+    pair.diff(&EncodeOptions::default());
+    let patch = with_header(&pair.patch_bytes(), |h| {
+        h.to = petrel_protocol::Digest::of(b"x")
+    });
+    let (result, _) = pair.apply(&patch);
+    assert!(
+        matches!(result, Err(DeltaError::ToMismatch { .. })),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn a_zstd_ref_patch_over_the_decoder_memory_cap_is_refused() {
+    let pair = Pair::generated(50_000);
+    pair.diff(&only(Method::ZstdRef));
+    let limits = Limits {
+        max_ref_prefix: 10_000,
+        ..Limits::default()
+    };
+    let mut out = Vec::new();
+    let result = apply_with_limits(&pair.old, &pair.patch_bytes()[..], &mut out, &limits);
+    assert!(
+        matches!(result, Err(DeltaError::TooLarge { .. })),
+        "{result:?}"
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn zstd_ref_alone_over_max_ref_prefix_or_no_method_is_an_error_and_writes_nothing() {
+    let pair = Pair::generated(50_000);
+    let opts = EncodeOptions {
+        max_ref_prefix: 1000,
+        ..only(Method::ZstdRef)
+    };
+    let new = pair.dir.path().join("new.tar");
+    let err = diff(&pair.old, &new, &pair.patch, &opts).unwrap_err();
+    assert!(matches!(err, DeltaError::TooLarge { .. }), "{err}");
+    let opts = EncodeOptions {
+        methods: vec![],
+        ..EncodeOptions::default()
+    };
+    let err = diff(&pair.old, &new, &pair.patch, &opts).unwrap_err();
+    assert!(matches!(err, DeltaError::NoMethod), "{err}");
+    assert!(!pair.patch.exists());
+}
+
+#[test]
+fn diff_leaves_only_the_patch_behind() {
+    let pair = Pair::generated(50_000);
+    pair.diff(&EncodeOptions::default());
+    pair.diff(&EncodeOptions::default()); // replaces the existing patch
+    let mut names: Vec<_> = std::fs::read_dir(pair.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["new.tar", "old.tar", "patch.ptrl"]);
+}

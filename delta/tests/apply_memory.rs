@@ -1,0 +1,145 @@
+//! Device footprint bar (DESIGN.md): peak RSS while applying a delta to a
+//! 100 MB layer ≤ 64 MB. Runs `petrel-delta apply` as a child process and
+//! reads its peak RSS from `wait4`'s rusage.
+//!
+//! Linux counts in a child's `ru_maxrss` the high-water mark of the image
+//! it was spawned from (the test process, before exec), so the figure is an
+//! upper bound; the pair and patch are therefore generated streaming, in a
+//! few MB, keeping that bound tight.
+//!
+//! The patch is forged directly in the bsdiff+zstd stream format rather
+//! than made by `diff`: bsdiff's suffix sort over a 100 MB old layer takes
+//! about a minute and 2 GB in a debug build, and decode memory does not
+//! depend on who wrote the stream. The forged stream uses the largest zstd
+//! window the decoder accepts (2^23, the real encoder's), so it is the
+//! decoder's worst case.
+
+mod common;
+
+use common::{random_bytes, Rng};
+use petrel_delta::{Header, Method, FORMAT_VERSION, HEADER_LEN};
+use petrel_protocol::Digest;
+use sha2::{Digest as _, Sha256};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::Command;
+
+const LAYER: u64 = 100 << 20;
+const STEP: u64 = 1 << 20;
+const BAR_BYTES: u64 = 64_000_000;
+/// The decoder's bsdiff+zstd window limit (and the encoder's window).
+const WINDOW_LOG: u32 = 23;
+
+/// Writes a pseudo-random old layer; returns its digest.
+fn write_old(path: &Path) -> Digest {
+    let mut out = BufWriter::new(File::create(path).unwrap());
+    let mut hasher = Sha256::new();
+    for i in 0..LAYER / STEP {
+        let chunk = random_bytes(i + 1, STEP as usize);
+        hasher.update(&chunk);
+        out.write_all(&chunk).unwrap();
+    }
+    out.flush().unwrap();
+    Digest::from_hasher(hasher)
+}
+
+/// Writes a bsdiff+zstd patch editing every MiB of the old layer: three
+/// changed bytes, a 64-byte insertion, a 32-byte deletion. Streams old in
+/// and the patch out; returns the new layer's digest and size.
+fn write_patch(old: &Path, patch: &Path, from: Digest) -> (Digest, u64) {
+    let mut old = BufReader::new(File::open(old).unwrap());
+    let mut file = File::create(patch).unwrap();
+    file.write_all(&[0; HEADER_LEN]).unwrap(); // rewritten at the end
+    let mut z = zstd::stream::write::Encoder::new(BufWriter::new(file), 1).unwrap();
+    z.window_log(WINDOW_LOG).unwrap();
+    let (mut rng, mut hasher, mut pos, mut to_size) = (Rng::new(42), Sha256::new(), 0, 0);
+    let mut span = vec![0u8; STEP as usize];
+    while pos < LAYER {
+        let diff_len = STEP.min(LAYER - pos);
+        let seek = if pos + diff_len + 32 <= LAYER { 32 } else { 0 };
+        let span = &mut span[..diff_len as usize];
+        old.read_exact(span).unwrap();
+        old.seek_relative(seek as i64).unwrap();
+        let mut diff = vec![0u8; span.len()];
+        for _ in 0..3 {
+            diff[rng.below(span.len())] = 1 + rng.below(255) as u8;
+        }
+        let extra = random_bytes(rng.next(), 64);
+        for v in [diff_len, extra.len() as u64, seek] {
+            z.write_all(&v.to_le_bytes()).unwrap(); // non-negative: plain LE
+        }
+        z.write_all(&diff).unwrap();
+        z.write_all(&extra).unwrap();
+        span.iter_mut()
+            .zip(&diff)
+            .for_each(|(o, d)| *o = o.wrapping_add(*d));
+        hasher.update(&*span);
+        hasher.update(&extra);
+        to_size += diff_len + extra.len() as u64;
+        pos += diff_len + seek;
+    }
+    let mut file = z.finish().unwrap().into_inner().unwrap();
+    let to = Digest::from_hasher(hasher);
+    let header = Header {
+        version: FORMAT_VERSION,
+        method: Method::BsdiffZstd,
+        from,
+        to: to.clone(),
+        from_size: LAYER,
+        to_size,
+    };
+    file.seek(SeekFrom::Start(0)).unwrap();
+    header.write_to(&mut file).unwrap();
+    file.sync_all().unwrap();
+    (to, to_size)
+}
+
+/// Runs the CLI and returns (exit code, peak RSS in bytes) from wait4.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which std cannot do
+fn run_measured(args: &[&Path]) -> (i32, u64) {
+    let child = Command::new(env!("CARGO_BIN_EXE_petrel-delta"))
+        .args(args)
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills for our own child, which
+    // is reaped here (the `Child` handle is never waited on afterwards).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid, "wait4 failed");
+    assert!(libc::WIFEXITED(status), "apply did not exit normally");
+    // Linux reports ru_maxrss in KiB.
+    (libc::WEXITSTATUS(status), usage.ru_maxrss as u64 * 1024)
+}
+
+/// sha256 of a file, streaming.
+fn digest_of_file(path: &Path) -> Digest {
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut File::open(path).unwrap(), &mut hasher).unwrap();
+    Digest::from_hasher(hasher)
+}
+
+#[test]
+fn applying_a_delta_to_a_100_mb_layer_peaks_under_64_mb_rss() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    let from = write_old(&p("old.tar"));
+    let (to, to_size) = write_patch(&p("old.tar"), &p("patch"), from);
+
+    let (code, peak) = run_measured(&[
+        Path::new("apply"),
+        &p("old.tar"),
+        &p("patch"),
+        &p("new.tar"),
+    ]);
+    assert_eq!(code, 0, "apply failed");
+    assert_eq!(std::fs::metadata(p("new.tar")).unwrap().len(), to_size);
+    assert_eq!(digest_of_file(&p("new.tar")), to);
+    eprintln!("apply to a {LAYER} byte old layer: peak RSS at most {peak} bytes");
+    assert!(
+        peak <= BAR_BYTES,
+        "peak RSS {peak} bytes is over {BAR_BYTES}"
+    );
+}

@@ -1,0 +1,66 @@
+//! Garbage collection after an update: keeps the layers, layer copies
+//! (delta bases) and root filesystems that the current and the previous
+//! release need (the previous one for rollback), and removes the rest,
+//! along with abandoned partial downloads.
+
+use crate::apply::Paths;
+use petrel_protocol::ReleaseManifest;
+use std::collections::HashSet;
+
+/// What one collection removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Collected {
+    pub layers: usize,
+    pub bases: usize,
+    pub rootfs: usize,
+    pub partials: usize,
+}
+
+/// Removes everything `keep` does not need. Blocking.
+pub fn collect(paths: &Paths, keep: &[ReleaseManifest]) -> Collected {
+    let images = keep
+        .iter()
+        .flat_map(|r| r.services.values())
+        .map(|s| &s.image);
+    let diff_ids: HashSet<String> = keep
+        .iter()
+        .flat_map(|r| r.layers())
+        .map(|l| l.diff_id.hex().to_string())
+        .collect();
+    let image_ids: HashSet<String> = images.map(|i| i.id().hex().to_string()).collect();
+    let mut done = Collected::default();
+    for d in paths.layers.list() {
+        if !diff_ids.contains(d.hex()) && paths.layers.remove(&d).is_ok() {
+            done.layers += 1;
+        }
+    }
+    done.bases = remove_unlisted(paths.fetcher.bases_dir(), |name| {
+        name.strip_suffix(".tar.zst")
+            .is_some_and(|hex| diff_ids.contains(hex))
+    });
+    done.rootfs = remove_unlisted(&paths.rootfs_dir, |name| image_ids.contains(name));
+    done.partials = remove_unlisted(paths.fetcher.downloads_dir(), |_| false);
+    done
+}
+
+/// Removes the entries of `dir` whose name `keep` rejects; returns how many.
+fn remove_unlisted(dir: &std::path::Path, keep: impl Fn(&str) -> bool) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if keep(&name) {
+            continue;
+        }
+        let path = e.path();
+        let removed = if path.is_dir() {
+            petrel_runtime::rootfs::remove(&path).is_ok()
+        } else {
+            std::fs::remove_file(&path).is_ok()
+        };
+        n += usize::from(removed);
+    }
+    n
+}

@@ -1,0 +1,272 @@
+//! Getting the layers a release needs onto the device, moving as few bytes
+//! as possible: for each layer the device lacks, a delta from the best
+//! base it holds (the layer at the same position of the same service in the
+//! release it runs, then in the previous one, then in any held image),
+//! falling back to the full blob on 404, on a patch that fails to apply or
+//! verify, or when the delta is not smaller than the blob. Transient
+//! failures retry with backoff until done or cancelled.
+
+use crate::apply::{Paths, ProgressCounter};
+use crate::fetch::{backoff, discard, FetchError, Fetcher};
+use crate::machine::Target;
+use petrel_protocol::{Digest, LayerDescriptor, ReleaseManifest};
+use std::sync::atomic::Ordering;
+
+/// Download attempts that fail verification before the update gives up.
+const MAX_BAD_DOWNLOADS: u32 = 3;
+
+/// Layers of `release` the device holds no copy of.
+fn missing<'a>(paths: &Paths, release: &'a ReleaseManifest) -> Vec<&'a LayerDescriptor> {
+    release
+        .layers()
+        .into_iter()
+        .filter(|l| !paths.layers.has(&l.diff_id) && !paths.fetcher.base_path(&l.diff_id).exists())
+        .collect()
+}
+
+/// Candidate delta bases for the layer at `index` of `service`, best first:
+/// same service and position in each held release, then that position in
+/// any held image. Only layers whose tar the device keeps qualify.
+pub fn delta_bases(
+    fetcher: &Fetcher,
+    held: &[ReleaseManifest],
+    service: &str,
+    index: usize,
+    to: &Digest,
+) -> Vec<Digest> {
+    let same_service = held.iter().filter_map(|r| r.services.get(service));
+    let any_service = held.iter().flat_map(|r| r.services.values());
+    let mut out: Vec<Digest> = Vec::new();
+    for svc in same_service.chain(any_service) {
+        if let Some(l) = svc.image.layers.get(index) {
+            if &l.diff_id != to
+                && !out.contains(&l.diff_id)
+                && fetcher.base_path(&l.diff_id).exists()
+            {
+                out.push(l.diff_id.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Where each layer sits in the release: (service, index) of first use.
+fn position<'a>(release: &'a ReleaseManifest, diff_id: &Digest) -> Option<(&'a str, usize)> {
+    release.services.iter().find_map(|(name, svc)| {
+        let i = svc
+            .image
+            .layers
+            .iter()
+            .position(|l| &l.diff_id == diff_id)?;
+        Some((name.as_str(), i))
+    })
+}
+
+/// Fetches every layer of the target the device lacks. `held` are the
+/// releases the device keeps (current, previous): the delta bases.
+pub async fn download(
+    paths: &Paths,
+    target: &Target,
+    held: &[ReleaseManifest],
+    progress: &ProgressCounter,
+) -> Result<(), String> {
+    let Some(release) = &target.release else {
+        return Ok(());
+    };
+    let need = missing(paths, release);
+    let total: u64 = need.iter().map(|l| l.size).sum();
+    let have: u64 = need.iter().map(|l| paths.fetcher.have(l)).sum();
+    progress.total.store(total, Ordering::Relaxed);
+    progress.done.store(have, Ordering::Relaxed);
+    for layer in need {
+        let (service, index) = position(release, &layer.diff_id).unwrap_or(("", 0));
+        let mut tried = delta_bases(&paths.fetcher, held, service, index, &layer.diff_id);
+        let mut fetched = false;
+        for base in &tried {
+            if via_delta(paths, base, layer, progress).await? {
+                fetched = true;
+                break;
+            }
+        }
+        if !fetched {
+            if let Some(base) = sharing_paths(paths, held, &layer.diff_id, &tried).await {
+                fetched = via_delta(paths, &base, layer, progress).await?;
+                tried.push(base);
+            }
+        }
+        if !fetched {
+            full_blob(&paths.fetcher, layer, progress).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The held layer (not yet tried) that shares the most regular-file paths
+/// with the layer `to`, if any shares at least one.
+async fn sharing_paths(
+    paths: &Paths,
+    held: &[ReleaseManifest],
+    to: &Digest,
+    tried: &[Digest],
+) -> Option<Digest> {
+    let wanted = match paths.fetcher.layer_paths(to).await {
+        // outside input: only plain relative paths may be looked up
+        Ok(p) => p
+            .into_iter()
+            .filter(|p| is_plain_relative(p))
+            .collect::<Vec<_>>(),
+        Err(e) => {
+            tracing::info!(error = %e, "no path list; skipping path-based base choice");
+            return None;
+        }
+    };
+    let candidates: Vec<Digest> = held
+        .iter()
+        .flat_map(|r| r.layers())
+        .map(|l| l.diff_id.clone())
+        .filter(|d| d != to && !tried.contains(d) && paths.fetcher.base_path(d).exists())
+        .collect();
+    let layers = paths.layers.clone();
+    tokio::task::spawn_blocking(move || {
+        let score = |d: &Digest| {
+            wanted
+                .iter()
+                .filter(|p| layers.path(d).join(p).is_file())
+                .count()
+        };
+        candidates
+            .into_iter()
+            .map(|d| (score(&d), d))
+            .filter(|(s, _)| *s > 0)
+            .max_by_key(|(s, _)| *s)
+            .map(|(_, d)| d)
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Tries the delta `base` → `layer`; `Ok(false)` means: use another way.
+async fn via_delta(
+    paths: &Paths,
+    base: &Digest,
+    layer: &LayerDescriptor,
+    progress: &ProgressCounter,
+) -> Result<bool, String> {
+    let fetcher = &paths.fetcher;
+    let accounted = std::sync::atomic::AtomicU64::new(0);
+    let on_bytes = |n: u64| {
+        progress.done.fetch_add(n, Ordering::Relaxed);
+    };
+    // the patch replaces the blob in the total, once its size is known
+    let on_size = |size: u64| {
+        if accounted.swap(size, Ordering::Relaxed) == 0 {
+            progress
+                .total
+                .fetch_sub(layer.size.saturating_sub(size), Ordering::Relaxed);
+        }
+    };
+    let mut attempt = 0;
+    let patch = loop {
+        match fetcher
+            .fetch_delta_once(base, &layer.diff_id, layer.size, &on_bytes, &on_size)
+            .await
+        {
+            Ok(Some(p)) => break p,
+            Ok(None) => return Ok(false),
+            Err(FetchError::Transient { url, reason }) => {
+                let wait = backoff(attempt);
+                attempt += 1;
+                tracing::info!(%url, %reason, "delta download interrupted; resuming in {wait:?}");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "delta unusable; falling back to the full blob");
+                undo_accounting(progress, layer, &accounted);
+                return Ok(false);
+            }
+        }
+    };
+    let (paths2, base2, layer2, patch2) =
+        (paths.clone(), base.clone(), layer.clone(), patch.clone());
+    let applied =
+        tokio::task::spawn_blocking(move || crate::patch::apply(&paths2, &base2, &layer2, &patch2))
+            .await;
+    discard(&patch).await;
+    match applied {
+        Ok(Ok(())) => Ok(true),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "delta did not apply; falling back to the full blob");
+            undo_accounting(progress, layer, &accounted);
+            Ok(false)
+        }
+        Err(e) => Err(format!("delta apply task: {e}")),
+    }
+}
+
+fn undo_accounting(
+    progress: &ProgressCounter,
+    layer: &LayerDescriptor,
+    accounted: &std::sync::atomic::AtomicU64,
+) {
+    let size = accounted.swap(0, Ordering::Relaxed);
+    if size > 0 {
+        progress
+            .total
+            .fetch_add(layer.size.saturating_sub(size), Ordering::Relaxed);
+    }
+}
+
+async fn full_blob(
+    fetcher: &Fetcher,
+    layer: &LayerDescriptor,
+    progress: &ProgressCounter,
+) -> Result<(), String> {
+    let (mut attempt, mut bad) = (0u32, 0u32);
+    loop {
+        let before = fetcher.have(layer);
+        let on_bytes = |n: u64| {
+            progress.done.fetch_add(n, Ordering::Relaxed);
+        };
+        match fetcher.fetch_blob_once(layer, &on_bytes).await {
+            Ok(_) => return Ok(()),
+            Err(FetchError::Transient { url, reason }) => {
+                let wait = backoff(attempt);
+                // progress made: this was a drop, not a dead link
+                attempt = if fetcher.have(layer) > before {
+                    0
+                } else {
+                    attempt + 1
+                };
+                tracing::info!(%url, %reason, "download interrupted; resuming in {wait:?}");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e @ FetchError::DigestMismatch { .. }) if bad + 1 < MAX_BAD_DOWNLOADS => {
+                bad += 1;
+                tracing::warn!(error = %e, "download failed verification; fetching again");
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+fn is_plain_relative(p: &str) -> bool {
+    let path = std::path::Path::new(p);
+    !p.is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_relative_paths_are_looked_up() {
+        assert!(is_plain_relative("usr/lib/x.so"));
+        for bad in ["/etc/passwd", "../x", "a/../../b", ""] {
+            assert!(!is_plain_relative(bad), "{bad}");
+        }
+    }
+}
