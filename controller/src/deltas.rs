@@ -3,7 +3,7 @@
 //!
 //! A patch is generated once per pair, even under concurrent requests
 //! (later callers wait on the first one's cell), on first request or ahead
-//! of a deployment, and kept on disk as `deltas/<from>-<to>.patch` with its
+//! of a deployment, and kept on disk as `deltas/<from>-<to>.v<format>.patch` with its
 //! sha256 (the ETag a resuming agent compares). When the best patch does
 //! not save at least 10% of the full blob, a `.none` marker records that
 //! there is no useful delta, and the API answers 404: fetch the full blob.
@@ -64,8 +64,12 @@ impl DeltaCache {
         self.generated.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn stem(&self, from: &Digest, to: &Digest) -> PathBuf {
-        self.dir.join(format!("{}-{}", from.hex(), to.hex()))
+    /// Cache entries carry the delta format version, so patches cached by
+    /// an older build are never served to a device expecting another.
+    fn file(&self, from: &Digest, to: &Digest, ext: &str) -> PathBuf {
+        let v = petrel_delta::FORMAT_VERSION;
+        self.dir
+            .join(format!("{}-{}.v{v}.{ext}", from.hex(), to.hex()))
     }
 
     /// The patch from `from` to `to`, generating it if needed; `None` when
@@ -125,12 +129,11 @@ impl DeltaCache {
     }
 
     fn on_disk(&self, from: &Digest, to: &Digest) -> Option<Option<CachedDelta>> {
-        let stem = self.stem(from, to);
-        if stem.with_extension("none").exists() {
+        if self.file(from, to, "none").exists() {
             return Some(None);
         }
-        let path = stem.with_extension("patch");
-        let digest = std::fs::read_to_string(stem.with_extension("sha256")).ok()?;
+        let path = self.file(from, to, "patch");
+        let digest = std::fs::read_to_string(self.file(from, to, "sha256")).ok()?;
         let digest = digest.trim().parse().ok()?;
         let size = std::fs::metadata(&path).ok()?.len();
         Some(Some(CachedDelta { path, digest, size }))
@@ -155,16 +158,15 @@ impl DeltaCache {
         let patch = work.path().join("patch");
         let report = petrel_delta::diff(&old_tar, &new_tar, &patch, &Default::default())
             .map_err(|e| e.to_string())?;
-        let stem = self.stem(from, to);
         if !worth_sending(report.patch_size, new.size) {
-            std::fs::write(stem.with_extension("none"), b"").map_err(|e| e.to_string())?;
+            std::fs::write(self.file(from, to, "none"), b"").map_err(|e| e.to_string())?;
             tracing::info!(%from, %to, patch = report.patch_size, full = new.size, "delta not smaller than the blob");
             return Ok(None);
         }
         let digest = file_digest(&patch)?;
-        let path = stem.with_extension("patch");
+        let path = self.file(from, to, "patch");
         std::fs::rename(&patch, &path).map_err(|e| e.to_string())?;
-        std::fs::write(stem.with_extension("sha256"), digest.to_string())
+        std::fs::write(self.file(from, to, "sha256"), digest.to_string())
             .map_err(|e| e.to_string())?;
         tracing::info!(%from, %to, method = %report.chosen, patch = report.patch_size, full = new.size, elapsed = ?started.elapsed(), "delta generated");
         Ok(Some(CachedDelta {

@@ -123,10 +123,12 @@ async fn get_delta(
             format!("no delta {from} -> {to} smaller than the blob: fetch the full blob"),
         )
         .into_response(),
-        Err(e @ crate::deltas::DeltaCacheError::UnknownLayer(_)) => {
-            ApiError(StatusCode::NOT_FOUND, e.to_string()).into_response()
+        // a delta is an optimisation: when it cannot be made (e.g. a
+        // source blob is damaged), the device falls back to the full blob
+        Err(e) => {
+            tracing::warn!(error = %e, "no delta served");
+            ApiError(StatusCode::NOT_FOUND, format!("no delta: {e}")).into_response()
         }
-        Err(e) => internal(e).into_response(),
     }
 }
 

@@ -1,12 +1,12 @@
 //! The `petrel-delta` command line: one [`Command`] variant and one
-//! function per subcommand (more, such as `bench`, slot in beside them).
+//! function per subcommand (`bench` lives in its own module).
 //! Errors become `anyhow` here and nowhere in the library.
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use petrel_delta::{apply, diff, read_header, EncodeOptions, Method, HEADER_LEN};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Instant;
@@ -30,6 +30,13 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Print a patch's header.
     Info(InfoArgs),
+    /// Measure every method on a corpus of NAME/old.tar, NAME/new.tar pairs
+    /// (and bsdiff, xdelta3, zstd --patch-from where installed).
+    Bench(crate::bench::BenchArgs),
+    /// Internal to `bench`: runs commands read from stdin, reports their
+    /// wall time and peak RSS.
+    #[command(hide = true)]
+    BenchSpawner,
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +90,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Diff(args) => run_diff(&args),
         Command::Apply(args) => run_apply(&args),
         Command::Info(args) => run_info(&args),
+        Command::Bench(args) => crate::bench::run(&args),
+        Command::BenchSpawner => crate::bench::serve_spawner(),
     }
 }
 
@@ -124,13 +133,11 @@ fn run_diff(args: &DiffArgs) -> Result<()> {
 
 fn run_apply(args: &ApplyArgs) -> Result<()> {
     let start = Instant::now();
-    let patch =
-        File::open(&args.patch).with_context(|| format!("opening {}", args.patch.display()))?;
     let dir = parent_dir(&args.new);
     let tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     let mut out = BufWriter::new(tmp);
-    let report = apply(&args.old, BufReader::new(patch), &mut out).with_context(|| {
+    let report = apply(&args.old, &args.patch, &mut out).with_context(|| {
         format!(
             "applying {} to {}",
             args.patch.display(),

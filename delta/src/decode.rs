@@ -2,14 +2,18 @@
 //! streams the payload through the method's decoder into a size-capped,
 //! hashing sink. Nothing is written before the old layer is verified; the
 //! caller writes to a temporary file and discards it on any error.
+//!
+//! The patch is a file, not a stream: a method may read several parts of
+//! its payload at once (bsdiff+zstd reads three compressed streams side by
+//! side), each through its own file handle, without buffering any of them.
 
-use crate::header::read_header;
+use crate::header::{read_header, HEADER_LEN};
 use crate::sink::Sink;
 use crate::{methods, DeltaError, Header};
 use petrel_protocol::Digest;
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Take, Write};
 use std::path::{Path, PathBuf};
 
 /// Decoder-side caps, independent of what a patch header claims.
@@ -46,30 +50,67 @@ pub(crate) struct OldLayer {
     pub size: u64,
 }
 
-/// Applies `patch` to the layer at `old`, streaming the new layer to `out`
-/// with the default [`Limits`].
-pub fn apply(old: &Path, patch: impl Read, out: impl Write) -> Result<ApplyReport, DeltaError> {
+/// The patch file, its header read: where the payload lies in it.
+pub(crate) struct PatchFile {
+    pub path: PathBuf,
+    /// Offset of the payload's first byte in the file.
+    pub payload_start: u64,
+    /// Bytes from `payload_start` to the end of the file.
+    pub payload_len: u64,
+}
+
+impl PatchFile {
+    /// A new handle on payload bytes `offset..offset + len`, which the
+    /// caller has checked lie inside the payload; reads stop at its end.
+    pub(crate) fn section(&self, offset: u64, len: u64) -> Result<Take<File>, DeltaError> {
+        let mut file = File::open(&self.path).map_err(DeltaError::io(&self.path))?;
+        file.seek(SeekFrom::Start(self.payload_start + offset))
+            .map_err(DeltaError::io(&self.path))?;
+        Ok(file.take(len))
+    }
+}
+
+/// Applies the patch file `patch` to the layer at `old`, streaming the new
+/// layer to `out`, with the default [`Limits`].
+pub fn apply(old: &Path, patch: &Path, out: impl Write) -> Result<ApplyReport, DeltaError> {
     apply_with_limits(old, patch, out, &Limits::default())
 }
 
 /// [`apply`] with explicit decoder limits.
 pub fn apply_with_limits(
     old: &Path,
-    mut patch: impl Read,
+    patch: &Path,
     out: impl Write,
     limits: &Limits,
 ) -> Result<ApplyReport, DeltaError> {
-    let header = read_header(&mut patch)?;
+    let (header, patch) = open_patch(patch)?;
     let old = verify_old(old, &header)?;
     // The header's to_size caps the output: a lying header cannot make us
     // write more than it promised.
     let mut sink = Sink::new(out, header.to_size);
-    methods::decode(&header, &old, patch, &mut sink, limits)?;
+    methods::decode(&header, &old, &patch, &mut sink, limits)?;
     let bytes_written = sink.finish(&header)?;
     Ok(ApplyReport {
         header,
         bytes_written,
     })
+}
+
+/// Reads the header and measures the payload behind it.
+fn open_patch(path: &Path) -> Result<(Header, PatchFile), DeltaError> {
+    let mut file = File::open(path).map_err(DeltaError::io(path))?;
+    let header = read_header(&mut file)?;
+    let len = file.metadata().map_err(DeltaError::io(path))?.len();
+    let payload_start = HEADER_LEN as u64;
+    Ok((
+        header,
+        PatchFile {
+            path: path.to_path_buf(),
+            payload_start,
+            // read_header succeeded, so the file holds at least the header.
+            payload_len: len.saturating_sub(payload_start),
+        },
+    ))
 }
 
 /// Hashes the old layer (streaming) and checks it is the patch's source.

@@ -33,6 +33,14 @@ impl Default for EncodeOptions {
     }
 }
 
+impl EncodeOptions {
+    /// Whether [`diff`] would try `method` on layers of these sizes; the
+    /// error says why not (zstd-ref above `max_ref_prefix`, for instance).
+    pub fn applicable(&self, method: Method, old_len: u64, new_len: u64) -> Result<(), DeltaError> {
+        methods::check_applicable(method, old_len, new_len, self)
+    }
+}
+
 /// What [`diff`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiffReport {
@@ -86,9 +94,7 @@ fn encode_all(
     let mut tried = Vec::new();
     let mut skipped = None;
     for method in unique(&opts.methods) {
-        let applicable =
-            methods::check_applicable(method, old.len() as u64, new.len() as u64, opts);
-        if let Err(reason) = applicable {
+        if let Err(reason) = opts.applicable(method, old.len() as u64, new.len() as u64) {
             skipped.get_or_insert(reason);
             continue;
         }

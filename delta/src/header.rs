@@ -12,8 +12,10 @@ use std::io::{self, Read, Write};
 
 /// The first 8 bytes of every patch.
 pub const MAGIC: [u8; 8] = *b"PTRLDLT\0";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this build writes and reads. Version 2 changed the
+/// bsdiff+zstd payload to three separately compressed streams; version 1
+/// patches (one interleaved stream) were never deployed and are refused.
+pub const FORMAT_VERSION: u16 = 2;
 /// Length of the encoded header in bytes.
 pub const HEADER_LEN: usize = 8 + 2 + 1 + 32 + 32 + 8 + 8;
 
@@ -136,10 +138,15 @@ mod tests {
             read_header(&mut &bytes[..]),
             Err(DeltaError::BadMagic)
         ));
-        let mut bytes = sample().to_bytes();
-        bytes[8] = 2;
-        let err = read_header(&mut &bytes[..]).unwrap_err();
-        assert!(matches!(err, DeltaError::UnsupportedVersion(2)), "{err}");
+        for version in [1u16, 3] {
+            let mut bytes = sample().to_bytes();
+            bytes[8..10].copy_from_slice(&version.to_le_bytes());
+            let err = read_header(&mut &bytes[..]).unwrap_err();
+            assert!(
+                matches!(err, DeltaError::UnsupportedVersion(v) if v == version),
+                "{err}"
+            );
+        }
         let mut bytes = sample().to_bytes();
         bytes[10] = 200;
         let err = read_header(&mut &bytes[..]).unwrap_err();

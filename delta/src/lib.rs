@@ -1,6 +1,7 @@
 //! Layer deltas for Petrel: the controller encodes a patch from an old
-//! layer tar to a new one ([`diff`]); the device applies it streaming, in
-//! memory bounded independently of the layer size ([`apply`]).
+//! layer tar to a new one ([`diff`]); the device applies the patch file,
+//! streaming the new layer out, in memory bounded independently of the
+//! layer size ([`apply`]).
 //!
 //! A patch is self-describing: a fixed header (magic, format version,
 //! [`Method`], sha256 and size of both layers) followed by the payload.
@@ -12,8 +13,9 @@
 //! - `header`: the header format and [`read_header`].
 //! - `method`: the [`Method`] enum and its wire ids.
 //! - `methods/`: one module per method with its encoder and decoder
-//!   (`bsdiff_zstd`: streaming bsdiff applier; `zstd_ref`: zstd with the
-//!   old layer as reference prefix).
+//!   (`bsdiff_zstd`: bsdiff split into three zstd streams, applied by
+//!   reading them side by side; `zstd_ref`: zstd with the old layer as
+//!   reference prefix).
 //! - `encode`: [`diff`] tries the allowed methods, keeps the smallest and
 //!   writes it atomically.
 //! - `decode`: [`apply`] verifies the old layer and drives the decoder.

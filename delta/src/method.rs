@@ -11,8 +11,8 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Method {
-    /// A bsdiff 0.2.1 patch stream (control triples, diff bytes, extra
-    /// bytes) compressed with zstd. Decodes streaming in bounded memory.
+    /// A bsdiff patch as three separately zstd-compressed streams (control
+    /// triples, diff bytes, extra bytes). Decodes streaming in bounded memory.
     BsdiffZstd = 1,
     /// zstd with the whole old layer as reference prefix, as
     /// `zstd --patch-from`. Decoding holds the old layer in memory.

@@ -42,10 +42,21 @@ impl Pair {
         std::fs::read(&self.patch).unwrap()
     }
 
-    /// Applies `patch` to the old layer; returns the result and what was written.
+    /// Writes `patch` to a file beside the pair and applies it to the old
+    /// layer; returns the result and what was written.
     fn apply(&self, patch: &[u8]) -> (Result<ApplyReport, DeltaError>, Vec<u8>) {
+        self.apply_with_limits(patch, &Limits::default())
+    }
+
+    fn apply_with_limits(
+        &self,
+        patch: &[u8],
+        limits: &Limits,
+    ) -> (Result<ApplyReport, DeltaError>, Vec<u8>) {
+        let path = self.dir.path().join("candidate.ptrl");
+        std::fs::write(&path, patch).unwrap();
         let mut out = Vec::new();
-        let result = apply(&self.old, patch, &mut out);
+        let result = apply_with_limits(&self.old, &path, &mut out, limits);
         (result, out)
     }
 }
@@ -169,6 +180,12 @@ fn truncated_patches_are_clear_errors_for_every_method() {
             let (result, out) = pair.apply(&patch[..len]);
             let err = result.expect_err("a truncated patch applied");
             assert!(out.len() <= pair.new.len(), "{method} cut at {len}: {err}");
+            if method == Method::BsdiffZstd {
+                // Its stream table is checked against the file's length
+                // before any stream is read.
+                assert!(matches!(err, DeltaError::Truncated), "cut at {len}: {err}");
+                assert!(out.is_empty(), "cut at {len}");
+            }
         }
     }
 }
@@ -220,8 +237,10 @@ fn garbage_after_the_header_is_a_clear_error() {
         let mut patch = pair.patch_bytes()[..HEADER_LEN].to_vec();
         patch.extend_from_slice(&garbage);
         let (result, out) = pair.apply(&patch);
+        // bsdiff+zstd reads garbage as a table of stream lengths, which
+        // then point past the end of the file or overflow.
         assert!(
-            matches!(result, Err(DeltaError::Corrupt(_))),
+            matches!(result, Err(DeltaError::Corrupt(_) | DeltaError::Truncated)),
             "{method}: {result:?}"
         );
         assert!(out.is_empty());
@@ -272,8 +291,7 @@ fn a_zstd_ref_patch_over_the_decoder_memory_cap_is_refused() {
         max_ref_prefix: 10_000,
         ..Limits::default()
     };
-    let mut out = Vec::new();
-    let result = apply_with_limits(&pair.old, &pair.patch_bytes()[..], &mut out, &limits);
+    let (result, out) = pair.apply_with_limits(&pair.patch_bytes(), &limits);
     assert!(
         matches!(result, Err(DeltaError::TooLarge { .. })),
         "{result:?}"
@@ -311,4 +329,15 @@ fn diff_leaves_only_the_patch_behind() {
         .collect();
     names.sort();
     assert_eq!(names, ["new.tar", "old.tar", "patch.ptrl"]);
+}
+
+#[test]
+fn a_missing_patch_file_is_an_io_error_naming_it() {
+    let pair = Pair::generated(1000);
+    let missing = pair.dir.path().join("no-such.ptrl");
+    let err = apply(&pair.old, &missing, Vec::new()).unwrap_err();
+    match err {
+        DeltaError::Io { path, .. } => assert_eq!(path, missing),
+        other => panic!("expected an I/O error naming the patch, got {other}"),
+    }
 }

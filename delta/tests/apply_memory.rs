@@ -7,29 +7,38 @@
 //! upper bound; the pair and patch are therefore generated streaming, in a
 //! few MB, keeping that bound tight.
 //!
-//! The patch is forged directly in the bsdiff+zstd stream format rather
+//! The patch is forged directly in the bsdiff+zstd payload format rather
 //! than made by `diff`: bsdiff's suffix sort over a 100 MB old layer takes
 //! about a minute and 2 GB in a debug build, and decode memory does not
-//! depend on who wrote the stream. The forged stream uses the largest zstd
-//! window the decoder accepts (2^23, the real encoder's), so it is the
-//! decoder's worst case.
+//! depend on who wrote the streams. Each stream is forged as the decoder's
+//! worst case: its frame asks for the largest window the decoder accepts
+//! (no pledged size, so the window is not shrunk to the content), and the
+//! diff and extra streams each carry more than a window of data, so every
+//! window buffer is filled.
+//!
+//! Payload layout (format version 2, see `src/methods/bsdiff_zstd/`):
+//! three u64 LE stream lengths, then the control stream (LEB128 varints:
+//! diff length, extra length, zigzag seek per step), the diff stream and
+//! the extra stream, each one zstd frame.
 
 mod common;
 
 use common::{random_bytes, Rng};
-use petrel_delta::{Header, Method, FORMAT_VERSION, HEADER_LEN};
+use petrel_delta::{Header, Method, FORMAT_VERSION};
 use petrel_protocol::Digest;
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::process::Command;
 
 const LAYER: u64 = 100 << 20;
 const STEP: u64 = 1 << 20;
+/// Literal bytes per step: 100 steps give 12.5 MiB, more than the window.
+const EXTRA: usize = 128 << 10;
 const BAR_BYTES: u64 = 64_000_000;
-/// The decoder's bsdiff+zstd window limit (and the encoder's window).
-const WINDOW_LOG: u32 = 23;
+/// The decoder's window limits (log2) for the control, diff and extra streams.
+const WINDOW_LOGS: [u32; 3] = [20, 23, 23];
 
 /// Writes a pseudo-random old layer; returns its digest.
 fn write_old(path: &Path) -> Digest {
@@ -44,15 +53,33 @@ fn write_old(path: &Path) -> Digest {
     Digest::from_hasher(hasher)
 }
 
+fn varint(out: &mut impl Write, mut v: u64) {
+    while v >= 0x80 {
+        out.write_all(&[v as u8 | 0x80]).unwrap();
+        v >>= 7;
+    }
+    out.write_all(&[v as u8]).unwrap();
+}
+
+type StreamWriter = zstd::stream::write::Encoder<'static, BufWriter<File>>;
+
+/// A zstd stream into a scratch file, with the given window.
+fn stream(path: &Path, window_log: u32) -> StreamWriter {
+    let mut z =
+        zstd::stream::write::Encoder::new(BufWriter::new(File::create(path).unwrap()), 1).unwrap();
+    z.window_log(window_log).unwrap();
+    z
+}
+
 /// Writes a bsdiff+zstd patch editing every MiB of the old layer: three
-/// changed bytes, a 64-byte insertion, a 32-byte deletion. Streams old in
-/// and the patch out; returns the new layer's digest and size.
-fn write_patch(old: &Path, patch: &Path, from: Digest) -> (Digest, u64) {
+/// changed bytes, a 128 KiB random insertion, a 32-byte deletion. Streams
+/// old in and each stream out to its own scratch file in `dir`, then joins
+/// them; returns the new layer's digest and size.
+fn write_patch(old: &Path, patch: &Path, dir: &Path, from: Digest) -> (Digest, u64) {
+    let names = ["control", "diff", "extra"].map(|n| dir.join(n));
+    let [mut control, mut diff_out, mut extra_out] =
+        [0, 1, 2].map(|i| stream(&names[i], WINDOW_LOGS[i]));
     let mut old = BufReader::new(File::open(old).unwrap());
-    let mut file = File::create(patch).unwrap();
-    file.write_all(&[0; HEADER_LEN]).unwrap(); // rewritten at the end
-    let mut z = zstd::stream::write::Encoder::new(BufWriter::new(file), 1).unwrap();
-    z.window_log(WINDOW_LOG).unwrap();
     let (mut rng, mut hasher, mut pos, mut to_size) = (Rng::new(42), Sha256::new(), 0, 0);
     let mut span = vec![0u8; STEP as usize];
     while pos < LAYER {
@@ -65,12 +92,13 @@ fn write_patch(old: &Path, patch: &Path, from: Digest) -> (Digest, u64) {
         for _ in 0..3 {
             diff[rng.below(span.len())] = 1 + rng.below(255) as u8;
         }
-        let extra = random_bytes(rng.next(), 64);
-        for v in [diff_len, extra.len() as u64, seek] {
-            z.write_all(&v.to_le_bytes()).unwrap(); // non-negative: plain LE
+        let extra = random_bytes(rng.next(), EXTRA);
+        // diff length, extra length, seek (non-negative: zigzag is 2 * seek)
+        for v in [diff_len, extra.len() as u64, 2 * seek] {
+            varint(&mut control, v);
         }
-        z.write_all(&diff).unwrap();
-        z.write_all(&extra).unwrap();
+        diff_out.write_all(&diff).unwrap();
+        extra_out.write_all(&extra).unwrap();
         span.iter_mut()
             .zip(&diff)
             .for_each(|(o, d)| *o = o.wrapping_add(*d));
@@ -79,7 +107,9 @@ fn write_patch(old: &Path, patch: &Path, from: Digest) -> (Digest, u64) {
         to_size += diff_len + extra.len() as u64;
         pos += diff_len + seek;
     }
-    let mut file = z.finish().unwrap().into_inner().unwrap();
+    for z in [control, diff_out, extra_out] {
+        z.finish().unwrap().flush().unwrap();
+    }
     let to = Digest::from_hasher(hasher);
     let header = Header {
         version: FORMAT_VERSION,
@@ -89,9 +119,16 @@ fn write_patch(old: &Path, patch: &Path, from: Digest) -> (Digest, u64) {
         from_size: LAYER,
         to_size,
     };
-    file.seek(SeekFrom::Start(0)).unwrap();
+    let mut file = BufWriter::new(File::create(patch).unwrap());
     header.write_to(&mut file).unwrap();
-    file.sync_all().unwrap();
+    for name in &names {
+        let len = std::fs::metadata(name).unwrap().len();
+        file.write_all(&len.to_le_bytes()).unwrap();
+    }
+    for name in &names {
+        std::io::copy(&mut File::open(name).unwrap(), &mut file).unwrap();
+    }
+    file.into_inner().unwrap().sync_all().unwrap();
     (to, to_size)
 }
 
@@ -126,7 +163,7 @@ fn applying_a_delta_to_a_100_mb_layer_peaks_under_64_mb_rss() {
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name);
     let from = write_old(&p("old.tar"));
-    let (to, to_size) = write_patch(&p("old.tar"), &p("patch"), from);
+    let (to, to_size) = write_patch(&p("old.tar"), &p("patch"), dir.path(), from);
 
     let (code, peak) = run_measured(&[
         Path::new("apply"),

@@ -45,6 +45,15 @@ pub(crate) fn io<'a>(
     }
 }
 
+/// How a download's announced length must relate to the cap.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Size {
+    /// A blob: exactly its declared size.
+    Exact,
+    /// A delta: any length up to the cap.
+    AtMost,
+}
+
 /// What one resumable GET produced.
 enum Got {
     Complete,
@@ -133,7 +142,7 @@ impl Fetcher {
         let url = format!("{}/v1/blobs/{}", self.base, layer.digest);
         let part = self.blob_partial(&layer.digest);
         match self
-            .get_resumable(&url, &part, layer.size, on_bytes, &|_| {})
+            .get_resumable(&url, &part, layer.size, Size::Exact, on_bytes, &|_| {})
             .await?
         {
             Got::NotFound => {
@@ -170,7 +179,7 @@ impl Fetcher {
         let url = format!("{}/v1/deltas/{from}/{to}", self.base);
         let part = self.delta_partial(from, to);
         match self
-            .get_resumable(&url, &part, cap, on_bytes, on_size)
+            .get_resumable(&url, &part, cap, Size::AtMost, on_bytes, on_size)
             .await?
         {
             Got::NotFound => Ok(None),
@@ -202,6 +211,7 @@ impl Fetcher {
         url: &str,
         part: &Path,
         cap: u64,
+        size: Size,
         on_bytes: &(dyn Fn(u64) + Sync),
         on_size: &(dyn Fn(u64) + Sync),
     ) -> Result<Got, FetchError> {
@@ -274,6 +284,11 @@ impl Fetcher {
                 "server offers {total:?} bytes, expected at most {cap}"
             )));
         };
+        if size == Size::Exact && total != cap {
+            discard(part).await;
+            let why = format!("server has {total} bytes of {cap} (blob truncated)");
+            return Err(permanent(why));
+        }
         on_size(total);
         let mut written = if status == 206 { have } else { 0 };
         let mut stream = resp.bytes_stream();

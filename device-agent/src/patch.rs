@@ -8,7 +8,7 @@
 use crate::apply::Paths;
 use petrel_protocol::{Digest, LayerDescriptor};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 /// zstd level for the device's own copy of a layer (cheap on a Pi).
@@ -35,8 +35,7 @@ pub fn apply(
     let out = tempfile::NamedTempFile::new_in(fetcher.bases_dir()).map_err(|e| e.to_string())?;
     let mut enc = zstd::stream::write::Encoder::new(BufWriter::new(out.as_file()), BASE_LEVEL)
         .map_err(|e| e.to_string())?;
-    let patch_file = File::open(patch).map_err(|e| e.to_string())?;
-    let report = petrel_delta::apply(&old, BufReader::new(patch_file), &mut enc)
+    let report = petrel_delta::apply(&old, patch, &mut enc)
         .map_err(|e| format!("delta {base} -> {}: {e}", layer.diff_id))?;
     let mut inner = enc.finish().map_err(|e| e.to_string())?;
     inner.flush().map_err(|e| e.to_string())?;

@@ -15,6 +15,9 @@ use std::sync::atomic::Ordering;
 /// Download attempts that fail verification before the update gives up.
 const MAX_BAD_DOWNLOADS: u32 = 3;
 
+/// Delta attempts in a row without progress before falling back to the blob.
+const MAX_STALLED_DELTA_TRIES: u32 = 3;
+
 /// Layers of `release` the device holds no copy of.
 fn missing<'a>(paths: &Paths, release: &'a ReleaseManifest) -> Vec<&'a LayerDescriptor> {
     release
@@ -167,6 +170,7 @@ async fn via_delta(
         }
     };
     let mut attempt = 0;
+    let mut have = fetcher.have_delta(base, &layer.diff_id);
     let patch = loop {
         match fetcher
             .fetch_delta_once(base, &layer.diff_id, layer.size, &on_bytes, &on_size)
@@ -176,7 +180,16 @@ async fn via_delta(
             Ok(None) => return Ok(false),
             Err(FetchError::Transient { url, reason }) => {
                 let wait = backoff(attempt);
-                attempt += 1;
+                let before = have;
+                have = fetcher.have_delta(base, &layer.diff_id);
+                // progress made: a drop, keep resuming; none: a few tries,
+                // then the blob (a delta is only an optimisation)
+                attempt = if have > before { 0 } else { attempt + 1 };
+                if attempt > MAX_STALLED_DELTA_TRIES {
+                    tracing::warn!(%url, %reason, "delta keeps failing; falling back to the full blob");
+                    undo_accounting(progress, layer, &accounted);
+                    return Ok(false);
+                }
                 tracing::info!(%url, %reason, "delta download interrupted; resuming in {wait:?}");
                 tokio::time::sleep(wait).await;
             }

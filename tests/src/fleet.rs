@@ -183,3 +183,17 @@ pub async fn publish_raw(port: u16, topic: &str, payload: Vec<u8>) -> Result<()>
     let _ = client.disconnect().await;
     acked.context("broker did not ack the injected message")?
 }
+
+/// Bytes a device must download to go from layer `from` to `to`: the
+/// cached delta if the controller has one, else the full blob.
+pub async fn bytes_needed(
+    controller_url: &str,
+    from: &petrel_protocol::Digest,
+    to: &petrel_protocol::LayerDescriptor,
+) -> Result<u64> {
+    let resp = reqwest::get(format!("{controller_url}/v1/deltas/{from}/{}", to.diff_id)).await?;
+    if resp.status().as_u16() == 404 {
+        return Ok(to.size);
+    }
+    Ok(resp.error_for_status()?.bytes().await?.len() as u64)
+}

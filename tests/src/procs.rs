@@ -179,6 +179,13 @@ impl Agent {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
+    /// The last `n` lines of the agent's log (for failure messages).
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     /// The agent's log so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("agent.log")).unwrap_or_default()

@@ -43,16 +43,15 @@ impl Proxy {
         })
     }
 
-    /// Cuts every open connection every `period`, until the proxy is
-    /// dropped.
+    /// Cuts every open connection every `period`, for the rest of the
+    /// test's runtime.
     pub fn cut_every(&self, period: Duration) {
         let cut = self.cut.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(period).await;
-                if cut.send(*cut.borrow() + 1).is_err() {
-                    return;
-                }
+                // (send_modify: never hold a borrow while sending)
+                cut.send_modify(|n| *n += 1);
             }
         });
     }

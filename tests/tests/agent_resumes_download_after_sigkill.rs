@@ -27,7 +27,7 @@ async fn agent_resumes_download_after_sigkill_without_fetching_twice() -> anyhow
     let mut agent = Agent::start(tmp.path(), "k-1", &ctl.broker_url(), &proxy.url())?;
     let devices = vec![agent.id.clone()];
 
-    sample_image(&client, tmp.path(), "v1", "1", &[]).await?;
+    let v1 = sample_image(&client, tmp.path(), "v1", "1", &[]).await?;
     sample_release(&client, "1", "v1").await?;
     client.deploy("demo@1", &devices).await?;
     wait_converged(&client, &agent.id, "1").await?;
@@ -41,7 +41,7 @@ async fn agent_resumes_download_after_sigkill_without_fetching_twice() -> anyhow
         &[("payload.bin", noise(16 << 20, 0x9E3779B97F4A7C15))],
     )
     .await?;
-    let needed = v2.layers[0].size;
+    let blob = v2.layers[0].size;
     sample_release(&client, "2", "v2").await?;
     let before = proxy.bytes_down();
     client.deploy("demo@2", &devices).await?;
@@ -52,14 +52,14 @@ async fn agent_resumes_download_after_sigkill_without_fetching_twice() -> anyhow
         "the download to be under way",
         || async {
             let n = partial_bytes(&dir);
-            (n > needed / 4).then_some(n)
+            (n > blob / 4).then_some(n)
         },
     )
     .await?;
     agent.kill9();
     assert!(
-        at_kill < needed,
-        "killed mid-download ({at_kill} of {needed})"
+        at_kill < blob * 9 / 10,
+        "killed mid-download ({at_kill} of about {blob})"
     );
     assert!(
         pid_alive(v1_pid),
@@ -70,12 +70,18 @@ async fn agent_resumes_download_after_sigkill_without_fetching_twice() -> anyhow
     wait_converged(&client, &agent.id, "2").await?;
     let v2_pid = running_app(&agent.data_dir, "2").await?;
     let received = proxy.bytes_down() - before;
+    // a delta from v1's layer if the controller made one, else the blob
+    let needed = bytes_needed(&ctl.url(), &v1.layers[0].diff_id, &v2.layers[0]).await?;
     // headers of a few requests aside, every byte was fetched once
     assert!(
         received <= needed + 64 * 1024,
-        "received {received} bytes for a {needed}-byte layer"
+        "received {received} bytes for a {needed}-byte layer\n{}",
+        agent.log_tail(40)
     );
-    assert!(received >= needed, "the whole layer went through the proxy");
+    assert!(
+        received >= needed,
+        "everything needed went through the proxy"
+    );
 
     // a restart after convergence downloads nothing and keeps the app up
     let settled = proxy.bytes_down();

@@ -4,6 +4,7 @@
 //! error event, nothing is half-applied, and the current release keeps
 //! running.
 
+use anyhow::Context;
 use petrel_protocol::topics::{topic, Channel};
 use petrel_protocol::{EventKind, ImageConfig, Phase};
 use petrel_tests::*;
@@ -57,7 +58,9 @@ async fn expect_failure(
             .deploy(&format!("demo@{version}"), std::slice::from_ref(&agent.id))
             .await?;
     }
-    let event = wait_event(&client, &agent.id, kind, seq).await?;
+    let event = wait_event(&client, &agent.id, kind, seq)
+        .await
+        .with_context(|| format!("agent log:\n{}", agent.log_tail(30)))?;
     assert!(
         event.message.contains(needle),
         "event {:?} should mention {needle:?}",
@@ -147,9 +150,9 @@ async fn bad_input_is_rejected_with_clear_events_and_the_current_release_keeps_r
     .await?;
 
     // a blob whose bytes do not match its digest
-    let v3 = sample_image(&client, tmp.path(), "v3", "3", &[]).await?;
-    sample_release(&client, "3", "v3").await?;
-    let blob = blob_file(&ctl, &v3.layers[0].digest);
+    // (a data layer sharing nothing with v1: no delta, the blob is fetched)
+    let v3 = two_layer_release(&client, tmp.path(), "bad", "v3", "3", &noise(256 << 10, 3)).await?;
+    let blob = blob_file(&ctl, &v3[0].digest);
     let mut bytes = std::fs::read(&blob)?;
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
@@ -165,9 +168,8 @@ async fn bad_input_is_rejected_with_clear_events_and_the_current_release_keeps_r
     .await?;
 
     // a blob truncated on the server
-    let v4 = sample_image(&client, tmp.path(), "v4", "4", &[("pad", vec![7u8; 4096])]).await?;
-    sample_release(&client, "4", "v4").await?;
-    let blob = blob_file(&ctl, &v4.layers[0].digest);
+    let v4 = two_layer_release(&client, tmp.path(), "bad", "v4", "4", &noise(256 << 10, 4)).await?;
+    let blob = blob_file(&ctl, &v4[0].digest);
     let len = std::fs::metadata(&blob)?.len();
     std::fs::OpenOptions::new()
         .write(true)

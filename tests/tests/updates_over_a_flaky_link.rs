@@ -26,6 +26,10 @@ async fn an_update_over_a_link_cut_every_few_seconds_completes_within_five_perce
     wait_converged(&client, &agent.id, "1").await?;
     running_app(&agent.data_dir, "1").await?;
     let received = proxy.bytes_down();
+    eprintln!(
+        "v1 over the flaky link: received {received} bytes for {needed} needed ({:.4}x)",
+        received as f64 / needed as f64
+    );
     assert!(received >= needed, "received {received} < needed {needed}");
     assert!(
         received as f64 <= 1.05 * needed as f64,
@@ -40,6 +44,10 @@ async fn an_update_over_a_link_cut_every_few_seconds_completes_within_five_perce
     wait_converged(&client, &agent.id, "2").await?;
     running_app(&agent.data_dir, "2").await?;
     let v2_received = proxy.bytes_down() - received;
+    eprintln!(
+        "v2: received {v2_received} bytes; app layer blob {} bytes",
+        v2[1].size
+    );
     let patch = reqwest_len(&format!(
         "{}/v1/deltas/{}/{}",
         ctl.url(),

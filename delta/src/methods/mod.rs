@@ -6,10 +6,10 @@
 pub(crate) mod bsdiff_zstd;
 pub(crate) mod zstd_ref;
 
-use crate::decode::{Limits, OldLayer};
+use crate::decode::{Limits, OldLayer, PatchFile};
 use crate::sink::Sink;
 use crate::{DeltaError, EncodeOptions, Header, Method};
-use std::io::{Read, Write};
+use std::io::Write;
 
 /// Whether `method` may encode a pair of these sizes under `opts`; the
 /// error says why not (it is reported only if no method at all applies).
@@ -39,17 +39,17 @@ pub(crate) fn encode(
     encoded.map_err(|source| DeltaError::Encode { method, source })
 }
 
-/// Decodes `payload` into `sink`. The old layer has already been verified
-/// against the header's from-digest.
-pub(crate) fn decode<R: Read, W: Write>(
+/// Decodes the payload of `patch` into `sink`. The old layer has already
+/// been verified against the header's from-digest.
+pub(crate) fn decode<W: Write>(
     header: &Header,
     old: &OldLayer,
-    payload: R,
+    patch: &PatchFile,
     sink: &mut Sink<W>,
     limits: &Limits,
 ) -> Result<(), DeltaError> {
     match header.method {
-        Method::BsdiffZstd => bsdiff_zstd::apply(old, payload, sink),
-        Method::ZstdRef => zstd_ref::apply(header, old, payload, sink, limits),
+        Method::BsdiffZstd => bsdiff_zstd::apply(old, patch, sink),
+        Method::ZstdRef => zstd_ref::apply(header, old, patch, sink, limits),
     }
 }

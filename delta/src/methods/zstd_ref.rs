@@ -12,7 +12,7 @@
 //! covers old + new, so neither the `zstdmt` feature nor a special mode is
 //! used; level 22 was not consistently smaller.
 
-use crate::decode::{Limits, OldLayer};
+use crate::decode::{Limits, OldLayer, PatchFile};
 use crate::sink::Sink;
 use crate::{DeltaError, EncodeOptions};
 use std::fs::File;
@@ -67,14 +67,15 @@ pub(crate) fn encode(old: &[u8], new: &[u8], level: i32) -> io::Result<Vec<u8>> 
 }
 
 /// Decompresses the payload against the old layer, streaming into `sink`.
-pub(crate) fn apply<R: Read, W: Write>(
+pub(crate) fn apply<W: Write>(
     header: &crate::Header,
     old: &OldLayer,
-    payload: R,
+    patch: &PatchFile,
     sink: &mut Sink<W>,
     limits: &Limits,
 ) -> Result<(), DeltaError> {
     let prefix = read_old(old, limits)?;
+    let payload = patch.section(0, patch.payload_len)?;
     let log = window_log(header.from_size, header.to_size).min(limits.zstd_ref_window_log_max);
     let mut z = zstd::stream::read::Decoder::with_ref_prefix(BufReader::new(payload), &prefix)
         .map_err(DeltaError::ReadPatch)?;

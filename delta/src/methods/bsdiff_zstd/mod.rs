@@ -1,86 +1,123 @@
-//! `bsdiff+zstd`: a patch in the bsdiff 0.2.1 crate's stream format,
-//! compressed with zstd.
+//! `bsdiff+zstd`: a bsdiff patch as three separately zstd-compressed
+//! streams — control triples, diff bytes, extra bytes — laid out as
+//! [`layout`] describes.
 //!
 //! Encoding uses `bsdiff::diff`, which needs both layers in memory (≈ 19×
-//! the input): acceptable on the controller. Decoding does not use
-//! `bsdiff::patch`, which needs the old layer in memory; [`apply`] walks
-//! the control triples itself, reads the old layer through a small
-//! buffered reader with seeks, and streams the output, so device memory is
-//! the zstd window ([`WINDOW_LOG`]) plus a few 64 KiB buffers, whatever
-//! the layer size.
+//! the input): acceptable on the controller. Its interleaved output is
+//! split as it is written ([`split`]) and each part compressed on its own:
+//! measured on the corpus, 1.3–8.5% smaller than one interleaved stream,
+//! because each part has its own statistics (the diff bytes are mostly
+//! zeros, the extra bytes are new data, the controls are small integers).
 //!
-//! Stream format (no header, repeated to EOF): a control triple of three
-//! sign-magnitude little-endian i64 — diff length, extra length, old seek —
-//! then `diff length` bytes to add (wrapping) to old bytes, then
-//! `extra length` literal bytes; the old position then moves by the seek.
+//! Decoding does not use `bsdiff::patch`, which needs the old layer in
+//! memory; [`apply`] walks the control triples itself, reads the old layer
+//! through a small buffered reader with seeks, and reads the three streams
+//! side by side through their own file handles, so device memory is the
+//! three zstd windows ([`Part::window_log`], 17 MiB at most) plus a few
+//! 64 KiB buffers, whatever the layer size.
+//!
+//! Semantics of a step: output `diff length` bytes, each a diff byte added
+//! (wrapping) to the old byte at the old position, which advances with
+//! them; then `extra length` bytes copied from the extra stream; then move
+//! the old position by the seek.
 
 mod control;
+mod layout;
 mod old;
+mod split;
 #[cfg(test)]
 mod tests;
 
-use crate::decode::OldLayer;
+use crate::decode::{OldLayer, PatchFile};
 use crate::sink::Sink;
 use crate::DeltaError;
 use control::Control;
+use layout::{Part, Table};
 use old::OldReader;
-use std::io::{self, BufWriter, Read, Write};
-
-/// log2 of the zstd window for the compressed patch stream. It bounds the
-/// decoder's memory (8 MiB); measured on the corpus, wider windows (24, 25)
-/// saved under 0.1%. The decoder refuses frames that ask for more.
-pub(crate) const WINDOW_LOG: u32 = 23;
+use split::Splitter;
+use std::io::{self, BufReader, Read, Write};
 
 /// Size of the decoder's work buffers.
 const CHUNK: usize = 64 * 1024;
+/// Buffer for the control stream, read a varint byte at a time.
+const CONTROL_BUF: usize = 4 * 1024;
 
-/// Diffs `old` → `new` and returns the zstd-compressed patch stream.
+/// Diffs `old` → `new` and returns the payload: table, then three streams.
 pub(crate) fn encode(old: &[u8], new: &[u8], level: i32) -> io::Result<Vec<u8>> {
-    let mut z = zstd::stream::write::Encoder::new(Vec::new(), level)?;
-    z.window_log(WINDOW_LOG)?;
-    z.long_distance_matching(true)?;
-    // The result is verified by its sha256; zstd's own checksum is redundant.
-    z.include_checksum(false)?;
-    let mut w = BufWriter::with_capacity(CHUNK, z);
-    bsdiff::diff(old, new, &mut w)?;
-    w.into_inner().map_err(|e| e.into_error())?.finish()
+    let mut split = Splitter::default();
+    bsdiff::diff(old, new, &mut split)?;
+    let parts = split.finish()?;
+    let mut table = Table { lens: [0; 3] };
+    let mut streams = Vec::with_capacity(Part::ALL.len());
+    for part in Part::ALL {
+        let stream = compress(parts.get(part), level, part)?;
+        table.lens[part as usize] = stream.len() as u64;
+        streams.push(stream);
+    }
+    let mut payload = table.to_bytes().to_vec();
+    streams.iter().for_each(|s| payload.extend_from_slice(s));
+    Ok(payload)
 }
 
-/// Applies a compressed bsdiff stream to the old layer, streaming into `sink`.
-pub(crate) fn apply<R: Read, W: Write>(
+/// One zstd frame with the stream's window, long-distance matching (diff
+/// streams 0.7–20% smaller on the corpus, the others unchanged) and its
+/// size pledged, so the frame header tells the decoder it needs at most
+/// that much window.
+fn compress(data: &[u8], level: i32, part: Part) -> io::Result<Vec<u8>> {
+    let mut z = zstd::stream::write::Encoder::new(Vec::new(), level)?;
+    z.window_log(part.window_log())?;
+    z.long_distance_matching(true)?;
+    z.set_pledged_src_size(Some(data.len() as u64))?;
+    // The result is verified by its sha256; zstd's own checksum is redundant.
+    z.include_checksum(false)?;
+    z.write_all(data)?;
+    z.finish()
+}
+
+/// Applies the payload of `patch` to the old layer, streaming into `sink`.
+pub(crate) fn apply<W: Write>(
     old: &OldLayer,
-    payload: R,
+    patch: &PatchFile,
     sink: &mut Sink<W>,
 ) -> Result<(), DeltaError> {
-    let mut patch = zstd::stream::read::Decoder::new(payload).map_err(DeltaError::ReadPatch)?;
-    patch
-        .window_log_max(WINDOW_LOG)
-        .map_err(DeltaError::ReadPatch)?;
+    let table = Table::read(patch)?;
+    let control = layout::open(patch, &table, Part::Control)?;
+    let mut control = BufReader::with_capacity(CONTROL_BUF, control);
+    let mut streams = Streams {
+        diff: layout::open(patch, &table, Part::Diff)?,
+        extra: layout::open(patch, &table, Part::Extra)?,
+    };
     let mut old = OldReader::open(old, CHUNK)?;
     let mut bufs = Buffers {
         patch: vec![0; CHUNK],
         old: vec![0; CHUNK],
     };
     let mut steps = StepBudget::for_output(sink.limit());
-    while let Some(ctrl) = Control::read(&mut patch)? {
+    while let Some(ctrl) = Control::read(&mut control)? {
         steps.take()?;
-        apply_step(ctrl, &mut patch, &mut old, sink, &mut bufs)?;
+        apply_step(ctrl, &mut streams, &mut old, sink, &mut bufs)?;
     }
-    Ok(())
+    layout::expect_end(&mut streams.diff, Part::Diff)?;
+    layout::expect_end(&mut streams.extra, Part::Extra)
+}
+
+struct Streams {
+    diff: layout::Stream,
+    extra: layout::Stream,
 }
 
 /// One control step, checked in full before any of it is written.
-fn apply_step<R: Read, W: Write>(
+fn apply_step<W: Write>(
     ctrl: Control,
-    patch: &mut R,
+    streams: &mut Streams,
     old: &mut OldReader,
     sink: &mut Sink<W>,
     bufs: &mut Buffers,
 ) -> Result<(), DeltaError> {
     sink.reserve(ctrl.output_len()?)?;
     old.check_span(ctrl.diff_len)?;
-    add_diff(patch, old, ctrl.diff_len, sink, bufs)?;
-    copy_extra(patch, ctrl.extra_len, sink, &mut bufs.patch)?;
+    add_diff(&mut streams.diff, old, ctrl.diff_len, sink, bufs)?;
+    copy_extra(&mut streams.extra, ctrl.extra_len, sink, &mut bufs.patch)?;
     old.seek_by(ctrl.seek)
 }
 
