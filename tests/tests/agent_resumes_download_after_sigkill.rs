@@ -46,6 +46,30 @@ async fn agent_resumes_download_after_sigkill_without_fetching_twice() -> anyhow
     let before = proxy.bytes_down();
     client.deploy("demo@2", &devices).await?;
 
+    // progress (bytes done / total) shows in the reported state
+    let progress = wait_for(
+        Duration::from_secs(60),
+        "download progress in the fleet view",
+        || async {
+            let view = client
+                .devices()
+                .await
+                .ok()?
+                .into_iter()
+                .find(|d| d.id == "k-1")?;
+            let p = view.progress;
+            (view.phase == petrel_protocol::Phase::Downloading
+                && p.bytes_done > 0
+                && p.bytes_total >= p.bytes_done)
+                .then_some(p)
+        },
+    )
+    .await?;
+    assert!(
+        progress.bytes_total > blob / 2,
+        "total covers the layer: {progress:?}"
+    );
+
     let dir = agent.data_dir.clone();
     let at_kill = wait_for(
         Duration::from_secs(60),
