@@ -1,5 +1,6 @@
 //! The compose subset that defines a release: `services.<name>.{image,
-//! command, environment, ports, volumes, restart, healthcheck}`. A plain
+//! command, environment, ports, volumes, restart, healthcheck}`, plus the
+//! Petrel extension `x-petrel-swap: handover | stop-first`. A plain
 //! docker-compose.yml using only these keys is accepted; any other service
 //! key is refused by name, since silently ignoring it would run something
 //! other than what the operator wrote.
@@ -67,6 +68,9 @@ struct ComposeService {
     restart: Option<String>,
     #[serde(default)]
     healthcheck: Option<ComposeHealth>,
+    /// Petrel extension: `handover` (default) or `stop-first`.
+    #[serde(default, rename = "x-petrel-swap")]
+    swap: Option<petrel_protocol::SwapStrategy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +142,7 @@ fn service(
         volumes: svc.volumes,
         restart: restart.unwrap_or_default(),
         healthcheck,
+        swap: svc.swap.unwrap_or_default(),
     })
 }
 
@@ -272,6 +277,7 @@ services:
     ports: ["8080:80"]
     volumes: ["data:/data"]
     restart: on-failure
+    x-petrel-swap: stop-first
     healthcheck:
       test: ["CMD", "true"]
       interval: 1m30s
@@ -288,6 +294,7 @@ volumes:
         );
         assert_eq!(web.environment["COUNT"], "3");
         assert_eq!(web.restart, RestartPolicy::OnFailure);
+        assert_eq!(web.swap, petrel_protocol::SwapStrategy::StopFirst);
         assert_eq!(web.healthcheck.as_ref().unwrap().interval_s, Some(90));
         assert_eq!(web.ports, ["8080:80"]);
     }

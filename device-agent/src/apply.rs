@@ -1,15 +1,14 @@
-//! The side effects of an update after the download, each idempotent so a
-//! crash at any point can re-run it: install the layers (unpack + assemble
-//! root filesystems) and swap the running instances.
+//! Installing a downloaded release (unpack + assemble root filesystems,
+//! idempotent so a crash can re-run it) and the instance specs a release
+//! runs as.
 
 use crate::fetch::Fetcher;
-use crate::machine::{Applied, Target};
+use crate::machine::Target;
 use petrel_protocol::ReleaseManifest;
-use petrel_runtime::{rootfs, InstanceSpec, LayerStore, Runtime};
+use petrel_runtime::{rootfs, InstanceSpec, LayerStore};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Where the device keeps things.
 #[derive(Clone)]
@@ -98,59 +97,4 @@ pub fn instances(
             }
         })
         .collect()
-}
-
-/// How long a new instance must stay up before the swap counts as done.
-const SETTLE: Duration = Duration::from_millis(1500);
-
-/// Stop-first swap: stop the old instances, start the new ones, check they
-/// stay up; on failure stop the new ones and start the old ones again.
-pub async fn swap<R: Runtime>(
-    runtime: &R,
-    rootfs_dir: &Path,
-    from: &Option<Applied>,
-    to: &Target,
-) -> Result<Vec<String>, String> {
-    let new = instances(rootfs_dir, to.generation, &to.release);
-    let old = from
-        .as_ref()
-        .map(|a| instances(rootfs_dir, a.generation, &a.release))
-        .unwrap_or_default();
-    for spec in old.iter().filter(|o| !new.iter().any(|n| n.name == o.name)) {
-        runtime.stop(&spec.name).await.map_err(|e| e.to_string())?;
-    }
-    match start_all(runtime, &new).await {
-        Ok(()) => Ok(new.into_iter().map(|s| s.name).collect()),
-        Err(reason) => {
-            for spec in &new {
-                let _ = runtime.stop(&spec.name).await;
-            }
-            for spec in &old {
-                if let Err(e) = runtime.start(spec).await {
-                    tracing::error!(instance = %spec.name, error = %e, "rollback could not restart the previous release");
-                }
-            }
-            Err(format!("{reason}; previous release restored"))
-        }
-    }
-}
-
-async fn start_all<R: Runtime>(runtime: &R, specs: &[InstanceSpec]) -> Result<(), String> {
-    for spec in specs {
-        runtime.start(spec).await.map_err(|e| e.to_string())?;
-    }
-    tokio::time::sleep(SETTLE).await;
-    for spec in specs {
-        match runtime.inspect(&spec.name).await {
-            Some(s) if s.is_running() && s.restarts == 0 => {}
-            Some(s) => {
-                return Err(format!(
-                    "service {} did not stay up ({}, exit code {:?})",
-                    spec.name, s.state, s.exit_code
-                ))
-            }
-            None => return Err(format!("service {} vanished after start", spec.name)),
-        }
-    }
-    Ok(())
 }

@@ -7,7 +7,7 @@ use crate::apply::{self, Paths, ProgressCounter};
 use crate::machine::{Action, Input, Machine};
 use crate::session::{Incoming, Publisher};
 use crate::store::AgentStore;
-use crate::{gc, transfer};
+use crate::{gc, swap, transfer};
 use petrel_protocol::{
     decode_desired, Event, EventKind, Limits, Progress, Reported, ServiceState, SCHEMA,
 };
@@ -189,17 +189,37 @@ impl<R: Runtime> Driver<R> {
                         self.results_tx.clone(),
                     );
                     self.spawn(true, async move {
-                        let result = match apply::swap(rt.as_ref(), &dir, &from, &to).await {
+                        let result = match swap::swap(rt.as_ref(), &dir, &from, &to).await {
                             Ok(instances) => Input::Started {
                                 generation: to.generation,
                                 instances,
                             },
-                            Err(reason) => Input::Failed {
+                            Err(reason) => Input::Unhealthy {
                                 generation: to.generation,
                                 reason,
                             },
                         };
                         let _ = tx.send(result).await;
+                    });
+                }
+                Action::RollBack { failed, restore } => {
+                    let (rt, dir, tx) = (
+                        self.runtime.clone(),
+                        self.paths.rootfs_dir.clone(),
+                        self.results_tx.clone(),
+                    );
+                    self.spawn(true, async move {
+                        let g = failed.generation;
+                        let mut attempt = 0;
+                        // a rollback must finish: retry until the runtime obeys
+                        while let Err(e) =
+                            swap::rollback(rt.as_ref(), &dir, &failed, &restore).await
+                        {
+                            tracing::error!(error = %e, "rollback step failed; retrying");
+                            tokio::time::sleep(crate::fetch::backoff(attempt)).await;
+                            attempt += 1;
+                        }
+                        let _ = tx.send(Input::Restored { generation: g }).await;
                     });
                 }
             }
@@ -313,7 +333,13 @@ impl<R: Runtime> Driver<R> {
                 let _ = self.runtime.stop(&inst.name).await;
             }
         }
-        if st.phase != petrel_protocol::Phase::Swapping {
+        // a swap or rollback to resume decides what runs; else the journal's
+        // current release must run
+        let resuming = matches!(
+            st.phase,
+            petrel_protocol::Phase::Swapping | petrel_protocol::Phase::RollingBack
+        );
+        if !resuming {
             for spec in &current {
                 if let Err(e) = self.runtime.start(spec).await {
                     tracing::error!(instance = %spec.name, error = %e, "cannot restart current release");

@@ -9,7 +9,9 @@
 //! - [`transfer`]: getting missing layers: delta from the best held base,
 //!   else the full blob.
 //! - [`patch`]: applying a downloaded delta in bounded memory.
-//! - [`apply`]: install / swap, each idempotent.
+//! - [`apply`]: install (unpack, assemble root filesystems), instance specs.
+//! - [`swap`]: handover / stop-first swap and rollback, each idempotent.
+//! - [`health`]: waiting for a new instance to prove healthy.
 //! - [`gc`]: removing what neither the current nor the previous release needs.
 //! - [`fetch`]: resumable, verified HTTP downloads with backoff.
 //! - [`session`]: the MQTT session (desired in; reports, events out).
@@ -20,10 +22,12 @@ pub mod config;
 pub mod driver;
 pub mod fetch;
 pub mod gc;
+pub mod health;
 pub mod machine;
 pub mod patch;
 pub mod session;
 pub mod store;
+pub mod swap;
 pub mod transfer;
 
 use config::Config;

@@ -88,6 +88,15 @@ pub enum Input {
         generation: u64,
         reason: String,
     },
+    /// The swapped-in release did not start or is unhealthy.
+    Unhealthy {
+        generation: u64,
+        reason: String,
+    },
+    /// After an unhealthy swap, the previous release runs again.
+    Restored {
+        generation: u64,
+    },
 }
 
 /// What the driver must do, in order.
@@ -106,6 +115,11 @@ pub enum Action {
     Swap {
         from: Option<Applied>,
         to: Target,
+    },
+    /// Stop the failed target's instances, start `restore`'s again.
+    RollBack {
+        failed: Target,
+        restore: Option<Applied>,
     },
     /// Remove layers, copies and root filesystems no held release needs.
     Collect(Vec<ReleaseManifest>),
@@ -132,6 +146,10 @@ impl Machine {
             Phase::Swapping => Action::Swap {
                 from: self.state.current.clone(),
                 to: t,
+            },
+            Phase::RollingBack => Action::RollBack {
+                failed: t,
+                restore: self.state.current.clone(),
             },
             _ => return vec![Action::Report],
         };
@@ -165,11 +183,17 @@ impl Machine {
             Input::Failed { generation, reason } if self.is_target(generation) => {
                 self.on_failed(reason)
             }
+            Input::Unhealthy { generation, reason } if self.is_target(generation) => {
+                self.on_unhealthy(reason)
+            }
+            Input::Restored { generation } if self.is_target(generation) => self.on_restored(),
             // results of a superseded target are stale: ignore them
             Input::Downloaded { .. }
             | Input::Installed { .. }
             | Input::Started { .. }
-            | Input::Failed { .. } => vec![],
+            | Input::Failed { .. }
+            | Input::Unhealthy { .. }
+            | Input::Restored { .. } => vec![],
         }
     }
 
@@ -248,6 +272,52 @@ impl Machine {
             Action::Emit(EventKind::Swapped, format!("now running {name}")),
             Action::Report,
             Action::Collect(self.state.held()),
+        ]
+    }
+
+    /// Rollback rule: a release that fails its health check after the swap
+    /// is undone automatically; the journal says `RollingBack` before any
+    /// instance is touched, so a crash resumes the rollback.
+    fn on_unhealthy(&mut self, reason: String) -> Vec<Action> {
+        if let Err(e) = self.step(Step::Unhealthy) {
+            return vec![Action::Emit(EventKind::UpdateFailed, e)];
+        }
+        let Some(failed) = self.state.target.clone() else {
+            return vec![];
+        };
+        self.state.last_error = Some(reason.clone());
+        vec![
+            Action::Persist,
+            Action::Emit(EventKind::UpdateFailed, format!("{reason}; rolling back")),
+            Action::Report,
+            Action::RollBack {
+                failed,
+                restore: self.state.current.clone(),
+            },
+        ]
+    }
+
+    fn on_restored(&mut self) -> Vec<Action> {
+        if let Err(e) = self.step(Step::Restored) {
+            return vec![Action::Emit(EventKind::UpdateFailed, e)];
+        }
+        let failed = self
+            .state
+            .target_ref()
+            .map_or("nothing".into(), |r| r.to_string());
+        self.state.target = None;
+        let back_to = self
+            .state
+            .current_ref()
+            .map_or("nothing".into(), |r| r.to_string());
+        let why = self.state.last_error.clone().unwrap_or_default();
+        vec![
+            Action::Persist,
+            Action::Emit(
+                EventKind::RolledBack,
+                format!("rolled back from {failed} to {back_to}: {why}"),
+            ),
+            Action::Report,
         ]
     }
 

@@ -7,12 +7,14 @@
 //! - [`digest`]: sha256 content digests (`sha256:<hex>`), parsed and checked.
 //! - [`topics`]: the only function that builds and parses MQTT topic names.
 //! - [`manifest`]: image and release manifests (what a device runs).
+//! - [`health`]: what a health check probes, and its timing.
 //! - [`messages`]: desired / reported / event / status messages.
 //! - [`lifecycle`]: the update phase enum and its legal transitions.
 //! - [`codec`]: decoding with size limits and schema-version checks.
 
 pub mod codec;
 pub mod digest;
+pub mod health;
 pub mod lifecycle;
 pub mod manifest;
 pub mod messages;
@@ -23,7 +25,7 @@ pub use digest::{Digest, DigestError};
 pub use lifecycle::{Phase, Step, TransitionError};
 pub use manifest::{
     HealthCheck, ImageConfig, ImageManifest, LayerDescriptor, ManifestError, ReleaseManifest,
-    ReleaseRef, RestartPolicy, ServiceSpec,
+    ReleaseRef, RestartPolicy, ServiceSpec, SwapStrategy,
 };
 pub use messages::{Desired, Envelope, Event, EventKind, Progress, Reported, ServiceState, Status};
 

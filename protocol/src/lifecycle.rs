@@ -20,6 +20,10 @@ pub enum Phase {
     Running,
     /// The update failed; the previous release (if any) still runs.
     Failed,
+    /// The new release proved unhealthy: going back to the previous one.
+    RollingBack,
+    /// The new release was unhealthy and the previous one runs again.
+    RolledBack,
 }
 
 /// The inputs that move the lifecycle.
@@ -35,6 +39,10 @@ pub enum Step {
     Started,
     /// Something failed; the update stops here.
     Fail,
+    /// The new release is unhealthy after the swap: undo it.
+    Unhealthy,
+    /// The previous release runs again.
+    Restored,
 }
 
 /// A step that is not allowed from the current phase.
@@ -57,6 +65,8 @@ impl Phase {
             (Installing, Step::Installed) => Ok(Swapping),
             (Swapping, Step::Started) => Ok(Running),
             (Downloading | Installing | Swapping, Step::Fail) => Ok(Failed),
+            (Swapping, Step::Unhealthy) => Ok(RollingBack),
+            (RollingBack, Step::Restored) => Ok(RolledBack),
             (phase, step) => Err(TransitionError { phase, step }),
         }
     }
@@ -65,7 +75,7 @@ impl Phase {
     pub fn in_progress(self) -> bool {
         matches!(
             self,
-            Phase::Downloading | Phase::Installing | Phase::Swapping
+            Phase::Downloading | Phase::Installing | Phase::Swapping | Phase::RollingBack
         )
     }
 }
@@ -93,6 +103,15 @@ mod tests {
         assert!(Phase::Downloading.next(Step::Started).is_err());
         assert!(Phase::Running.next(Step::Fail).is_err());
         assert!(Phase::Idle.next(Step::Downloaded).is_err());
+    }
+
+    #[test]
+    fn an_unhealthy_swap_rolls_back_and_only_from_swapping() {
+        let p = Phase::Swapping.next(Step::Unhealthy).unwrap();
+        assert_eq!(p, Phase::RollingBack);
+        assert_eq!(p.next(Step::Restored).unwrap(), Phase::RolledBack);
+        assert!(Phase::Running.next(Step::Unhealthy).is_err());
+        assert!(Phase::Swapping.next(Step::Restored).is_err());
     }
 
     #[test]

@@ -103,6 +103,20 @@ pub struct ServiceSpec {
     pub restart: RestartPolicy,
     #[serde(default)]
     pub healthcheck: Option<HealthCheck>,
+    /// How the service is replaced by its next version.
+    #[serde(default)]
+    pub swap: SwapStrategy,
+}
+
+/// How a service is swapped for its new version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SwapStrategy {
+    /// Start the new version, wait until healthy, then stop the old one.
+    #[default]
+    Handover,
+    /// Stop the old version first (ports, devices that cannot be shared).
+    StopFirst,
 }
 
 impl ServiceSpec {
@@ -241,6 +255,7 @@ pub(crate) mod tests {
             volumes: vec![],
             restart: RestartPolicy::Always,
             healthcheck: None,
+            swap: Default::default(),
         };
         ReleaseManifest {
             schema: SCHEMA,

@@ -96,6 +96,7 @@ pub enum EventKind {
     Installed,
     Swapped,
     UpdateFailed,
+    RolledBack,
     ServiceExited,
     AgentStarted,
 }

@@ -230,6 +230,15 @@ impl Runtime for NativeRuntime {
         }
     }
 
+    async fn exec(
+        &self,
+        spec: &InstanceSpec,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<i32, RuntimeError> {
+        spawn::run_probe(spec, argv, timeout).await
+    }
+
     async fn stop(&self, name: &str) -> Result<(), RuntimeError> {
         let Some(slot) = self.shared.get(name) else {
             return Ok(());

@@ -69,4 +69,22 @@ pub trait Runtime: Send + Sync + 'static {
     /// Every instance the runtime manages (including ones adopted after an
     /// agent restart).
     fn list(&self) -> impl Future<Output = Vec<InstanceStatus>> + Send;
+
+    /// Runs `argv` (a health probe) in `spec`'s root filesystem and
+    /// environment; its exit code, or -1 if it ran past `timeout`.
+    fn exec(
+        &self,
+        spec: &InstanceSpec,
+        argv: &[String],
+        timeout: std::time::Duration,
+    ) -> impl Future<Output = Result<i32, RuntimeError>> + Send {
+        let _ = (argv, timeout);
+        let name = spec.name.clone();
+        async move {
+            Err(RuntimeError::Start {
+                name,
+                reason: "this runtime cannot run probe commands".into(),
+            })
+        }
+    }
 }

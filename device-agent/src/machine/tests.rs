@@ -17,6 +17,7 @@ fn release(version: &str) -> ReleaseManifest {
         volumes: vec![],
         restart: Default::default(),
         healthcheck: None,
+        swap: Default::default(),
     };
     ReleaseManifest {
         schema: SCHEMA,
@@ -157,4 +158,31 @@ fn a_completed_update_keeps_the_previous_release_and_collects_the_rest() {
         other => panic!("expected a collect action, got {other:?}"),
     };
     assert_eq!(keep, ["2", "1"]);
+}
+
+#[test]
+fn an_unhealthy_release_is_rolled_back_with_the_journal_written_first() {
+    let mut m = Machine::default();
+    m.handle(desired(1, "1"));
+    run_to_completion(&mut m, 1);
+    m.handle(desired(2, "2"));
+    m.handle(Input::Downloaded { generation: 2 });
+    m.handle(Input::Installed { generation: 2 });
+    let acts = m.handle(Input::Unhealthy {
+        generation: 2,
+        reason: "exited".into(),
+    });
+    assert_eq!(acts[0], Action::Persist);
+    assert_eq!(m.state.phase, Phase::RollingBack);
+    assert!(matches!(acts.last(), Some(Action::RollBack { failed, .. }) if failed.generation == 2));
+    // a crash here resumes the rollback
+    let resumed = Machine::new(m.state.clone()).resume();
+    assert!(matches!(resumed.last(), Some(Action::RollBack { .. })));
+    let acts = m.handle(Input::Restored { generation: 2 });
+    assert_eq!(m.state.phase, Phase::RolledBack);
+    assert_eq!(m.state.current_ref().unwrap().version, "1");
+    assert!(m.state.target.is_none());
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::Emit(EventKind::RolledBack, msg) if msg.contains("exited"))));
 }

@@ -63,8 +63,8 @@ pub(super) async fn spawn(spec: &InstanceSpec, log: &Path) -> Result<Running, Ru
         // SAFETY: setsid is async-signal-safe and touches no shared state.
         unsafe { cmd.pre_exec(|| Ok(setsid().map(drop)?)) };
     }
-    let child = tokio::process::Command::from(cmd)
-        .spawn()
+    let child = spawn_retrying(tokio::process::Command::from(cmd))
+        .await
         .map_err(|e| fail(format!("spawn {}: {e}", program.display())))?;
     let pid = child
         .id()
@@ -78,6 +78,69 @@ pub(super) async fn spawn(spec: &InstanceSpec, log: &Path) -> Result<Running, Ru
             running.kill_leftovers();
             running.wait().await;
             Err(fail(format!("cannot read /proc/{pid}/stat")))
+        }
+    }
+}
+
+/// Runs a probe command with `spec`'s root, environment and working dir;
+/// its exit code, or -1 when it outlives `timeout` (it is then killed).
+pub(super) async fn run_probe(
+    spec: &InstanceSpec,
+    argv: &[String],
+    timeout: std::time::Duration,
+) -> Result<i32, RuntimeError> {
+    let probe = InstanceSpec {
+        argv: argv.to_vec(),
+        ..spec.clone()
+    };
+    let fail = |reason: String| RuntimeError::Start {
+        name: spec.name.clone(),
+        reason: format!("probe: {reason}"),
+    };
+    let (argv0, args) = probe
+        .argv
+        .split_first()
+        .ok_or_else(|| fail("empty argv".into()))?;
+    let program = resolve_program(&probe, argv0).map_err(fail)?;
+    let mut cmd = Command::new(&program);
+    cmd.arg0(argv0)
+        .args(args)
+        .env_clear()
+        .envs(service_env(&probe))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if geteuid().is_root() {
+        chroot_into(&mut cmd, &probe).map_err(fail)?;
+    } else {
+        cmd.current_dir(host_path(&probe.rootfs, &working_dir(&probe)));
+    }
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
+    let mut child = spawn_retrying(cmd)
+        .await
+        .map_err(|e| fail(format!("spawn {}: {e}", program.display())))?;
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => Ok(status.code().unwrap_or(-1)),
+        Ok(Err(e)) => Err(fail(e.to_string())),
+        Err(_) => Ok(-1),
+    }
+}
+
+/// Spawns, retrying briefly on ETXTBSY: a binary just written (a rootfs
+/// being assembled) can still be open for writing in a child forked
+/// concurrently by another thread, until that child execs.
+async fn spawn_retrying(
+    mut cmd: tokio::process::Command,
+) -> std::io::Result<tokio::process::Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) && tries < 20 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            other => return other,
         }
     }
 }

@@ -2,28 +2,84 @@
 //! run. It reads its version from `version.txt` in its working directory
 //! and writes a heartbeat (`version`, `pid`, time) next to it every
 //! `--interval-ms`, so the demo and the tests can see which version runs.
+//! `--listen ADDR` serves `GET /` with its version (an HTTP health
+//! endpoint); `--exit-after-ms N` makes it exit with status 1 after N ms
+//! (a broken release, for rollback scenarios).
 
-use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::io::{Read, Write};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-fn main() {
-    let mut interval = Duration::from_millis(200);
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == "--interval-ms" {
-            if let Some(ms) = args.next().and_then(|v| v.parse().ok()) {
-                interval = Duration::from_millis(ms);
-            }
+struct Args {
+    interval: Duration,
+    listen: Option<String>,
+    exit_after: Option<Duration>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        interval: Duration::from_millis(200),
+        listen: None,
+        exit_after: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next();
+        let ms = || {
+            value
+                .as_deref()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis)
+        };
+        match flag.as_str() {
+            "--interval-ms" => a.interval = ms().unwrap_or(a.interval),
+            "--exit-after-ms" => a.exit_after = ms(),
+            "--listen" => a.listen = value.clone(),
+            _ => eprintln!("ignoring unknown argument {flag}"),
         }
     }
+    a
+}
+
+fn serve(addr: String, version: String) {
+    let listener = match std::net::TcpListener::bind(&addr) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {addr}: {e}");
+            std::process::exit(2);
+        }
+    };
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf);
+            let body = format!("sample-app {version}\n");
+            let resp = format!(
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(resp.as_bytes());
+        }
+    });
+}
+
+fn main() {
+    let args = args();
     let version = std::fs::read_to_string("version.txt").unwrap_or_else(|_| "unknown".into());
-    let version = version.trim();
+    let version = version.trim().to_string();
     let greeting = std::env::var("GREETING").unwrap_or_default();
     println!(
         "sample-app {version} started (pid {}) {greeting}",
         std::process::id()
     );
+    if let Some(addr) = args.listen {
+        serve(addr, version.clone());
+    }
+    let started = Instant::now();
     loop {
+        if args.exit_after.is_some_and(|d| started.elapsed() >= d) {
+            eprintln!("sample-app {version}: exiting with failure as asked");
+            std::process::exit(1);
+        }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
@@ -37,6 +93,6 @@ fn main() {
             let _ = f.write_all(line.as_bytes());
             let _ = std::fs::rename("heartbeat.tmp", "heartbeat");
         }
-        std::thread::sleep(interval);
+        std::thread::sleep(args.interval);
     }
 }

@@ -1,0 +1,109 @@
+//! Swapping the running release for the new one, and undoing it.
+//!
+//! Per service, `handover` starts the new instance while the old one still
+//! runs and stops the old one only once the new one is healthy; `stop-first`
+//! stops the old instance first (ports or devices that cannot be shared).
+//! Both steps are idempotent: after a crash the driver re-runs the one the
+//! journal names (`Swapping` or `RollingBack`), which converges to exactly
+//! one whole release.
+
+use crate::apply::instances;
+use crate::health::wait_healthy;
+use crate::machine::{Applied, Target};
+use petrel_protocol::{HealthCheck, ReleaseManifest, SwapStrategy};
+use petrel_runtime::{InstanceSpec, Runtime};
+use std::path::Path;
+
+/// One service instance of a release, with how to check and swap it.
+pub struct Planned {
+    pub service: String,
+    pub spec: InstanceSpec,
+    pub health: Option<HealthCheck>,
+    pub swap: SwapStrategy,
+}
+
+/// The instances a release runs at a generation.
+pub fn plan(rootfs_dir: &Path, generation: u64, release: &Option<ReleaseManifest>) -> Vec<Planned> {
+    let Some(r) = release else {
+        return vec![];
+    };
+    r.services
+        .iter()
+        .zip(instances(rootfs_dir, generation, release))
+        .map(|((name, svc), spec)| Planned {
+            service: name.clone(),
+            spec,
+            health: svc.healthcheck.clone(),
+            swap: svc.swap,
+        })
+        .collect()
+}
+
+fn applied_plan(rootfs_dir: &Path, a: &Option<Applied>) -> Vec<Planned> {
+    a.as_ref()
+        .map(|a| plan(rootfs_dir, a.generation, &a.release))
+        .unwrap_or_default()
+}
+
+/// Moves from `from` to `to`. `Err(reason)`: the new release did not start
+/// or is unhealthy; the caller journals `RollingBack` and calls [`rollback`].
+pub async fn swap<R: Runtime>(
+    runtime: &R,
+    rootfs_dir: &Path,
+    from: &Option<Applied>,
+    to: &Target,
+) -> Result<Vec<String>, String> {
+    let new = plan(rootfs_dir, to.generation, &to.release);
+    let old = applied_plan(rootfs_dir, from);
+    let is_new = |name: &str| new.iter().any(|n| n.spec.name == name);
+    for n in new.iter().filter(|n| n.swap == SwapStrategy::StopFirst) {
+        for o in old
+            .iter()
+            .filter(|o| o.service == n.service && !is_new(&o.spec.name))
+        {
+            runtime
+                .stop(&o.spec.name)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    for n in &new {
+        runtime.start(&n.spec).await.map_err(|e| e.to_string())?;
+    }
+    let checks = new
+        .iter()
+        .map(|n| wait_healthy(runtime, &n.spec, n.health.as_ref()));
+    for result in futures_util::future::join_all(checks).await {
+        result?;
+    }
+    for o in old.iter().filter(|o| !is_new(&o.spec.name)) {
+        runtime
+            .stop(&o.spec.name)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(new.into_iter().map(|n| n.spec.name).collect())
+}
+
+/// Stops every instance of the failed target and starts the release that
+/// ran before (if any). Idempotent.
+pub async fn rollback<R: Runtime>(
+    runtime: &R,
+    rootfs_dir: &Path,
+    failed: &Target,
+    restore: &Option<Applied>,
+) -> Result<(), String> {
+    let restore_plan = applied_plan(rootfs_dir, restore);
+    for n in plan(rootfs_dir, failed.generation, &failed.release) {
+        if !restore_plan.iter().any(|r| r.spec.name == n.spec.name) {
+            runtime
+                .stop(&n.spec.name)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    for r in &restore_plan {
+        runtime.start(&r.spec).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
