@@ -32,27 +32,36 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
+/// Starts a controller with its embedded broker under `root/controller`
+/// until `stop` turns true; returns its HTTP address and MQTT port.
+pub async fn start_controller(
+    root: &Path,
+    stop: watch::Receiver<bool>,
+) -> Result<(SocketAddr, u16)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let http = listener.local_addr()?;
+    let mqtt_port = free_port()?;
+    let cfg = ServeConfig {
+        data_dir: root.join("controller"),
+        http: listener,
+        broker: BrokerMode::Embedded {
+            listen: SocketAddr::from(([127, 0, 0, 1], mqtt_port)),
+        },
+        limits: Default::default(),
+    };
+    tokio::spawn(async move {
+        if let Err(e) = petrel_controller::serve(cfg, stopped(stop)).await {
+            eprintln!("controller stopped: {e}");
+        }
+    });
+    Ok((http, mqtt_port))
+}
+
 impl LocalFleet {
     /// Starts a controller (embedded broker) and `n` agents under `root`.
     pub async fn start(root: &Path, n: usize) -> Result<LocalFleet> {
         let (stop, rx) = watch::channel(false);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let http = listener.local_addr()?;
-        let mqtt_port = free_port()?;
-        let cfg = ServeConfig {
-            data_dir: root.join("controller"),
-            http: listener,
-            broker: BrokerMode::Embedded {
-                listen: SocketAddr::from(([127, 0, 0, 1], mqtt_port)),
-            },
-            limits: Default::default(),
-        };
-        let shutdown = stopped(rx.clone());
-        tokio::spawn(async move {
-            if let Err(e) = petrel_controller::serve(cfg, shutdown).await {
-                eprintln!("controller stopped: {e}");
-            }
-        });
+        let (http, mqtt_port) = start_controller(root, rx.clone()).await?;
         let mut agents = Vec::new();
         for i in 1..=n {
             let id = format!("device-{i:02}");

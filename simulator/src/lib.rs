@@ -4,9 +4,13 @@
 //! Layout:
 //! - [`demo`]: the quickstart: controller + agents on embedded defaults,
 //!   sample app v1 then v2 rolled out, convergence printed and checked.
+//! - [`bins`]: locating (and building) the workspace's other binaries.
+//! - [`soak`]: crash-injection soak (SIGKILL at random points of updates).
 //! - [`sample`]: the sample application's image directory and heartbeat.
 //! - [`fleet`]: starting a controller and in-process agents on free ports.
 
+pub mod bins;
 pub mod demo;
 pub mod fleet;
 pub mod sample;
+pub mod soak;

@@ -19,6 +19,21 @@ enum Cmd {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
+    /// Kill a real agent with SIGKILL at random points of updates; check
+    /// every iteration ends with exactly one whole release; report downtime.
+    CrashSoak {
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+        /// handover or stop-first
+        #[arg(long, default_value = "handover")]
+        strategy: String,
+        /// Kills land in 0..N ms after each deploy.
+        #[arg(long, default_value_t = 4000)]
+        max_delay_ms: u64,
+        /// Clean updates measured for downtime first.
+        #[arg(long, default_value_t = 10)]
+        downtime_samples: usize,
+    },
 }
 
 #[tokio::main]
@@ -28,10 +43,34 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    let Cmd::Demo { devices, timeout } = Args::parse().cmd;
-    let opts = petrel_simulator::demo::DemoOptions {
-        devices,
-        timeout: Duration::from_secs(timeout),
-    };
-    petrel_simulator::demo::run(opts).await
+    match Args::parse().cmd {
+        Cmd::Demo { devices, timeout } => {
+            let opts = petrel_simulator::demo::DemoOptions {
+                devices,
+                timeout: Duration::from_secs(timeout),
+            };
+            petrel_simulator::demo::run(opts).await
+        }
+        Cmd::CrashSoak {
+            iterations,
+            strategy,
+            max_delay_ms,
+            downtime_samples,
+        } => {
+            let strategy = serde_json::from_value(serde_json::Value::String(strategy.clone()))
+                .map_err(|_| {
+                    anyhow::anyhow!("unknown strategy {strategy:?} (handover, stop-first)")
+                })?;
+            let opts = petrel_simulator::soak::SoakOptions {
+                iterations,
+                strategy,
+                max_delay: Duration::from_millis(max_delay_ms),
+                downtime_samples,
+                agent_bin: None,
+            };
+            let report = petrel_simulator::soak::run(opts).await?;
+            println!("{}", report.summary());
+            Ok(())
+        }
+    }
 }

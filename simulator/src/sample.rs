@@ -2,60 +2,13 @@
 //! shared libraries it links (found with `ldd`), and `version.txt`, laid
 //! out so the program runs chrooted inside it.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The `petrel-sample-app` binary built beside the running executable.
 pub fn sample_app_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the current executable")?;
-    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-    // test binaries live in target/<profile>/deps
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let bin = dir.join("petrel-sample-app");
-    if !bin.exists() {
-        build_sample_app(&dir)?;
-    }
-    if !bin.exists() {
-        bail!(
-            "{} not found: build it with `cargo build -p petrel-simulator`",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
-/// `cargo run --bin petrel-sim` builds only that binary: build the sample
-/// app with the same profile, with the cargo that built this binary (its
-/// build lock is released once `cargo run` starts us).
-fn build_sample_app(dir: &Path) -> Result<()> {
-    let cargo = std::env::var_os("CARGO").or_else(|| option_env!("CARGO").map(Into::into));
-    let Some(cargo) = cargo else {
-        return Ok(());
-    };
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    println!("building the sample app (petrel-sample-app)...");
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "-q",
-        "--bin",
-        "petrel-sample-app",
-        "--manifest-path",
-    ]);
-    cmd.arg(manifest);
-    if dir.ends_with("release") {
-        cmd.arg("--release");
-    }
-    let status = cmd
-        .status()
-        .context("running cargo build for the sample app")?;
-    if !status.success() {
-        bail!("building petrel-sample-app failed ({status})");
-    }
-    Ok(())
+    crate::bins::workspace_binary("petrel-simulator", "petrel-sample-app")
 }
 
 /// Shared libraries (and the dynamic loader) `bin` needs, from `ldd`.

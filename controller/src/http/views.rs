@@ -16,6 +16,8 @@ pub struct DeviceView {
     pub desired: Option<ReleaseRef>,
     pub desired_generation: u64,
     pub current: Option<ReleaseRef>,
+    /// The release being installed, while an update is under way.
+    pub target: Option<ReleaseRef>,
     pub applied_generation: u64,
     pub phase: Phase,
     pub progress: Progress,
@@ -32,6 +34,7 @@ impl DeviceView {
             && self.desired == self.current
             && self.applied_generation == self.desired_generation
             && self.phase == Phase::Running
+            && self.target.is_none()
     }
 }
 
@@ -48,6 +51,7 @@ fn view(api: &Api, id: &str) -> ApiResult<DeviceView> {
             .and_then(|d| d.release.as_ref().map(|r| r.reference())),
         desired_generation: desired.map_or(0, |d| d.generation),
         current: reported.current,
+        target: reported.target,
         applied_generation: reported.applied_generation,
         phase: reported.phase,
         progress: reported.progress,
