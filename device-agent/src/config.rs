@@ -15,7 +15,8 @@ pub struct Config {
     pub controller_url: String,
     /// Where the agent keeps its store, layers, root filesystems and logs.
     pub data_dir: PathBuf,
-    /// Container runtime: `native` (default).
+    /// Container runtime: `native` (default, no daemon) or `docker` (the
+    /// local Docker Engine API; balenaEngine and Podman speak it too).
     #[serde(default = "default_runtime")]
     pub runtime: String,
     /// Largest MQTT message accepted, in bytes.
@@ -70,9 +71,9 @@ impl Config {
                 cfg.controller_url
             ));
         }
-        if cfg.runtime != "native" {
+        if cfg.runtime != "native" && cfg.runtime != "docker" {
             return Err(format!(
-                "unknown runtime {:?} (supported: native)",
+                "unknown runtime {:?} (supported: native, docker)",
                 cfg.runtime
             ));
         }

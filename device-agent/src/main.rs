@@ -29,8 +29,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let Cmd::Run { config } = Args::parse().cmd;
     let cfg = petrel_agent::config::Config::load(&config)?;
-    let runtime = petrel_runtime::NativeRuntime::new(cfg.data_dir.join("runtime"))
-        .with_context(|| format!("starting the native runtime in {}", cfg.data_dir.display()))?;
+
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let shutdown = async move {
@@ -39,6 +38,17 @@ async fn main() -> anyhow::Result<()> {
             _ = term.recv() => {}
         }
     };
-    petrel_agent::run(cfg, runtime, shutdown).await?;
+    if cfg.runtime == "docker" {
+        let runtime = petrel_runtime::DockerRuntime::connect(&cfg.device_id)
+            .await
+            .context("connecting to the Docker Engine")?;
+        petrel_agent::run(cfg, runtime, shutdown).await?;
+    } else {
+        let runtime = petrel_runtime::NativeRuntime::new(cfg.data_dir.join("runtime"))
+            .with_context(|| {
+                format!("starting the native runtime in {}", cfg.data_dir.display())
+            })?;
+        petrel_agent::run(cfg, runtime, shutdown).await?;
+    }
     Ok(())
 }

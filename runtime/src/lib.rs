@@ -11,13 +11,17 @@
 //! - [`runtime`]: the [`Runtime`] trait and the instance types it speaks.
 //! - [`native`]: the embedded default runtime: one supervised process per
 //!   service, chrooted into its rootfs when running as root.
+//! - [`docker`]: the Docker Engine runtime: one labelled container per
+//!   service, its rootfs loaded as an image (no registry needed).
 
+pub mod docker;
 pub mod layers;
 pub mod native;
 pub mod rootfs;
 pub mod runtime;
 pub mod unpack;
 
+pub use docker::DockerRuntime;
 pub use layers::LayerStore;
 pub use native::NativeRuntime;
 pub use runtime::{InstanceSpec, InstanceStatus, Runtime, RuntimeError};

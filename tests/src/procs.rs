@@ -145,12 +145,23 @@ impl Agent {
     /// Writes a config and starts the agent. `controller_url` may point at
     /// a proxy.
     pub fn start(root: &Path, id: &str, broker: &str, controller_url: &str) -> Result<Agent> {
+        Self::start_with(root, id, broker, controller_url, "")
+    }
+
+    /// As [`Agent::start`], with extra TOML lines in the config.
+    pub fn start_with(
+        root: &Path,
+        id: &str,
+        broker: &str,
+        controller_url: &str,
+        extra: &str,
+    ) -> Result<Agent> {
         let data_dir = root.join(id);
         std::fs::create_dir_all(&data_dir)?;
         let config = data_dir.join("agent.toml");
         std::fs::write(
             &config,
-            format!("device_id = \"{id}\"\nbroker = \"{broker}\"\ncontroller_url = \"{controller_url}\"\ndata_dir = \"{}\"\nheartbeat_s = 2\n", data_dir.display()),
+            format!("device_id = \"{id}\"\nbroker = \"{broker}\"\ncontroller_url = \"{controller_url}\"\ndata_dir = \"{}\"\nheartbeat_s = 2\n{extra}", data_dir.display()),
         )?;
         let mut a = Agent {
             id: id.into(),
