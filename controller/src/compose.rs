@@ -274,7 +274,7 @@ services:
     environment:
       MODE: prod
       COUNT: 3
-    ports: ["8080:80"]
+    ports: ["8080:8080"]
     volumes: ["data:/data"]
     restart: on-failure
     x-petrel-swap: stop-first
@@ -296,7 +296,7 @@ volumes:
         assert_eq!(web.restart, RestartPolicy::OnFailure);
         assert_eq!(web.swap, petrel_protocol::SwapStrategy::StopFirst);
         assert_eq!(web.healthcheck.as_ref().unwrap().interval_s, Some(90));
-        assert_eq!(web.ports, ["8080:80"]);
+        assert_eq!(web.ports, ["8080:8080"]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use crate::fetch::Fetcher;
 use crate::machine::Target;
 use petrel_protocol::ReleaseManifest;
-use petrel_runtime::{rootfs, InstanceSpec, LayerStore};
+use petrel_runtime::{rootfs, InstanceSpec, LayerStore, Mount};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -56,6 +56,12 @@ fn rootfs_path(dir: &Path, image: &petrel_protocol::ImageManifest) -> PathBuf {
     dir.join(image.id().hex())
 }
 
+/// Named volumes live beside the root filesystems, outside any release,
+/// so they persist across updates and are never collected.
+pub fn volumes_dir(rootfs_dir: &Path) -> PathBuf {
+    rootfs_dir.parent().unwrap_or(rootfs_dir).join("volumes")
+}
+
 /// The instance specs of a release at a generation.
 pub fn instances(
     rootfs_dir: &Path,
@@ -94,6 +100,18 @@ pub fn instances(
                 env,
                 working_dir: svc.image.config.working_dir.clone(),
                 restart: svc.restart,
+                // validated with the release on receipt
+                mounts: svc
+                    .volume_mounts()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| Mount {
+                        source: volumes_dir(rootfs_dir).join(&v.name),
+                        target: v.target,
+                        read_only: v.read_only,
+                    })
+                    .collect(),
+                ports: svc.listen_ports().unwrap_or_default(),
             }
         })
         .collect()

@@ -25,7 +25,7 @@ pub use digest::{Digest, DigestError};
 pub use lifecycle::{Phase, Step, TransitionError};
 pub use manifest::{
     HealthCheck, ImageConfig, ImageManifest, LayerDescriptor, ManifestError, ReleaseManifest,
-    ReleaseRef, RestartPolicy, ServiceSpec, SwapStrategy,
+    ReleaseRef, RestartPolicy, ServiceSpec, SwapStrategy, VolumeMount,
 };
 pub use messages::{Desired, Envelope, Event, EventKind, Progress, Reported, ServiceState, Status};
 

@@ -119,7 +119,69 @@ pub enum SwapStrategy {
     StopFirst,
 }
 
+/// A named volume of a service: compose `name:/target[:ro]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub name: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
 impl ServiceSpec {
+    /// The service's named volumes. Host paths are refused: a release must
+    /// not reach into the device's filesystem.
+    pub fn volume_mounts(&self) -> Result<Vec<VolumeMount>, String> {
+        self.volumes
+            .iter()
+            .map(|v| {
+                let parts: Vec<&str> = v.split(':').collect();
+                let (name, target, mode) = match parts.as_slice() {
+                    [n, t] => (*n, *t, None),
+                    [n, t, m] => (*n, *t, Some(*m)),
+                    _ => return Err(format!("volume {v:?}: expected name:/path[:ro]")),
+                };
+                validate_name(name, 128).map_err(|_| {
+                    format!("volume {v:?}: only named volumes are allowed, not host paths")
+                })?;
+                let clean = target.starts_with('/') && !target.split('/').any(|c| c == "..");
+                if !clean {
+                    return Err(format!(
+                        "volume {v:?}: the target must be an absolute path without .."
+                    ));
+                }
+                let read_only = match mode {
+                    None | Some("rw") => false,
+                    Some("ro") => true,
+                    Some(m) => return Err(format!("volume {v:?}: unknown mode {m:?} (ro, rw)")),
+                };
+                Ok(VolumeMount {
+                    name: name.into(),
+                    target: target.into(),
+                    read_only,
+                })
+            })
+            .collect()
+    }
+
+    /// Ports the service listens on. Services share the device's network,
+    /// so a mapping must keep the port: `8080`, `8080:8080`, `8080/tcp`.
+    pub fn listen_ports(&self) -> Result<Vec<u16>, String> {
+        self.ports
+            .iter()
+            .map(|p| {
+                let spec = p.split('/').next().unwrap_or(p);
+                let parts: Vec<&str> = spec.rsplit(':').collect();
+                let port: u16 = parts[0].parse().map_err(|_| format!("port {p:?}: not a port number"))?;
+                match parts.get(1) {
+                    Some(host) if host.parse::<u16>().ok() != Some(port) => {
+                        Err(format!("port {p:?}: services use the device's network, so the host port must equal the container port"))
+                    }
+                    _ => Ok(port),
+                }
+            })
+            .collect()
+    }
+
     /// The argv the service runs: entrypoint + (command or image cmd).
     pub fn argv(&self) -> Vec<String> {
         let cmd = self.command.as_ref().unwrap_or(&self.image.config.cmd);
@@ -177,6 +239,8 @@ pub enum ManifestError {
     NoLayers { service: String, image: String },
     #[error("service {service}: nothing to run (no entrypoint, cmd or command)")]
     NoCommand { service: String },
+    #[error("service {service}: {reason}")]
+    Service { service: String, reason: String },
     #[error("unsupported manifest schema {found} (this build reads {SCHEMA})")]
     Schema { found: u32 },
 }
@@ -212,6 +276,12 @@ impl ReleaseManifest {
                     service: name.clone(),
                 });
             }
+            let invalid = |reason| ManifestError::Service {
+                service: name.clone(),
+                reason,
+            };
+            svc.volume_mounts().map_err(invalid)?;
+            svc.listen_ports().map_err(invalid)?;
         }
         Ok(())
     }
@@ -292,6 +362,33 @@ pub(crate) mod tests {
         let r: ReleaseRef = "app@1.2".parse().unwrap();
         assert_eq!(r.to_string(), "app@1.2");
         assert!("app".parse::<ReleaseRef>().is_err());
+    }
+
+    #[test]
+    fn named_volumes_parse_and_host_paths_are_refused() {
+        let mut svc = sample_release("1").services["web"].clone();
+        svc.volumes = vec!["data:/var/lib/app".into(), "cfg:/etc/app:ro".into()];
+        let v = svc.volume_mounts().unwrap();
+        assert_eq!((v[0].name.as_str(), v[1].read_only), ("data", true));
+        for bad in [
+            "/etc:/etc",
+            "data:relative",
+            "data:/x/../y",
+            "data:/x:rx",
+            "x",
+        ] {
+            svc.volumes = vec![bad.into()];
+            assert!(svc.volume_mounts().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ports_must_keep_their_number_on_the_device_network() {
+        let mut svc = sample_release("1").services["web"].clone();
+        svc.ports = vec!["8080".into(), "9090:9090".into(), "53:53/udp".into()];
+        assert_eq!(svc.listen_ports().unwrap(), [8080, 9090, 53]);
+        svc.ports = vec!["8080:80".into()];
+        assert!(svc.listen_ports().unwrap_err().contains("host port"));
     }
 
     #[test]

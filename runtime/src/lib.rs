@@ -24,4 +24,4 @@ pub mod unpack;
 pub use docker::DockerRuntime;
 pub use layers::LayerStore;
 pub use native::NativeRuntime;
-pub use runtime::{InstanceSpec, InstanceStatus, Runtime, RuntimeError};
+pub use runtime::{InstanceSpec, InstanceStatus, Mount, Runtime, RuntimeError};

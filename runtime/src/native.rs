@@ -11,9 +11,11 @@
 //! Layout:
 //! - [`record`]: the state dir, atomic per-instance JSON records.
 //! - [`spawn`]: launching a process (chroot or plain mode, env, logs).
+//! - [`mounts`]: mount/UTS/IPC namespaces and named volumes (root mode).
 //! - [`process`]: a running process, child or adopted; `/proc` liveness.
 //! - [`supervise`]: the per-instance task applying the restart policy.
 
+mod mounts;
 mod process;
 mod record;
 mod spawn;

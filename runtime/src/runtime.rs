@@ -7,8 +7,19 @@ use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::path::PathBuf;
 
-/// Everything needed to run one service instance.
+/// A host directory made visible inside an instance: a named volume,
+/// which outlives releases.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    pub source: PathBuf,
+    /// Absolute path inside the instance.
+    pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// Everything needed to run one service instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceSpec {
     /// Unique instance name, e.g. `web-g7` (service name + generation).
     pub name: String,
@@ -20,6 +31,13 @@ pub struct InstanceSpec {
     /// Working directory inside the rootfs (default `/`).
     pub working_dir: Option<String>,
     pub restart: RestartPolicy,
+    /// Named volumes.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    /// Ports the service listens on. Both runtimes use the device's host
+    /// network, so a mapping must keep the port (`8080` or `8080:8080`).
+    #[serde(default)]
+    pub ports: Vec<u16>,
 }
 
 /// What the runtime knows of an instance.

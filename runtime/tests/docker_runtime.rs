@@ -68,6 +68,7 @@ impl Env {
             env: Vec::new(),
             working_dir: None,
             restart,
+            ..Default::default()
         }
     }
 

@@ -96,12 +96,14 @@ async fn docker_runtime_hands_over_to_v2_and_rolls_a_broken_v3_back() -> anyhow:
     for (v, tag) in [("1", "v1"), ("2", "v2"), ("3", "v3")] {
         sample_image(&client, tmp.path(), tag, v, &[]).await?;
     }
-    sample_release(&client, "1", "v1").await?;
+    for (v, tag) in [("1", "v1"), ("2", "v2")] {
+        let compose = format!("services:\n  app:\n    image: sample-app:{tag}\n    command: [\"--state-dir\", \"/data\"]\n    volumes: [\"appdata:/data\"]\n");
+        client.create_release("demo", v, &compose).await?;
+    }
     client.deploy("demo@1", &devices).await?;
     wait_converged(&client, &device, "1").await?;
     assert_eq!(running(&device), ["app-g1"]);
 
-    sample_release(&client, "2", "v2").await?;
     client.deploy("demo@2", &devices).await?;
     wait_converged(&client, &device, "2").await?;
     assert_eq!(
@@ -110,6 +112,8 @@ async fn docker_runtime_hands_over_to_v2_and_rolls_a_broken_v3_back() -> anyhow:
         "v1's container is gone after the handover"
     );
     assert!(heartbeat_version(&device, "app-g2").contains("version=2"));
+    let history = std::fs::read_to_string(agent.data_dir.join("volumes/appdata/history"))?;
+    assert_eq!(history, "1\n2\n", "the named volume kept v1's state for v2");
 
     let seq = last_seq(&client, &device).await;
     let compose = "services:\n  app:\n    image: sample-app:v3\n    command: [\"--exit-after-ms\", \"300\"]\n    restart: on-failure\n";

@@ -63,7 +63,7 @@ pub(super) fn create_body(
         working_dir: Some(spec.working_dir.clone().unwrap_or_else(|| "/".into())),
         labels: Some(labels),
         stop_timeout: Some(whole_seconds(stop_grace).into()),
-        host_config: Some(host_config(spec.restart)),
+        host_config: Some(host_config(spec)),
         ..Default::default()
     })
 }
@@ -71,8 +71,8 @@ pub(super) fn create_body(
 /// Host networking and an init process, so a service behaves as it does
 /// natively: it listens on the device's ports (the spec has no port list)
 /// and SIGTERM reaches it even when its program ignores signals as pid 1.
-fn host_config(restart: RestartPolicy) -> HostConfig {
-    let name = match restart {
+fn host_config(spec: &InstanceSpec) -> HostConfig {
+    let name = match spec.restart {
         RestartPolicy::No => PolicyName::NO,
         RestartPolicy::OnFailure => PolicyName::ON_FAILURE,
         RestartPolicy::Always => PolicyName::ALWAYS,
@@ -85,8 +85,20 @@ fn host_config(restart: RestartPolicy) -> HostConfig {
         }),
         init: Some(true),
         network_mode: Some("host".into()),
+        binds: Some(binds(spec)),
         ..Default::default()
     }
+}
+
+/// Named volumes as `source:target[:ro]` binds.
+fn binds(spec: &InstanceSpec) -> Vec<String> {
+    spec.mounts
+        .iter()
+        .map(|m| {
+            let ro = if m.read_only { ":ro" } else { "" };
+            format!("{}:{}{ro}", m.source.display(), m.target)
+        })
+        .collect()
 }
 
 /// Fails unless `argv[0]` exists in the rootfs (as the native runtime
@@ -213,6 +225,7 @@ mod tests {
             env: vec![("A".into(), "1".into())],
             working_dir: None,
             restart: RestartPolicy::OnFailure,
+            ..Default::default()
         }
     }
 

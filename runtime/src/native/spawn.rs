@@ -59,6 +59,9 @@ pub(super) async fn spawn(spec: &InstanceSpec, log: &Path) -> Result<Running, Ru
     if geteuid().is_root() {
         chroot_into(&mut cmd, spec).map_err(fail)?;
     } else {
+        if !spec.mounts.is_empty() {
+            return Err(fail("named volumes need the agent to run as root".into()));
+        }
         cmd.current_dir(host_path(&spec.rootfs, &working_dir(spec)));
         // SAFETY: setsid is async-signal-safe and touches no shared state.
         unsafe { cmd.pre_exec(|| Ok(setsid().map(drop)?)) };
@@ -145,16 +148,22 @@ async fn spawn_retrying(
     }
 }
 
-/// Root mode: the program path is resolved inside the rootfs after chroot.
+/// Root mode: the child gets its own mount, UTS and IPC namespaces (its
+/// hostname is the instance name), the named volumes bind-mounted into its
+/// root, then chroots; the program path is resolved inside the rootfs.
 fn chroot_into(cmd: &mut Command, spec: &InstanceSpec) -> Result<(), String> {
     let cstring = |bytes: &[u8]| CString::new(bytes).map_err(|e| e.to_string());
     let root = cstring(spec.rootfs.as_os_str().as_bytes())?;
     let dir = cstring(working_dir(spec).as_os_str().as_bytes())?;
-    // SAFETY: setsid, chroot and chdir are async-signal-safe; the paths were
-    // allocated before fork, and errors become io::Error without allocating.
+    let host = spec.name.clone().into_bytes();
+    let mounts = super::mounts::prepare(spec)?;
+    // SAFETY: only syscalls run after fork (setsid, unshare, mount,
+    // sethostname, chroot, chdir); every path was allocated before fork,
+    // and errors become io::Error without allocating.
     unsafe {
         cmd.pre_exec(move || {
             setsid()?;
+            super::mounts::isolate(&host, &mounts)?;
             chroot(root.as_c_str())?;
             chdir(dir.as_c_str())?;
             Ok(())

@@ -43,6 +43,7 @@ impl Fixture {
             env: vec![],
             working_dir: None,
             restart,
+            ..Default::default()
         }
     }
 
@@ -356,4 +357,46 @@ async fn oversized_log_is_rotated_when_the_instance_starts() {
 async fn stopping_an_unknown_instance_is_ok() {
     let fx = Fixture::new();
     fx.rt.stop("never-started").await.expect("stop");
+}
+
+#[tokio::test]
+async fn a_named_volume_is_bound_into_the_root_and_keeps_what_is_written() {
+    if !nix::unistd::geteuid().is_root() {
+        return; // volumes need root; the start error is covered below
+    }
+    let fx = Fixture::new();
+    let volume = fx.dir.path().join("volumes/appdata");
+    let mut spec = fx.spec(
+        "vol",
+        "echo kept > /data/note; exec sleep 30",
+        RestartPolicy::No,
+    );
+    spec.mounts = vec![crate::runtime::Mount {
+        source: volume.clone(),
+        target: "/data".into(),
+        read_only: false,
+    }];
+    fx.rt.start(&spec).await.expect("start");
+    eventually("the note in the volume", || {
+        std::fs::read_to_string(volume.join("note")).is_ok_and(|s| s == "kept\n")
+    })
+    .await;
+    fx.rt.stop("vol").await.expect("stop");
+    assert!(
+        volume.join("note").exists(),
+        "the volume outlives the instance"
+    );
+}
+
+#[tokio::test]
+async fn a_volume_target_escaping_the_root_is_a_start_error() {
+    let fx = Fixture::new();
+    let mut spec = fx.spec("esc", "exec sleep 30", RestartPolicy::No);
+    spec.mounts = vec![crate::runtime::Mount {
+        source: fx.dir.path().join("v"),
+        target: "/../etc".into(),
+        read_only: false,
+    }];
+    let err = fx.rt.start(&spec).await.expect_err("refused");
+    assert!(matches!(err, RuntimeError::Start { .. }), "{err}");
 }

@@ -4,7 +4,8 @@
 //! `--interval-ms`, so the demo and the tests can see which version runs.
 //! `--listen ADDR` serves `GET /` with its version (an HTTP health
 //! endpoint); `--exit-after-ms N` makes it exit with status 1 after N ms
-//! (a broken release, for rollback scenarios).
+//! (a broken release, for rollback scenarios); `--state-dir DIR` appends its
+//! version to `DIR/history` at start (state kept in a volume).
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,6 +14,7 @@ struct Args {
     interval: Duration,
     listen: Option<String>,
     exit_after: Option<Duration>,
+    state_dir: Option<String>,
 }
 
 fn args() -> Args {
@@ -20,6 +22,7 @@ fn args() -> Args {
         interval: Duration::from_millis(200),
         listen: None,
         exit_after: None,
+        state_dir: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -34,6 +37,7 @@ fn args() -> Args {
             "--interval-ms" => a.interval = ms().unwrap_or(a.interval),
             "--exit-after-ms" => a.exit_after = ms(),
             "--listen" => a.listen = value.clone(),
+            "--state-dir" => a.state_dir = value.clone(),
             _ => eprintln!("ignoring unknown argument {flag}"),
         }
     }
@@ -71,6 +75,18 @@ fn main() {
         "sample-app {version} started (pid {}) {greeting}",
         std::process::id()
     );
+    if let Some(dir) = &args.state_dir {
+        // a volume's worth of state: every version that ever started here
+        let history = std::path::Path::new(dir).join("history");
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&history)
+            .and_then(|mut f| writeln!(f, "{version}"));
+        if let Err(e) = appended {
+            eprintln!("cannot record history in {}: {e}", history.display());
+        }
+    }
     if let Some(addr) = args.listen {
         serve(addr, version.clone());
     }
