@@ -68,6 +68,10 @@ struct ComposeService {
     restart: Option<String>,
     #[serde(default)]
     healthcheck: Option<ComposeHealth>,
+    #[serde(default)]
+    mem_limit: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    cpus: Option<serde_yaml_ng::Value>,
     /// Petrel extension: `handover` (default) or `stop-first`.
     #[serde(default, rename = "x-petrel-swap")]
     swap: Option<petrel_protocol::SwapStrategy>,
@@ -143,6 +147,18 @@ fn service(
         restart: restart.unwrap_or_default(),
         healthcheck,
         swap: svc.swap.unwrap_or_default(),
+        mem_limit: svc
+            .mem_limit
+            .as_ref()
+            .map(|v| bytes(&yaml_scalar(v)))
+            .transpose()
+            .map_err(invalid)?,
+        cpu_millis: svc
+            .cpus
+            .as_ref()
+            .map(|v| millicpus(&yaml_scalar(v)))
+            .transpose()
+            .map_err(invalid)?,
     })
 }
 
@@ -209,6 +225,39 @@ fn health(h: ComposeHealth) -> Result<HealthCheck, String> {
         retries: h.retries,
         start_period_s: h.start_period.as_deref().map(duration_s).transpose()?,
     })
+}
+
+/// Compose byte sizes: `67108864`, `64m`, `512k`, `1g` (also `mb`, `gb`).
+fn bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t
+        .strip_suffix('b')
+        .filter(|x| x.ends_with(['k', 'm', 'g']))
+        .unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (e.g. 64m)"))?;
+    n.checked_mul(mult)
+        .filter(|b| *b >= 4 << 20)
+        .ok_or_else(|| format!("size {s:?} out of range (at least 4m)"))
+}
+
+/// Compose `cpus: 0.5` as thousandths of a CPU.
+fn millicpus(s: &str) -> Result<u32, String> {
+    let cpus: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid cpus {s:?} (e.g. 0.5)"))?;
+    if !(0.01..=1024.0).contains(&cpus) {
+        return Err(format!("cpus {s:?} out of range"));
+    }
+    Ok((cpus * 1000.0).round() as u32)
 }
 
 /// Compose durations such as `30s`, `1m30s`, `2h`, rounded up to seconds.
@@ -278,6 +327,8 @@ services:
     volumes: ["data:/data"]
     restart: on-failure
     x-petrel-swap: stop-first
+    mem_limit: 64m
+    cpus: 0.5
     healthcheck:
       test: ["CMD", "true"]
       interval: 1m30s
@@ -295,6 +346,7 @@ volumes:
         assert_eq!(web.environment["COUNT"], "3");
         assert_eq!(web.restart, RestartPolicy::OnFailure);
         assert_eq!(web.swap, petrel_protocol::SwapStrategy::StopFirst);
+        assert_eq!((web.mem_limit, web.cpu_millis), (Some(64 << 20), Some(500)));
         assert_eq!(web.healthcheck.as_ref().unwrap().interval_s, Some(90));
         assert_eq!(web.ports, ["8080:8080"]);
     }

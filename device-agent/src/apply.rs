@@ -112,6 +112,8 @@ pub fn instances(
                     })
                     .collect(),
                 ports: svc.listen_ports().unwrap_or_default(),
+                memory_limit: svc.mem_limit,
+                cpu_millis: svc.cpu_millis,
             }
         })
         .collect()

@@ -106,6 +106,12 @@ pub struct ServiceSpec {
     /// How the service is replaced by its next version.
     #[serde(default)]
     pub swap: SwapStrategy,
+    /// Memory limit in bytes (compose `mem_limit`).
+    #[serde(default)]
+    pub mem_limit: Option<u64>,
+    /// CPU limit in thousandths of a CPU (compose `cpus: 0.5` is 500).
+    #[serde(default)]
+    pub cpu_millis: Option<u32>,
 }
 
 /// How a service is swapped for its new version.
@@ -326,6 +332,8 @@ pub(crate) mod tests {
             restart: RestartPolicy::Always,
             healthcheck: None,
             swap: Default::default(),
+            mem_limit: None,
+            cpu_millis: None,
         };
         ReleaseManifest {
             schema: SCHEMA,

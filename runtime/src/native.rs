@@ -11,10 +11,12 @@
 //! Layout:
 //! - [`record`]: the state dir, atomic per-instance JSON records.
 //! - [`spawn`]: launching a process (chroot or plain mode, env, logs).
+//! - [`cgroups`]: memory and CPU limits (cgroup v2 or v1).
 //! - [`mounts`]: mount/UTS/IPC namespaces and named volumes (root mode).
 //! - [`process`]: a running process, child or adopted; `/proc` liveness.
 //! - [`supervise`]: the per-instance task applying the restart policy.
 
+mod cgroups;
 mod mounts;
 mod process;
 mod record;
@@ -259,6 +261,7 @@ impl Runtime for NativeRuntime {
         }
         control.forgotten = true;
         self.shared.forget(name, &slot);
+        cgroups::remove(cgroups::root(), name);
         self.shared.paths.remove_record(name)
     }
 

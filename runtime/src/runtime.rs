@@ -38,6 +38,12 @@ pub struct InstanceSpec {
     /// network, so a mapping must keep the port (`8080` or `8080:8080`).
     #[serde(default)]
     pub ports: Vec<u16>,
+    /// Memory limit in bytes.
+    #[serde(default)]
+    pub memory_limit: Option<u64>,
+    /// CPU limit in thousandths of a CPU.
+    #[serde(default)]
+    pub cpu_millis: Option<u32>,
 }
 
 /// What the runtime knows of an instance.

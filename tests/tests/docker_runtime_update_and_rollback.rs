@@ -97,7 +97,7 @@ async fn docker_runtime_hands_over_to_v2_and_rolls_a_broken_v3_back() -> anyhow:
         sample_image(&client, tmp.path(), tag, v, &[]).await?;
     }
     for (v, tag) in [("1", "v1"), ("2", "v2")] {
-        let compose = format!("services:\n  app:\n    image: sample-app:{tag}\n    command: [\"--state-dir\", \"/data\"]\n    volumes: [\"appdata:/data\"]\n");
+        let compose = format!("services:\n  app:\n    image: sample-app:{tag}\n    command: [\"--state-dir\", \"/data\"]\n    volumes: [\"appdata:/data\"]\n    mem_limit: 64m\n    cpus: 0.5\n");
         client.create_release("demo", v, &compose).await?;
     }
     client.deploy("demo@1", &devices).await?;
@@ -112,6 +112,17 @@ async fn docker_runtime_hands_over_to_v2_and_rolls_a_broken_v3_back() -> anyhow:
         "v1's container is gone after the handover"
     );
     assert!(heartbeat_version(&device, "app-g2").contains("version=2"));
+    let limits = docker(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
+        &format!("petrel-{device}.app-g2"),
+    ]);
+    assert_eq!(
+        limits,
+        format!("{} 500000000", 64 << 20),
+        "resource limits applied"
+    );
     let history = std::fs::read_to_string(agent.data_dir.join("volumes/appdata/history"))?;
     assert_eq!(history, "1\n2\n", "the named volume kept v1's state for v2");
 

@@ -18,6 +18,8 @@ fn release(version: &str) -> ReleaseManifest {
         restart: Default::default(),
         healthcheck: None,
         swap: Default::default(),
+        mem_limit: None,
+        cpu_millis: None,
     };
     ReleaseManifest {
         schema: SCHEMA,

@@ -86,6 +86,8 @@ fn host_config(spec: &InstanceSpec) -> HostConfig {
         init: Some(true),
         network_mode: Some("host".into()),
         binds: Some(binds(spec)),
+        memory: spec.memory_limit.and_then(|m| i64::try_from(m).ok()),
+        nano_cpus: spec.cpu_millis.map(|m| i64::from(m) * 1_000_000),
         ..Default::default()
     }
 }

@@ -59,8 +59,10 @@ pub(super) async fn spawn(spec: &InstanceSpec, log: &Path) -> Result<Running, Ru
     if geteuid().is_root() {
         chroot_into(&mut cmd, spec).map_err(fail)?;
     } else {
-        if !spec.mounts.is_empty() {
-            return Err(fail("named volumes need the agent to run as root".into()));
+        if !spec.mounts.is_empty() || spec.memory_limit.is_some() || spec.cpu_millis.is_some() {
+            return Err(fail(
+                "named volumes and resource limits need the agent to run as root".into(),
+            ));
         }
         cmd.current_dir(host_path(&spec.rootfs, &working_dir(spec)));
         // SAFETY: setsid is async-signal-safe and touches no shared state.
@@ -157,12 +159,14 @@ fn chroot_into(cmd: &mut Command, spec: &InstanceSpec) -> Result<(), String> {
     let dir = cstring(working_dir(spec).as_os_str().as_bytes())?;
     let host = spec.name.clone().into_bytes();
     let mounts = super::mounts::prepare(spec)?;
+    let cgroups = super::cgroups::prepare(super::cgroups::root(), spec)?;
     // SAFETY: only syscalls run after fork (setsid, unshare, mount,
     // sethostname, chroot, chdir); every path was allocated before fork,
     // and errors become io::Error without allocating.
     unsafe {
         cmd.pre_exec(move || {
             setsid()?;
+            super::cgroups::join(&cgroups)?;
             super::mounts::isolate(&host, &mounts)?;
             chroot(root.as_c_str())?;
             chdir(dir.as_c_str())?;

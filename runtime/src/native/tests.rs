@@ -400,3 +400,47 @@ async fn a_volume_target_escaping_the_root_is_a_start_error() {
     let err = fx.rt.start(&spec).await.expect_err("refused");
     assert!(matches!(err, RuntimeError::Start { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn memory_and_cpu_limits_put_the_service_in_its_own_cgroups() {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let usable = nix::unistd::geteuid().is_root()
+        && (root.join("cgroup.controllers").exists() || root.join("memory").is_dir());
+    if !usable {
+        eprintln!("no writable cgroups here: limits not exercised");
+        return;
+    }
+    let fx = Fixture::new();
+    let name = format!("lim{}", std::process::id());
+    let mut spec = fx.spec(&name, "exec sleep 30", RestartPolicy::No);
+    spec.memory_limit = Some(64 << 20);
+    spec.cpu_millis = Some(250);
+    fx.rt.start(&spec).await.expect("start");
+    let pid = running_pid(&fx.rt.inspect(&name).await.expect("known"));
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup file");
+    assert!(cgroups.contains(&format!("petrel/{name}")), "{cgroups}");
+    let (mem, quota) = if root.join("cgroup.controllers").exists() {
+        let dir = root.join("petrel").join(&name);
+        (
+            std::fs::read_to_string(dir.join("memory.max")),
+            std::fs::read_to_string(dir.join("cpu.max")),
+        )
+    } else {
+        (
+            std::fs::read_to_string(
+                root.join("memory/petrel")
+                    .join(&name)
+                    .join("memory.limit_in_bytes"),
+            ),
+            std::fs::read_to_string(root.join("cpu/petrel").join(&name).join("cpu.cfs_quota_us")),
+        )
+    };
+    assert_eq!(mem.expect("memory limit").trim(), (64u64 << 20).to_string());
+    assert!(quota.expect("cpu quota").trim().starts_with("25000"));
+    fx.rt.stop(&name).await.expect("stop");
+    assert!(
+        !root.join("memory/petrel").join(&name).exists()
+            && !root.join("petrel").join(&name).exists(),
+        "groups removed"
+    );
+}
