@@ -73,8 +73,17 @@ pub async fn swap<R: Runtime>(
     let checks = new
         .iter()
         .map(|n| wait_healthy(runtime, &n.spec, n.health.as_ref()));
-    for result in futures_util::future::join_all(checks).await {
-        result?;
+    for (n, result) in new.iter().zip(futures_util::future::join_all(checks).await) {
+        if let Err(reason) = result {
+            // the service's last words make the rollback reason actionable
+            let last = runtime.logs(&n.spec.name, 3).await.unwrap_or_default();
+            let last = last.trim();
+            return Err(if last.is_empty() {
+                reason
+            } else {
+                format!("{reason}; last output: {last}")
+            });
+        }
     }
     for o in old.iter().filter(|o| !is_new(&o.spec.name)) {
         runtime

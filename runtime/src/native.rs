@@ -11,12 +11,14 @@
 //! Layout:
 //! - [`record`]: the state dir, atomic per-instance JSON records.
 //! - [`spawn`]: launching a process (chroot or plain mode, env, logs).
+//! - [`logs`]: log tails and rotation while services run.
 //! - [`cgroups`]: memory and CPU limits (cgroup v2 or v1).
 //! - [`mounts`]: mount/UTS/IPC namespaces and named volumes (root mode).
 //! - [`process`]: a running process, child or adopted; `/proc` liveness.
 //! - [`supervise`]: the per-instance task applying the restart policy.
 
 mod cgroups;
+mod logs;
 mod mounts;
 mod process;
 mod record;
@@ -31,7 +33,7 @@ use crate::runtime::{InstanceSpec, InstanceStatus, Runtime, RuntimeError};
 use process::Running;
 use record::{io_error, validate_name, Paths, Record};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use supervise::{set_running, set_state, snapshot, update, SharedStatus, Supervisor};
@@ -94,6 +96,25 @@ impl NativeRuntime {
         };
         for record in records {
             runtime.resume(&rt, record);
+        }
+        let log_dir = runtime
+            .shared
+            .paths
+            .log("x")
+            .parent()
+            .map(Path::to_path_buf);
+        if let Some(dir) = log_dir {
+            rt.spawn(async move {
+                let mut tick = tokio::time::interval(logs::SWEEP);
+                loop {
+                    tick.tick().await;
+                    let dir = dir.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        logs::rotate_all(&dir, logs::ROTATE_BYTES)
+                    })
+                    .await;
+                }
+            });
         }
         Ok(runtime)
     }
@@ -241,6 +262,11 @@ impl Runtime for NativeRuntime {
         timeout: Duration,
     ) -> Result<i32, RuntimeError> {
         spawn::run_probe(spec, argv, timeout).await
+    }
+
+    async fn logs(&self, name: &str, tail: usize) -> Result<String, RuntimeError> {
+        let path = self.shared.paths.log(name);
+        logs::tail(&path, tail).map_err(io_error("read log", &path))
     }
 
     async fn stop(&self, name: &str) -> Result<(), RuntimeError> {

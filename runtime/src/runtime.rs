@@ -94,6 +94,13 @@ pub trait Runtime: Send + Sync + 'static {
     /// agent restart).
     fn list(&self) -> impl Future<Output = Vec<InstanceStatus>> + Send;
 
+    /// The last `tail` lines of an instance's output.
+    fn logs(
+        &self,
+        name: &str,
+        tail: usize,
+    ) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+
     /// Runs `argv` (a health probe) in `spec`'s root filesystem and
     /// environment; its exit code, or -1 if it ran past `timeout`.
     fn exec(

@@ -85,6 +85,18 @@ async fn unhealthy_releases_roll_back_under_handover_and_stop_first() -> anyhow:
     release(&client, "3", "v3", &["--exit-after-ms", "300"], "").await?;
     client.deploy("demo@3", &devices).await?;
     wait_rolled_back(&client, &agent, seq, "did not stay up").await?;
+    // the reason carries the service's last output
+    let events = client.events(&agent.id).await?;
+    let rolled = events
+        .iter()
+        .rev()
+        .find(|e| e.kind == EventKind::RolledBack)
+        .expect("event");
+    assert!(
+        rolled.message.contains("exiting with failure as asked"),
+        "{}",
+        rolled.message
+    );
     assert_eq!(
         running_app(&agent.data_dir, "2").await?,
         v2_pid,

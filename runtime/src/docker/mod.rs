@@ -284,6 +284,10 @@ impl DockerRuntime {
 }
 
 impl Runtime for DockerRuntime {
+    async fn logs(&self, name: &str, tail: usize) -> Result<String, RuntimeError> {
+        DockerRuntime::logs(self, name, tail).await
+    }
+
     /// Keeps a running (or restarting) container of the same spec, starts
     /// it again if it exited, and replaces a container of another spec.
     async fn start(&self, spec: &InstanceSpec) -> Result<(), RuntimeError> {
