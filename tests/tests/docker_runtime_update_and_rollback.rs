@@ -85,7 +85,7 @@ async fn docker_runtime_hands_over_to_v2_and_rolls_a_broken_v3_back() -> anyhow:
     let tmp = tempfile::tempdir()?;
     let ctl = Controller::start(&tmp.path().join("ctl"))?;
     let client = ctl.client();
-    let agent = Agent::start_with(
+    let mut agent = Agent::start_with(
         tmp.path(),
         &device,
         &ctl.broker_url(),
@@ -125,6 +125,26 @@ async fn docker_runtime_hands_over_to_v2_and_rolls_a_broken_v3_back() -> anyhow:
     );
     let history = std::fs::read_to_string(agent.data_dir.join("volumes/appdata/history"))?;
     assert_eq!(history, "1\n2\n", "the named volume kept v1's state for v2");
+
+    // a restarted agent adopts its labelled container instead of replacing it
+    let container = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("name=petrel-{device}.app-g2"),
+    ]);
+    agent.kill9();
+    let restarted_at = petrel_controller::now_ms();
+    agent.restart()?;
+    wait_fresh_report(&client, &device, "2", restarted_at).await?;
+    let after = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("name=petrel-{device}.app-g2"),
+    ]);
+    assert_eq!(after, container, "the same container still runs");
+    assert!(!container.is_empty());
 
     let seq = last_seq(&client, &device).await;
     let compose = "services:\n  app:\n    image: sample-app:v3\n    command: [\"--exit-after-ms\", \"300\"]\n    restart: on-failure\n";
