@@ -197,3 +197,24 @@ pub async fn bytes_needed(
     }
     Ok(resp.error_for_status()?.bytes().await?.len() as u64)
 }
+
+/// Waits until `device` reports `phase`.
+pub async fn wait_phase(
+    client: &Client,
+    device: &str,
+    phase: petrel_protocol::Phase,
+) -> Result<DeviceView> {
+    wait_for(
+        CONVERGE,
+        &format!("{device} to report {phase:?}"),
+        || async {
+            client
+                .devices()
+                .await
+                .ok()?
+                .into_iter()
+                .find(|d| d.id == device && d.phase == phase)
+        },
+    )
+    .await
+}

@@ -268,3 +268,13 @@ impl Drop for Mosquitto {
         kill9(&mut self.child);
     }
 }
+
+/// Whether a Docker Engine answers here (`docker info`).
+pub fn docker_available() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

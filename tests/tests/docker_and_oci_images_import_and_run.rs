@@ -7,7 +7,7 @@
 
 use petrel_tests::*;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn sh(cmd: &str) -> anyhow::Result<()> {
     let out = Command::new("sh").args(["-c", cmd]).output()?;
@@ -17,15 +17,6 @@ fn sh(cmd: &str) -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(())
-}
-
-fn docker_available() -> bool {
-    Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// Fresh heartbeats of `version` under the agent's root filesystems.

@@ -6,7 +6,7 @@
 
 use petrel_protocol::{EventKind, Phase};
 use petrel_tests::*;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn docker(args: &[&str]) -> String {
     Command::new("docker")
@@ -14,15 +14,6 @@ fn docker(args: &[&str]) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
-}
-
-fn docker_available() -> bool {
-    Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// Removes the device's containers (and Petrel-built images) on drop.
@@ -152,15 +143,7 @@ async fn docker_runtime_hands_over_to_v2_and_rolls_a_broken_v3_back() -> anyhow:
     client.deploy("demo@3", &devices).await?;
     let event = wait_event(&client, &device, EventKind::RolledBack, seq).await?;
     assert!(event.message.contains("demo@2"), "{}", event.message);
-    let view = wait_for(CONVERGE, "a rolled-back report", || async {
-        client
-            .devices()
-            .await
-            .ok()?
-            .into_iter()
-            .find(|d| d.id == device && d.phase == Phase::RolledBack)
-    })
-    .await?;
+    let view = wait_phase(&client, &device, Phase::RolledBack).await?;
     assert_eq!(view.current.map(|c| c.version), Some("2".into()));
     assert_eq!(
         running(&device),

@@ -40,15 +40,7 @@ async fn wait_rolled_back(
         "rollback reason should mention {needle:?}: {}",
         event.message
     );
-    let view = wait_for(CONVERGE, "a rolled-back report", || async {
-        client
-            .devices()
-            .await
-            .ok()?
-            .into_iter()
-            .find(|d| d.id == agent.id && d.phase == Phase::RolledBack)
-    })
-    .await?;
+    let view = wait_phase(client, &agent.id, Phase::RolledBack).await?;
     assert_eq!(view.current.as_ref().map(|c| c.version.as_str()), Some("2"));
     assert!(view.last_error.is_some());
     Ok(())
