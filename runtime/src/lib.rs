@@ -5,6 +5,7 @@
 //! Layout:
 //! - [`unpack`]: streaming, defensive unpack of a zstd-compressed layer tar,
 //!   verifying its `diff_id` before anything becomes visible.
+//! - [`hostbin`]: a runnable rootfs from a host binary and its libraries.
 //! - [`layers`]: the layer store (`diff_id` → unpacked tree), atomic installs.
 //! - [`rootfs`]: assembly of an image's root filesystem from its layers
 //!   (OCI whiteouts honoured).
@@ -15,6 +16,7 @@
 //!   service, its rootfs loaded as an image (no registry needed).
 
 pub mod docker;
+pub mod hostbin;
 pub mod layers;
 pub mod native;
 pub mod rootfs;

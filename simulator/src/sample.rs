@@ -4,34 +4,10 @@
 
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The `petrel-sample-app` binary built beside the running executable.
 pub fn sample_app_binary() -> Result<PathBuf> {
     crate::bins::workspace_binary("petrel-simulator", "petrel-sample-app")
-}
-
-/// Shared libraries (and the dynamic loader) `bin` needs, from `ldd`.
-fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>> {
-    let out = Command::new("ldd")
-        .arg(bin)
-        .output()
-        .context("running ldd")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if text.contains("not a dynamic executable") || text.contains("statically linked") {
-        return Ok(vec![]);
-    }
-    let libs = text
-        .lines()
-        .filter_map(|l| {
-            let path = match l.split_once("=>") {
-                Some((_, rest)) => rest.split_whitespace().next()?,
-                None => l.split_whitespace().next()?,
-            };
-            path.starts_with('/').then(|| PathBuf::from(path))
-        })
-        .collect();
-    Ok(libs)
 }
 
 /// Lays out an image directory for version `version` of the sample app:
@@ -42,15 +18,8 @@ pub fn app_dir(bin: &Path, version: &str, dest: &Path) -> Result<()> {
     std::fs::copy(bin, app.join("sample-app"))
         .with_context(|| format!("copying {}", bin.display()))?;
     std::fs::write(app.join("version.txt"), format!("{version}\n"))?;
-    for lib in shared_libs(bin)? {
-        let rel = lib.strip_prefix("/").unwrap_or(&lib);
-        let target = dest.join(rel);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        // copy the file the (possibly symlinked) path resolves to
-        std::fs::copy(&lib, &target).with_context(|| format!("copying {}", lib.display()))?;
-    }
+    petrel_runtime::hostbin::copy_libs(bin, dest)
+        .with_context(|| format!("copying the libraries of {}", bin.display()))?;
     Ok(())
 }
 
