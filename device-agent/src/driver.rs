@@ -125,6 +125,11 @@ impl<R: Runtime> Driver<R> {
     }
 
     async fn perform(&mut self, actions: Vec<Action>) {
+        if actions.iter().any(|a| matches!(a, Action::Download(_))) {
+            // a new download: never report the previous one's byte counts
+            self.progress.done.store(0, Ordering::Relaxed);
+            self.progress.total.store(0, Ordering::Relaxed);
+        }
         for action in actions {
             match action {
                 Action::Persist => {
