@@ -102,30 +102,38 @@ fn ingest(store: &Store, p: &Publish, limits: Limits) {
     if p.payload.is_empty() {
         return;
     }
+    let payload = &p.payload[..];
     let result = match channel {
-        Channel::Reported => decode::<Reported>(&p.payload, limits)
-            .map_err(|e| e.to_string())
-            .and_then(|r| same_device(id, &r.device_id).map(|_| r))
+        Channel::Reported => from_device(id, payload, limits, |r: &Reported| &r.device_id)
             .and_then(|r| {
                 touch(store, id, true);
                 store.put_reported(&r).map_err(|e| e.to_string())
             }),
-        Channel::Events => decode::<Event>(&p.payload, limits)
-            .map_err(|e| e.to_string())
-            .and_then(|e| same_device(id, &e.device_id).map(|_| e))
-            .and_then(|e| {
+        Channel::Events => {
+            from_device(id, payload, limits, |e: &Event| &e.device_id).and_then(|e| {
                 touch(store, id, true);
                 store.put_event(&e).map_err(|e| e.to_string())
-            }),
-        Channel::Status => decode::<Status>(&p.payload, limits)
-            .map_err(|e| e.to_string())
-            .and_then(|s| same_device(id, &s.device_id).map(|_| s))
+            })
+        }
+        Channel::Status => from_device(id, payload, limits, |s: &Status| &s.device_id)
             .map(|s| touch(store, id, s.online)),
         Channel::Desired => Ok(()),
     };
     if let Err(e) = result {
         tracing::warn!(device = id, topic = %p.topic, error = %e, "rejected device message");
     }
+}
+
+/// Decodes a device's message and checks it names the device of its topic.
+fn from_device<T: serde::de::DeserializeOwned>(
+    topic_id: &str,
+    payload: &[u8],
+    limits: Limits,
+    device_of: impl Fn(&T) -> &String,
+) -> Result<T, String> {
+    let msg: T = decode(payload, limits).map_err(|e| e.to_string())?;
+    same_device(topic_id, device_of(&msg))?;
+    Ok(msg)
 }
 
 fn same_device(topic_id: &str, payload_id: &str) -> Result<(), String> {

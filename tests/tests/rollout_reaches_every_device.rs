@@ -16,7 +16,29 @@ async fn release_v1_then_v2_reaches_every_device_and_v2_really_runs() -> anyhow:
         .collect::<anyhow::Result<_>>()?;
     let devices: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
 
-    sample_image(&client, tmp.path(), "v1", "1", &[]).await?;
+    // v1 through the operator CLI: `petrel image build DIR` with entrypoint flags
+    let dir = tmp.path().join("app-v1");
+    petrel_simulator::sample::app_dir(&petrel_simulator::sample::sample_app_binary()?, "1", &dir)?;
+    let built = std::process::Command::new(bin("petrel"))
+        .args(["--controller", &ctl.url(), "image", "build"])
+        .arg(&dir)
+        .args([
+            "--name",
+            "sample-app",
+            "--tag",
+            "v1",
+            "--entrypoint",
+            "/app/sample-app",
+            "--workdir",
+            "/app",
+        ])
+        .output()?;
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    assert!(String::from_utf8_lossy(&built.stdout).contains("image sample-app:v1 (1 layers"));
     sample_release(&client, "1", "v1").await?;
     client.deploy("demo@1", &devices).await?;
     let mut v1_pids = Vec::new();
