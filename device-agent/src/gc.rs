@@ -38,7 +38,14 @@ pub fn collect(paths: &Paths, keep: &[ReleaseManifest]) -> Collected {
         name.strip_suffix(".tar.zst")
             .is_some_and(|hex| diff_ids.contains(hex))
     });
-    done.rootfs = remove_unlisted(&paths.rootfs_dir, |name| image_ids.contains(name));
+    // An overlay rootfs keeps its state in `<id>.overlay` beside it, which
+    // goes with its rootfs (unmounted first); alone, it is a crash leftover.
+    done.rootfs = remove_unlisted(&paths.rootfs_dir, |name| {
+        match name.strip_suffix(".overlay") {
+            Some(id) => image_ids.contains(id) || paths.rootfs_dir.join(id).exists(),
+            None => image_ids.contains(name),
+        }
+    });
     done.partials = remove_unlisted(paths.fetcher.downloads_dir(), |_| false);
     done
 }

@@ -20,6 +20,7 @@
 mod cgroups;
 mod logs;
 mod mounts;
+mod pidns;
 mod process;
 mod record;
 mod spawn;
@@ -144,8 +145,9 @@ impl NativeRuntime {
         let mut control = Control::default();
         if let Some((pid, start)) = alive {
             tracing::info!(%name, pid, "adopting running service");
-            update(&status, |s| set_running(s, pid));
-            let running = Some(Running::adopted(pid, start));
+            let running = Running::adopted(pid, start);
+            update(&status, |s| set_running(s, running.service_pid));
+            let running = Some(running);
             self.supervise(rt, &mut control, record.spec, status.clone(), running);
         } else if record.pid.is_some() && record.spec.restart.restarts_after(false) {
             tracing::info!(%name, "service died unwatched, restarting");
@@ -187,7 +189,7 @@ impl NativeRuntime {
             running.terminate(Duration::ZERO).await;
             return Err(e);
         }
-        update(&slot.status, |s| set_running(s, running.pid));
+        update(&slot.status, |s| set_running(s, running.service_pid));
         let status = slot.status.clone();
         self.supervise(
             &Handle::current(),

@@ -154,9 +154,11 @@ async fn wait_heartbeat(data_dir: &Path, version: &str, pid: u32) -> Result<samp
         for entry in std::fs::read_dir(&rootfs_dir)
             .with_context(|| format!("reading {}", rootfs_dir.display()))?
         {
-            if let Some(b) = sample::read_heartbeat(&entry?.path()) {
+            let rootfs = entry?.path();
+            if let Some(b) = sample::read_heartbeat(&rootfs) {
                 let fresh = petrel_controller::now_ms().saturating_sub(b.time_ms) < 3000;
-                if b.version == version && b.pid == pid && fresh {
+                let writer = sample::heartbeat_writer(&rootfs, &b);
+                if b.version == version && writer == Some(pid) && fresh {
                     return Ok(b);
                 }
             }

@@ -97,7 +97,8 @@ impl LocalFleet {
         self.agents.iter().map(|a| a.id.clone()).collect()
     }
 
-    /// Stops the agents and the controller, then every service they ran.
+    /// Stops the agents and the controller, then every service they ran,
+    /// and removes their root filesystems.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -105,6 +106,8 @@ impl LocalFleet {
             for inst in a.runtime.list().await {
                 let _ = a.runtime.stop(&inst.name).await;
             }
+            // Overlay rootfs mounts would outlive the temp dir.
+            let _ = petrel_runtime::rootfs::remove_all(&a.data_dir.join("rootfs"));
         }
     }
 }

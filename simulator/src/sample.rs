@@ -44,3 +44,42 @@ pub fn read_heartbeat(rootfs: &Path) -> Option<Heartbeat> {
         time_ms: field("time_ms")?.parse().ok()?,
     })
 }
+
+/// Host pid of the live process that wrote `beat` under `rootfs`.
+///
+/// The app writes the pid it sees, which under the native runtime's PID
+/// namespace is its pid inside (2, below the runtime's init), the same on
+/// every device. So the writer is found on the host: the live process whose
+/// innermost pid (last field of `NSpid`) is `beat.pid` and whose root
+/// directory, or when it runs unisolated its executable, lies in `rootfs`.
+pub fn heartbeat_writer(rootfs: &Path, beat: &Heartbeat) -> Option<u32> {
+    let rootfs = rootfs.canonicalize().ok()?;
+    let proc_dir = std::fs::read_dir("/proc").ok()?;
+    let pids = proc_dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok());
+    pids.into_iter().find(|&pid: &u32| {
+        let link = |what: &str| std::fs::read_link(format!("/proc/{pid}/{what}")).ok();
+        let inside = link("root").is_some_and(|root| root == rootfs)
+            || link("exe").is_some_and(|exe| exe.starts_with(&rootfs));
+        inside && innermost_pid(pid) == Some(beat.pid) && process_group(pid).is_some()
+    })
+}
+
+/// The pid `pid` has in its own (innermost) PID namespace.
+fn innermost_pid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
+/// Process group of a live (not zombie) process: the native runtime's shim
+/// leads the group of a namespaced service, so this links a heartbeat's
+/// writer to the pid in the runtime's instance record.
+pub fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let state = fields.next()?;
+    let pgid = fields.nth(1)?.parse().ok()?;
+    (state != "Z" && state != "X").then_some(pgid)
+}

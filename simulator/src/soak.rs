@@ -121,6 +121,7 @@ pub async fn run(opts: SoakOptions) -> Result<SoakReport> {
     let result = soak(&client, root, &data_dir, &mut agent, &opts).await;
     agent.kill9();
     liveness::stop_services(&data_dir.join("runtime")).await;
+    let _ = petrel_runtime::rootfs::remove_all(&data_dir.join("rootfs"));
     let _ = stop.send(true);
     result.with_context(|| format!("agent log tail:\n{}", tail(&data_dir.join("agent.log"), 30)))
 }
@@ -263,7 +264,9 @@ async fn check_one_whole_release(
             .flatten()
             .find_map(|e| {
                 let b = sample::read_heartbeat(&e.path())?;
-                (b.pid == live[0].1 && b.version == version.to_string()).then_some(b)
+                let writer = sample::heartbeat_writer(&e.path(), &b)?;
+                let in_instance = sample::process_group(writer) == Some(live[0].1);
+                (in_instance && b.version == version.to_string()).then_some(b)
             })
     });
     beat.map(drop).with_context(|| {

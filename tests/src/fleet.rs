@@ -127,7 +127,7 @@ pub async fn last_seq(client: &Client, device: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The pid the app of `version` has on this device, from its fresh
+/// The host pid of the app of `version` on this device, from its fresh
 /// heartbeat in the agent's rootfs dir (proof that it really runs).
 pub async fn running_app(data_dir: &Path, version: &str) -> Result<u32> {
     let dir = data_dir.join("rootfs");
@@ -138,8 +138,10 @@ pub async fn running_app(data_dir: &Path, version: &str) -> Result<u32> {
             for entry in std::fs::read_dir(&dir).ok()?.flatten() {
                 if let Some(b) = sample::read_heartbeat(&entry.path()) {
                     let fresh = petrel_controller::now_ms().saturating_sub(b.time_ms) < 2000;
-                    if b.version == version && fresh && pid_alive(b.pid) {
-                        return Some(b.pid);
+                    if b.version == version && fresh {
+                        if let Some(pid) = sample::heartbeat_writer(&entry.path(), &b) {
+                            return Some(pid);
+                        }
                     }
                 }
             }

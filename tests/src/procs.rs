@@ -207,6 +207,10 @@ impl Drop for Agent {
     fn drop(&mut self) {
         kill9(&mut self.child);
         stop_services(&self.data_dir.join("runtime"));
+        // Overlay rootfs mounts would outlive the test's temp dir.
+        if let Err(e) = petrel_runtime::rootfs::remove_all(&self.data_dir.join("rootfs")) {
+            eprintln!("removing the root filesystems of {}: {e}", self.id);
+        }
     }
 }
 

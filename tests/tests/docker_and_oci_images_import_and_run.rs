@@ -5,6 +5,7 @@
 //! Needs a Docker Engine (no registry: images are built offline); the test
 //! says so and passes trivially where `docker info` fails.
 
+use petrel_simulator::sample;
 use petrel_tests::*;
 use std::path::Path;
 use std::process::Command;
@@ -25,10 +26,12 @@ fn fresh_heartbeats(data_dir: &Path, version: &str) -> usize {
         return 0;
     };
     dir.flatten()
-        .filter_map(|e| petrel_simulator::sample::read_heartbeat(&e.path()))
-        .filter(|b| {
+        .filter(|e| {
+            let Some(b) = sample::read_heartbeat(&e.path()) else {
+                return false;
+            };
             b.version == version
-                && pid_alive(b.pid)
+                && sample::heartbeat_writer(&e.path(), &b).is_some()
                 && petrel_controller::now_ms().saturating_sub(b.time_ms) < 2000
         })
         .count()

@@ -112,6 +112,10 @@ impl DockerRuntime {
     /// same content is there already. [`Runtime::start`] does this itself.
     pub async fn load_rootfs(&self, rootfs: &Path) -> Result<LoadedImage, RuntimeError> {
         let _loading = self.locks.images.lock().await;
+        crate::rootfs::ensure_mounted(rootfs).map_err(|e| RuntimeError::Start {
+            name: rootfs.display().to_string(),
+            reason: format!("mount rootfs: {e}"),
+        })?;
         image::ensure(&self.docker, rootfs).await
     }
 

@@ -1,5 +1,6 @@
 //! Namespaces and named volumes for native services (root only): the child
-//! unshares mount, UTS and IPC namespaces, makes its mount tree private so
+//! unshares mount, PID, UTS and IPC namespaces (the PID one takes effect for
+//! its children: see `pidns`), makes its mount tree private so
 //! nothing propagates back to the host, and bind-mounts each volume into
 //! its root before chrooting. Paths are checked and turned into C strings
 //! before fork; the part that runs after fork only makes syscalls.
@@ -51,7 +52,12 @@ pub(super) fn prepare(spec: &InstanceSpec) -> Result<Vec<Prepared>, String> {
 
 /// After fork: new namespaces, private mounts, the volumes bound in.
 pub(super) fn isolate(hostname: &[u8], mounts: &[Prepared]) -> std::io::Result<()> {
-    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC)?;
+    unshare(
+        CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC,
+    )?;
     mount(
         None::<&Path>,
         "/",

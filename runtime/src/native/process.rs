@@ -24,6 +24,9 @@ enum Handle {
 pub(super) struct Running {
     handle: Handle,
     pub pid: u32,
+    /// Host pid of the service itself: the shim's grandchild when the
+    /// service runs in its own PID namespace, else `pid`. What is reported.
+    pub service_pid: u32,
     /// Field 22 of `/proc/<pid>/stat`: tells this process from a recycled pid.
     pub start_time: u64,
     /// When supervision of this process began (for the backoff reset).
@@ -36,6 +39,7 @@ impl Running {
         Running {
             handle,
             pid,
+            service_pid: super::pidns::service_of(pid).unwrap_or(pid),
             start_time,
             since: Instant::now(),
         }
@@ -46,6 +50,7 @@ impl Running {
         Running {
             handle,
             pid,
+            service_pid: super::pidns::service_of(pid).unwrap_or(pid),
             start_time,
             since: Instant::now(),
         }

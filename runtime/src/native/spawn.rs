@@ -12,10 +12,10 @@
 //! stdin from `/dev/null`, stdout and stderr appended to its log, and its own
 //! session (`setsid`) so it survives the agent being killed.
 //!
-//! The rootfs is used as it is: there is no mount namespace, so nothing is
-//! mounted on `/dev`, `/proc` or `/sys` inside it. Images whose programs
-//! need `/dev/null` and the like must ship them (or a later runtime
-//! version must bind-mount them).
+//! The rootfs is used as it is, apart from `/proc`, which the namespace's
+//! init mounts when the image has the directory: nothing is mounted on
+//! `/dev` or `/sys`. Images whose programs need `/dev/null` and the like
+//! must ship them (or a later runtime version must bind-mount them).
 
 use super::process::{self, Running};
 use super::record::io_error;
@@ -150,9 +150,10 @@ async fn spawn_retrying(
     }
 }
 
-/// Root mode: the child gets its own mount, UTS and IPC namespaces (its
-/// hostname is the instance name), the named volumes bind-mounted into its
-/// root, then chroots; the program path is resolved inside the rootfs.
+/// Root mode: the child gets its own mount, PID, UTS and IPC namespaces
+/// (its hostname is the instance name), the named volumes bind-mounted into
+/// its root, then chroots and splits into shim, init and service
+/// ([`super::pidns`]); the program path is resolved inside the rootfs.
 fn chroot_into(cmd: &mut Command, spec: &InstanceSpec) -> Result<(), String> {
     let cstring = |bytes: &[u8]| CString::new(bytes).map_err(|e| e.to_string());
     let root = cstring(spec.rootfs.as_os_str().as_bytes())?;
@@ -161,7 +162,7 @@ fn chroot_into(cmd: &mut Command, spec: &InstanceSpec) -> Result<(), String> {
     let mounts = super::mounts::prepare(spec)?;
     let cgroups = super::cgroups::prepare(super::cgroups::root(), spec)?;
     // SAFETY: only syscalls run after fork (setsid, unshare, mount,
-    // sethostname, chroot, chdir); every path was allocated before fork,
+    // sethostname, chroot, chdir, fork, waitpid); every path was allocated before fork,
     // and errors become io::Error without allocating.
     unsafe {
         cmd.pre_exec(move || {
@@ -170,7 +171,7 @@ fn chroot_into(cmd: &mut Command, spec: &InstanceSpec) -> Result<(), String> {
             super::mounts::isolate(&host, &mounts)?;
             chroot(root.as_c_str())?;
             chdir(dir.as_c_str())?;
-            Ok(())
+            super::pidns::split()
         })
     };
     Ok(())
@@ -188,6 +189,10 @@ fn service_env(spec: &InstanceSpec) -> Vec<(String, String)> {
 /// The program to exec: as root its path inside the rootfs, otherwise its
 /// path on the host. Fails if argv0 does not exist in the rootfs.
 fn resolve_program(spec: &InstanceSpec, argv0: &str) -> Result<PathBuf, String> {
+    // An overlay rootfs is unmounted by a reboot; the agent restarting the
+    // current release after one lands here first.
+    crate::rootfs::ensure_mounted(&spec.rootfs)
+        .map_err(|e| format!("mount rootfs {}: {e}", spec.rootfs.display()))?;
     if !spec.rootfs.is_dir() {
         return Err(format!(
             "rootfs {} is not a directory",

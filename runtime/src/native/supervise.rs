@@ -95,7 +95,7 @@ impl Supervisor {
             match spawn(&self.spec, &self.paths.log(&self.spec.name)).await {
                 Ok(running) => {
                     self.persist(Some(&running));
-                    self.update(|s| set_running(s, running.pid));
+                    self.update(|s| set_running(s, running.service_pid));
                     return Some(running);
                 }
                 Err(e) => tracing::warn!(name = %self.spec.name, error = %e, "restart failed"),

@@ -1,6 +1,13 @@
 //! Root filesystem assembly: an image's layers, base first, merged into one
 //! directory tree for its services to run in.
 //!
+//! As root, the tree is an overlayfs mount of the layer store's directories
+//! ([`overlay`]): nothing is copied and writes land in a per-image upper
+//! directory. Without root, or where the mount fails (no overlayfs in the
+//! kernel, a filesystem it cannot stack on, too many layers for one mount),
+//! the layers are copied into a plain directory as follows, with the same
+//! result as seen from inside.
+//!
 //! Files are copied, never hard-linked: a running service may write to its
 //! rootfs, and those writes must never reach the layer store. Symlinks are
 //! recreated as symlinks and never followed, and an entry is always removed
@@ -14,6 +21,8 @@
 //! The tree is built beside `dest` and renamed into place, so `dest` is
 //! either absent or complete. The caller keys `dest` by image id, which is
 //! why an existing `dest` is kept as it is.
+
+mod overlay;
 
 use crate::layers::{commit_dir, create_temp_dir, discard_dir, remove_stale_temps, remove_tree};
 use std::collections::BTreeMap;
@@ -40,14 +49,64 @@ pub enum RootfsError {
     Unsupported(PathBuf),
 }
 
-/// Builds `dest` from `layers` (base first), unless `dest` exists already.
-pub fn assemble(layers: &[PathBuf], dest: &Path) -> Result<(), RootfsError> {
+/// How a rootfs was assembled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An overlayfs mount over the layer store.
+    Overlay,
+    /// A copy of the layers' files.
+    Copy,
+}
+
+/// Builds `dest` from `layers` (base first), unless `dest` exists already
+/// (an overlay rootfs is then mounted again if a reboot unmounted it).
+/// Uses overlayfs when running as root and the mount works, else copies.
+pub fn assemble(layers: &[PathBuf], dest: &Path) -> Result<Backend, RootfsError> {
+    let prefer = if nix::unistd::geteuid().is_root() {
+        Backend::Overlay
+    } else {
+        Backend::Copy
+    };
+    assemble_with(layers, dest, prefer)
+}
+
+/// [`assemble`] with the backend to try first.
+pub fn assemble_with(
+    layers: &[PathBuf],
+    dest: &Path,
+    prefer: Backend,
+) -> Result<Backend, RootfsError> {
     if fs::symlink_metadata(dest).is_ok() {
-        return Ok(());
+        overlay::ensure_mounted(dest).map_err(io_err(dest))?;
+        return Ok(backend_of(dest));
     }
     if let Some(missing) = layers.iter().find(|layer| !layer.is_dir()) {
         return Err(RootfsError::MissingLayer(missing.clone()));
     }
+    if prefer == Backend::Overlay {
+        match overlay::assemble(layers, dest) {
+            Ok(()) => return Ok(Backend::Overlay),
+            Err(e) => tracing::warn!(
+                rootfs = %dest.display(), error = %e,
+                "overlayfs unavailable for this rootfs; copying the layers instead"
+            ),
+        }
+    }
+    assemble_copy(layers, dest).map(|()| Backend::Copy)
+}
+
+/// Which backend the existing rootfs at `dest` uses.
+pub fn backend_of(dest: &Path) -> Backend {
+    if overlay::state_dir(dest).is_dir() {
+        Backend::Overlay
+    } else {
+        Backend::Copy
+    }
+}
+
+pub use overlay::ensure_mounted;
+
+fn assemble_copy(layers: &[PathBuf], dest: &Path) -> Result<(), RootfsError> {
     let tmp = create_temp_dir(dest).map_err(io_err(dest))?;
     let mut merge = Merge {
         dir_modes: BTreeMap::new(),
@@ -70,9 +129,29 @@ pub fn assemble(layers: &[PathBuf], dest: &Path) -> Result<(), RootfsError> {
     result
 }
 
-/// Removes an assembled rootfs; removing an absent one is not an error.
+/// Removes an assembled rootfs (unmounting an overlay one, with its
+/// state); removing an absent one is not an error.
 pub fn remove(dest: &Path) -> Result<(), RootfsError> {
+    overlay::remove(dest).map_err(io_err(dest))?;
     discard_dir(dest).map_err(io_err(dest))
+}
+
+/// Removes every rootfs in `dir` (unmounting overlay ones first); for tools
+/// and tests cleaning up after an agent that is gone. Returns how many.
+pub fn remove_all(dir: &Path) -> Result<usize, RootfsError> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let path = entry.map_err(io_err(dir))?.path();
+        let is_state = path.extension().is_some_and(|e| e == "overlay");
+        if !is_state && path.is_dir() {
+            remove(&path)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Removes the unfinished trees a crash may have left in `dir` (the parent
@@ -230,165 +309,4 @@ fn copy_file(src: &Path, dst: &Path) -> Result<(), RootfsError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tempfile::TempDir;
-
-    /// Creates `path` under `root`: a directory if it ends in `/`, a symlink
-    /// if `spec` starts with `-> `, else a file holding `spec`.
-    fn put(root: &Path, path: &str, spec: &str) {
-        let full = root.join(path);
-        fs::create_dir_all(if path.ends_with('/') {
-            &full
-        } else {
-            full.parent().unwrap()
-        })
-        .unwrap();
-        match spec.strip_prefix("-> ") {
-            _ if path.ends_with('/') => {}
-            Some(target) => symlink(target, &full).unwrap(),
-            None => fs::write(&full, spec).unwrap(),
-        }
-    }
-
-    /// Builds one layer directory per list of `(path, spec)` under `dir`.
-    fn layers(dir: &Path, specs: &[&[(&str, &str)]]) -> Vec<PathBuf> {
-        let mut paths = Vec::new();
-        for (i, spec) in specs.iter().enumerate() {
-            let layer = dir.join(format!("layer{i}"));
-            fs::create_dir_all(&layer).unwrap();
-            spec.iter().for_each(|(path, spec)| put(&layer, path, spec));
-            paths.push(layer);
-        }
-        paths
-    }
-
-    fn read(root: &Path, path: &str) -> Option<String> {
-        fs::read_to_string(root.join(path)).ok()
-    }
-
-    fn assembled(specs: &[&[(&str, &str)]]) -> (TempDir, PathBuf) {
-        let dir = TempDir::new().unwrap();
-        let dest = dir.path().join("rootfs");
-        assemble(&layers(dir.path(), specs), &dest).unwrap();
-        (dir, dest)
-    }
-
-    #[test]
-    fn upper_layers_override_lower_files_and_keep_modes() {
-        let dir = TempDir::new().unwrap();
-        let lower: &[(&str, &str)] = &[("a", "1"), ("d/x", "x"), ("d/y", "y")];
-        let paths = layers(dir.path(), &[lower, &[("a", "2"), ("d/z", "z")]]);
-        let set_mode = |path: &str, mode| {
-            fs::set_permissions(paths[1].join(path), Permissions::from_mode(mode))
-        };
-        let as_root = nix::unistd::geteuid().is_root();
-        if as_root {
-            lchown(paths[1].join("d/z"), Some(1000), Some(1000)).unwrap();
-        }
-        set_mode("d/z", 0o4750).unwrap();
-        set_mode("d", 0o510).unwrap();
-        let root = dir.path().join("rootfs");
-        assemble(&paths, &root).unwrap();
-        let found = ["a", "d/x", "d/y", "d/z"].map(|p| read(&root, p));
-        assert_eq!(found, ["2", "x", "y", "z"].map(|s| Some(s.to_string())));
-        let mode = |path: &str| fs::metadata(root.join(path)).unwrap().mode() & 0o7777;
-        assert_eq!(
-            (mode("d/z"), mode("d"), mode("d/x")),
-            (0o4750, 0o510, 0o644)
-        );
-        assert!(!as_root || fs::metadata(root.join("d/z")).unwrap().uid() == 1000);
-    }
-
-    #[test]
-    fn whiteouts_delete_lower_entries_and_are_not_copied() {
-        let lower: &[(&str, &str)] = &[
-            ("a/keep", "k"),
-            ("a/gone", "g"),
-            ("dir/x/y", "y"),
-            ("same", "old"),
-        ];
-        let upper: &[(&str, &str)] = &[
-            ("a/.wh.gone", ""),
-            (".wh.dir", ""),
-            (".wh.same", ""),
-            ("same", "new"),
-        ];
-        let (_dir, root) = assembled(&[lower, upper]);
-        assert_eq!(read(&root, "a/keep").as_deref(), Some("k"));
-        assert!(!root.join("a/gone").exists() && !root.join("dir").exists());
-        assert_eq!(read(&root, "same").as_deref(), Some("new"));
-        assert!(!root.join("a/.wh.gone").exists() && !root.join(".wh.dir").exists());
-    }
-
-    #[test]
-    fn an_opaque_directory_hides_lower_contents_but_keeps_its_own() {
-        let lower: &[(&str, &str)] = &[("etc/old", "o"), ("etc/sub/deep", "d"), ("other", "x")];
-        let upper: &[(&str, &str)] = &[("etc/.wh..wh..opq", ""), ("etc/new", "n")];
-        let (_dir, root) = assembled(&[lower, upper]);
-        let names: Vec<_> = read_names(&root.join("etc")).unwrap();
-        assert_eq!(names, ["new"]);
-        assert_eq!(read(&root, "other").as_deref(), Some("x"));
-    }
-
-    #[test]
-    fn symlinks_are_copied_as_links_and_never_followed() {
-        let outside = TempDir::new().unwrap();
-        let out = outside.path().to_str().unwrap().to_string();
-        let lower: &[(&str, &str)] = &[
-            ("etc-link", "-> /etc"),
-            ("rel", "-> a/f"),
-            ("dangling", "-> nowhere"),
-        ];
-        let esc = format!("-> {out}");
-        let upper: &[(&str, &str)] = &[("esc", &esc)];
-        let top: &[(&str, &str)] = &[("esc/x", "written"), ("rel", "-> other")];
-        let (_dir, root) = assembled(&[lower, upper, top]);
-        assert_eq!(
-            fs::read_link(root.join("etc-link")).unwrap(),
-            Path::new("/etc")
-        );
-        assert_eq!(
-            fs::read_link(root.join("dangling")).unwrap(),
-            Path::new("nowhere")
-        );
-        assert_eq!(fs::read_link(root.join("rel")).unwrap(), Path::new("other"));
-        assert!(fs::symlink_metadata(root.join("esc")).unwrap().is_dir());
-        assert_eq!(read(&root, "esc/x").as_deref(), Some("written"));
-        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn writes_to_the_rootfs_never_reach_the_layer() {
-        let (dir, root) = assembled(&[&[("bin/app", "v1")]]);
-        let layer_file = dir.path().join("layer0/bin/app");
-        let ino = |path: &Path| fs::metadata(path).unwrap().ino();
-        assert_ne!(ino(&layer_file), ino(&root.join("bin/app")));
-        fs::write(root.join("bin/app"), "changed").unwrap();
-        assert_eq!(
-            read(&dir.path().join("layer0"), "bin/app").as_deref(),
-            Some("v1")
-        );
-    }
-
-    #[test]
-    fn an_existing_rootfs_is_kept_and_remove_deletes_it() {
-        let (dir, root) = assembled(&[&[("a", "1")]]);
-        let other = layers(&dir.path().join("more"), &[&[("a", "2")]]);
-        assemble(&other, &root).unwrap();
-        assert_eq!(read(&root, "a").as_deref(), Some("1"));
-        remove(&root).unwrap();
-        assert!(!root.exists());
-        remove(&root).unwrap();
-        assert_eq!(remove_stale(dir.path()).unwrap(), 0);
-    }
-
-    #[test]
-    fn a_missing_layer_is_an_error_and_leaves_nothing_behind() {
-        let dir = TempDir::new().unwrap();
-        let dest = dir.path().join("out/rootfs");
-        let err = assemble(&[dir.path().join("absent")], &dest).unwrap_err();
-        assert!(matches!(err, RootfsError::MissingLayer(_)), "{err}");
-        assert!(!dir.path().join("out").exists());
-    }
-}
+mod tests;

@@ -15,6 +15,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
+mod isolation;
+
 const DEADLINE: Duration = Duration::from_secs(10);
 
 struct Fixture {
@@ -220,10 +222,21 @@ async fn stop_terminates_the_whole_process_group() {
         .await
         .expect("start");
     let pid = running_pid(&fx.rt.inspect("parent").await.expect("known"));
-    eventually("helpers to start", || group_members(pid).len() == 3).await;
+    let pgid = pgid_of(pid);
+    // The shell and both helpers (plus, as root, the shim and the init).
+    eventually("helpers to start", || group_members(pgid).len() >= 3).await;
     fx.rt.stop("parent").await.expect("stop");
     assert!(!alive(pid));
-    eventually("helpers to die", || group_members(pid).is_empty()).await;
+    eventually("helpers to die", || group_members(pgid).is_empty()).await;
+}
+
+/// Process group of `pid` (field 5 of its stat): the service's group is
+/// led by the shim when the service runs in its own PID namespace.
+fn pgid_of(pid: u32) -> u32 {
+    let stat = read(PathBuf::from(format!("/proc/{pid}/stat")));
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let pgid = rest.split_whitespace().nth(2).and_then(|f| f.parse().ok());
+    pgid.expect("a live process has a process group")
 }
 
 /// Live (non-zombie) processes whose process group is `pgid`.
@@ -292,9 +305,12 @@ async fn instance_that_died_unwatched_is_restarted_per_policy() {
     let keep = running_pid(&fx.rt.inspect("keep").await.expect("known"));
     let dropped = running_pid(&fx.rt.inspect("drop").await.expect("known"));
     fx.kill_agent();
-    kill_group(keep);
-    kill_group(dropped);
-    eventually("services to die", || !alive(keep) && !alive(dropped)).await;
+    let groups = [pgid_of(keep), pgid_of(dropped)];
+    groups.into_iter().for_each(kill_group);
+    eventually("services to die", || {
+        groups.iter().all(|&g| group_members(g).is_empty())
+    })
+    .await;
     fx.restart_agent();
     let status = wait_for(&fx.rt, "keep", |s| s.is_running()).await;
     assert_ne!(status.pid, Some(keep));

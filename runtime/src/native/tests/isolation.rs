@@ -1,0 +1,94 @@
+//! The PID namespace of root-mode services: the service sees itself as pid
+//! 2 under an init, the runtime reports its host pid, SIGTERM from a stop
+//! still reaches it, and its exit status comes through the shim.
+
+use super::*;
+
+/// Innermost pid of a host process (last field of `NSpid`) and how many
+/// namespaces deep it is.
+fn ns_pids(pid: u32) -> Vec<u32> {
+    let status = read(PathBuf::from(format!("/proc/{pid}/status")));
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"));
+    let fields = line.unwrap_or_default().split_whitespace();
+    fields.filter_map(|f| f.parse().ok()).collect()
+}
+
+#[tokio::test]
+async fn a_root_service_is_pid_2_of_its_own_namespace_and_a_stop_still_terminates_it() {
+    if !geteuid().is_root() {
+        eprintln!("skipped: PID namespaces need root");
+        return;
+    }
+    let fx = Fixture::new();
+    let script = "trap 'echo got-term; exit 0' TERM; echo inside=$$; sleep 30 | sleep 31";
+    fx.rt
+        .start(&fx.spec("isolated", script, RestartPolicy::No))
+        .await
+        .expect("start");
+    let pid = running_pid(&fx.rt.inspect("isolated").await.expect("known"));
+    eventually("the service to print its pid", || {
+        read(fx.state_dir().join("logs/isolated.log")).contains("inside=")
+    })
+    .await;
+    assert_eq!(ns_pids(pid), vec![pid, 2], "host pid, then pid 2 inside");
+    assert_ne!(pgid_of(pid), pid, "the group is led by the shim");
+    let log = fx.rt.logs("isolated", 10).await.expect("logs");
+    assert!(log.contains("inside=2"), "log: {log}");
+
+    fx.rt.stop("isolated").await.expect("stop");
+    let log = fx.rt.logs("isolated", 10).await.expect("logs");
+    assert!(
+        log.contains("got-term"),
+        "SIGTERM reached the service: {log}"
+    );
+    assert!(fx.rt.inspect("isolated").await.is_none(), "stop removes it");
+    assert!(!alive(pid));
+}
+
+#[tokio::test]
+async fn the_exit_code_of_a_namespaced_service_comes_through_the_shim() {
+    let fx = Fixture::new();
+    fx.rt
+        .start(&fx.spec("fails", "exit 3", RestartPolicy::No))
+        .await
+        .expect("start");
+    let status = wait_for(&fx.rt, "fails", |s| s.state == "exited").await;
+    assert_eq!(status.exit_code, Some(3));
+}
+
+#[tokio::test]
+async fn processes_left_behind_by_a_namespaced_service_die_with_it() {
+    if !geteuid().is_root() {
+        eprintln!("skipped: PID namespaces need root");
+        return;
+    }
+    let fx = Fixture::new();
+    let setsid = std::path::Path::new("/usr/bin/setsid");
+    crate::hostbin::copy_with_libs(setsid, &fx.rootfs).expect("copy setsid");
+    // The helper leaves the service's session and process group, so no
+    // group signal reaches it: only the end of the namespace can.
+    let script = "setsid sleep 60 </bin/sh & \
+                  while [ ! -e /go ]; do sleep 0.05; done; exit 0";
+    fx.rt
+        .start(&fx.spec("leaver", script, RestartPolicy::No))
+        .await
+        .expect("start");
+    let pid = running_pid(&fx.rt.inspect("leaver").await.expect("known"));
+    let ns = fs::read_link(format!("/proc/{pid}/ns/pid")).expect("pid ns of the service");
+    eventually("the helper to start", || in_namespace(&ns).len() == 3).await;
+    fs::write(fx.rootfs.join("go"), b"").expect("release the service");
+    wait_for(&fx.rt, "leaver", |s| s.state == "exited").await;
+    eventually("the namespace to be empty", || in_namespace(&ns).is_empty()).await;
+}
+
+/// Host pids of the live processes in the PID namespace `ns`.
+fn in_namespace(ns: &std::path::Path) -> Vec<u32> {
+    let entries = fs::read_dir("/proc").expect("read /proc");
+    let pids = entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok());
+    pids.filter(|pid| {
+        let link = fs::read_link(format!("/proc/{pid}/ns/pid"));
+        let state = read(PathBuf::from(format!("/proc/{pid}/stat")));
+        link.is_ok_and(|l| l == ns) && !state.contains(") Z ")
+    })
+    .collect()
+}
