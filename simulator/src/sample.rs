@@ -52,18 +52,53 @@ pub fn read_heartbeat(rootfs: &Path) -> Option<Heartbeat> {
 /// every device. So the writer is found on the host: the live process whose
 /// innermost pid (last field of `NSpid`) is `beat.pid` and whose root
 /// directory, or when it runs unisolated its executable, lies in `rootfs`.
+/// `None` if there is none, or more than one (then the heartbeat does not
+/// tell which wrote it).
 pub fn heartbeat_writer(rootfs: &Path, beat: &Heartbeat) -> Option<u32> {
-    let rootfs = rootfs.canonicalize().ok()?;
-    let proc_dir = std::fs::read_dir("/proc").ok()?;
+    let found: Vec<u32> = processes_in(rootfs)
+        .into_iter()
+        .filter(|p| p.inner_pid == beat.pid)
+        .map(|p| p.pid)
+        .collect();
+    match found[..] {
+        [pid] => Some(pid),
+        _ => None,
+    }
+}
+
+/// A live process running from a rootfs, as the host sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootfsProcess {
+    pub pid: u32,
+    /// Its pid in its innermost PID namespace.
+    pub inner_pid: u32,
+    pub pgid: u32,
+}
+
+/// Every live process whose root directory (or, unisolated, executable)
+/// lies in `rootfs`.
+pub fn processes_in(rootfs: &Path) -> Vec<RootfsProcess> {
+    let Ok(rootfs) = rootfs.canonicalize() else {
+        return vec![];
+    };
+    let Ok(proc_dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
     let pids = proc_dir
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse().ok());
-    pids.into_iter().find(|&pid: &u32| {
+    pids.filter_map(|pid: u32| {
         let link = |what: &str| std::fs::read_link(format!("/proc/{pid}/{what}")).ok();
         let inside = link("root").is_some_and(|root| root == rootfs)
             || link("exe").is_some_and(|exe| exe.starts_with(&rootfs));
-        inside && innermost_pid(pid) == Some(beat.pid) && process_group(pid).is_some()
+        inside.then_some(())?;
+        Some(RootfsProcess {
+            pid,
+            inner_pid: innermost_pid(pid)?,
+            pgid: process_group(pid)?,
+        })
     })
+    .collect()
 }
 
 /// The pid `pid` has in its own (innermost) PID namespace.

@@ -270,8 +270,18 @@ async fn check_one_whole_release(
             })
     });
     beat.map(drop).with_context(|| {
+        let seen: Vec<_> = std::fs::read_dir(data_dir.join("rootfs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| {
+                let beat = sample::read_heartbeat(&e.path());
+                (e.file_name(), beat, sample::processes_in(&e.path()))
+            })
+            .collect();
         format!(
-            "live instance {expected} (pid {}) is not running v{version}",
+            "live instance {expected} (pid {}) is not running v{version}; \
+             rootfs heartbeats and processes: {seen:?}",
             live[0].1
         )
     })
