@@ -39,6 +39,24 @@ impl EncodeOptions {
     pub fn applicable(&self, method: Method, old_len: u64, new_len: u64) -> Result<(), DeltaError> {
         methods::check_applicable(method, old_len, new_len, self)
     }
+
+    /// [`EncodeOptions::applicable`] for the layers at these paths, also
+    /// looking inside them where a method needs to: tar-aware applies only
+    /// to layers whose tar headers it can follow (it reads only headers).
+    pub fn applicable_to_files(
+        &self,
+        method: Method,
+        old: &Path,
+        new: &Path,
+    ) -> Result<(), DeltaError> {
+        let len = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| m.len())
+                .map_err(DeltaError::io(p))
+        };
+        self.applicable(method, len(old)?, len(new)?)?;
+        methods::check_files(method, old, new)
+    }
 }
 
 /// What [`diff`] did.
@@ -55,8 +73,8 @@ pub struct DiffReport {
 /// Encodes `old` → `new` (uncompressed layer tars) and writes the smallest
 /// patch to `patch_out` via a temporary file in the same directory and a
 /// rename. Methods not applicable to these inputs (zstd-ref above
-/// `max_ref_prefix`) are skipped; if none remains, the first reason is
-/// returned.
+/// `max_ref_prefix`, tar-aware on a layer that is not a tar) are skipped;
+/// if none remains, the first reason is returned.
 pub fn diff(
     old: &Path,
     new: &Path,
@@ -99,7 +117,15 @@ fn encode_all(
             continue;
         }
         let start = Instant::now();
-        let payload = methods::encode(method, old, new, opts)?;
+        let payload = match methods::encode(method, old, new, opts) {
+            Ok(payload) => payload,
+            // tar-aware on a layer that is not a tar: the others will do.
+            Err(reason @ DeltaError::NotApplicable { .. }) => {
+                skipped.get_or_insert(reason);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         tried.push((method, patch_len(&payload), start.elapsed()));
         if !matches!(&best, Some((_, b)) if b.len() <= payload.len()) {
             best = Some((method, payload));

@@ -21,7 +21,7 @@ pub enum DeltaError {
     #[error("unknown delta method id {0}")]
     UnknownMethod(u8),
     /// A method name (CLI, config) that is not one of [`crate::Method::ALL`].
-    #[error("unknown delta method {0:?} (expected bsdiff+zstd or zstd-ref)")]
+    #[error("unknown delta method {0:?} (expected bsdiff+zstd, zstd-ref or tar-aware)")]
     UnknownMethodName(String),
     /// The old layer on disk is not the one the delta was made from.
     #[error("old layer is {actual}, but the delta was made from {expected}")]
@@ -47,6 +47,20 @@ pub enum DeltaError {
     Encode {
         method: crate::Method,
         source: io::Error,
+    },
+    /// A method cannot encode this pair (tar-aware on a layer that is not
+    /// a tar): [`crate::diff`] skips it and keeps the best of the others.
+    #[error("{method} does not apply to these layers: {reason}")]
+    NotApplicable {
+        method: crate::Method,
+        reason: String,
+    },
+    /// A layer the tar-aware method indexes is not a tar it can follow.
+    #[error("the {which} layer is not a readable tar at byte {offset}: {reason}")]
+    NotATar {
+        which: &'static str,
+        offset: u64,
+        reason: String,
     },
     /// No allowed method can encode these inputs (empty method list).
     #[error("no delta method to try: the method list is empty")]

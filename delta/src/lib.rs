@@ -15,7 +15,8 @@
 //! - `methods/`: one module per method with its encoder and decoder
 //!   (`bsdiff_zstd`: bsdiff split into three zstd streams, applied by
 //!   reading them side by side; `zstd_ref`: zstd with the old layer as
-//!   reference prefix).
+//!   reference prefix; `tar_aware`: per-file diffs inside the tar, gzip
+//!   members diffed inflated and rebuilt with `deflate`).
 //! - `encode`: [`diff`] tries the allowed methods, keeps the smallest and
 //!   writes it atomically.
 //! - `decode`: [`apply`] verifies the old layer and drives the decoder.
@@ -23,6 +24,7 @@
 //! - `error`: [`DeltaError`], the one error type.
 
 mod decode;
+pub(crate) mod deflate;
 mod encode;
 pub mod error;
 pub mod header;

@@ -1,6 +1,6 @@
 //! The delta methods: one enum with a stable wire id per method, so the
-//! header can name how its payload is encoded and new methods (the planned
-//! tar-aware one) can be added without breaking old patches.
+//! header can name how its payload is encoded and new methods can be added
+//! without breaking old patches.
 
 use crate::DeltaError;
 use std::fmt;
@@ -17,11 +17,15 @@ pub enum Method {
     /// zstd with the whole old layer as reference prefix, as
     /// `zstd --patch-from`. Decoding holds the old layer in memory.
     ZstdRef = 2,
+    /// Per-file diffs inside the tar: each new file against its matched
+    /// old file, the tar skeleton on its own, gzip members by their
+    /// inflated contents. Decodes streaming in bounded memory.
+    TarAware = 3,
 }
 
 impl Method {
     /// Every method this build can encode and decode, in wire-id order.
-    pub const ALL: [Method; 2] = [Method::BsdiffZstd, Method::ZstdRef];
+    pub const ALL: [Method; 3] = [Method::BsdiffZstd, Method::ZstdRef, Method::TarAware];
 
     /// The id written in the header.
     pub fn id(self) -> u8 {
@@ -41,6 +45,7 @@ impl Method {
         match self {
             Method::BsdiffZstd => "bsdiff+zstd",
             Method::ZstdRef => "zstd-ref",
+            Method::TarAware => "tar-aware",
         }
     }
 }
@@ -73,6 +78,7 @@ mod tests {
         }
         assert_eq!(Method::BsdiffZstd.id(), 1);
         assert_eq!(Method::ZstdRef.id(), 2);
+        assert_eq!(Method::TarAware.id(), 3);
     }
 
     #[test]
@@ -82,8 +88,8 @@ mod tests {
             Err(DeltaError::UnknownMethod(0))
         ));
         assert!(matches!(
-            Method::from_id(3),
-            Err(DeltaError::UnknownMethod(3))
+            Method::from_id(4),
+            Err(DeltaError::UnknownMethod(4))
         ));
         assert!(matches!(
             "bsdiff".parse::<Method>(),

@@ -1,7 +1,7 @@
 //! Scenario tests of the public API: byte-exact round trips per method,
 //! identical inputs, and every way a patch or old layer can be wrong.
 
-use crate::testdata::{edited, layer};
+use crate::testdata::{layer, tar_of, tar_pair};
 use crate::*;
 use std::path::{Path, PathBuf};
 
@@ -28,9 +28,10 @@ impl Pair {
         }
     }
 
+    /// Tars (so every method applies) of about `len` bytes.
     fn generated(len: usize) -> Pair {
-        let old = layer(1, len);
-        Pair::new(&old, &edited(&old, 2, 60))
+        let (old, new) = tar_pair(1, len, 60);
+        Pair::new(&old, &new)
     }
 
     fn diff(&self, opts: &EncodeOptions) -> DiffReport {
@@ -130,7 +131,7 @@ fn default_options_try_every_method_and_keep_the_smallest() {
 
 #[test]
 fn identical_inputs_give_a_tiny_patch() {
-    let data = layer(3, 1 << 20);
+    let data = tar_of(&[("data", &layer(3, 1 << 20))]);
     let pair = Pair::new(&data, &data);
     for method in Method::ALL {
         let report = assert_round_trip(&pair, method);
@@ -140,12 +141,53 @@ fn identical_inputs_give_a_tiny_patch() {
 
 #[test]
 fn empty_layers_round_trip() {
-    for (old, new) in [(&b""[..], &b""[..]), (b"", b"new"), (b"old", b"")] {
+    let empty_tar = tar_of(&[]);
+    for (old, new) in [
+        (&b""[..], &b""[..]),
+        (b"", b"new"),
+        (b"old", b""),
+        (&empty_tar, &empty_tar),
+        (b"", &empty_tar),
+    ] {
         let pair = Pair::new(old, new);
         for method in Method::ALL {
+            if method == Method::TarAware && (new == b"new" || old == b"old") {
+                continue; // not tars: see the next test
+            }
             assert_round_trip(&pair, method);
         }
     }
+}
+
+#[test]
+fn a_layer_that_is_not_a_tar_leaves_tar_aware_out_and_the_others_win() {
+    let old = layer(4, 50_000);
+    let pair = Pair::new(&old, &crate::testdata::edited(&old, 5, 20));
+    let new = pair.dir.path().join("new.tar");
+    let err = diff(&pair.old, &new, &pair.patch, &only(Method::TarAware)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DeltaError::NotApplicable {
+                method: Method::TarAware,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!pair.patch.exists());
+    let opts = EncodeOptions::default();
+    assert!(opts
+        .applicable_to_files(Method::TarAware, &pair.old, &new)
+        .is_err());
+    let report = pair.diff(&opts);
+    assert!(
+        report.tried.iter().all(|t| t.0 != Method::TarAware),
+        "{report:?}"
+    );
+    let (result, out) = pair.apply(&pair.patch_bytes());
+    result.unwrap();
+    assert!(out == pair.new);
 }
 
 #[test]

@@ -67,7 +67,7 @@ pub fn pair(
     let mut runs = Vec::new();
     for &method in methods {
         let opts = EncodeOptions::default();
-        let run = match opts.applicable(method, pair.old_size, pair.new_size) {
+        let run = match opts.applicable_to_files(method, &pair.old, &pair.new) {
             Ok(()) => Ok(method_run(spawner, pair, method, scratch)?),
             Err(reason) => Err(reason.to_string()),
         };

@@ -1,15 +1,18 @@
 //! One module per delta method, each with its encoder (controller side)
 //! and its decoder (device side); this module only dispatches on
-//! [`Method`]. A new method (the planned tar-aware one) is a new file here,
-//! a new [`Method`] variant and one arm in each function below.
+//! [`Method`]. A new method is a new module here, a new [`Method`] variant
+//! and one arm in each function below.
 
 pub(crate) mod bsdiff_zstd;
+pub(crate) mod fast_bsdiff;
+pub(crate) mod tar_aware;
 pub(crate) mod zstd_ref;
 
 use crate::decode::{Limits, OldLayer, PatchFile};
 use crate::sink::Sink;
 use crate::{DeltaError, EncodeOptions, Header, Method};
 use std::io::Write;
+use std::path::Path;
 
 /// Whether `method` may encode a pair of these sizes under `opts`; the
 /// error says why not (it is reported only if no method at all applies).
@@ -22,6 +25,7 @@ pub(crate) fn check_applicable(
     match method {
         Method::BsdiffZstd => Ok(()),
         Method::ZstdRef => zstd_ref::check_applicable(old_len, new_len, opts),
+        Method::TarAware => Ok(()),
     }
 }
 
@@ -35,6 +39,7 @@ pub(crate) fn encode(
     let encoded = match method {
         Method::BsdiffZstd => bsdiff_zstd::encode(old, new, opts.zstd_level),
         Method::ZstdRef => zstd_ref::encode(old, new, opts.zstd_level),
+        Method::TarAware => return tar_aware::encode(old, new, opts.zstd_level),
     };
     encoded.map_err(|source| DeltaError::Encode { method, source })
 }
@@ -51,5 +56,15 @@ pub(crate) fn decode<W: Write>(
     match header.method {
         Method::BsdiffZstd => bsdiff_zstd::apply(old, patch, sink),
         Method::ZstdRef => zstd_ref::apply(header, old, patch, sink, limits),
+        Method::TarAware => tar_aware::apply(old, patch, sink),
+    }
+}
+
+/// Whether `method` applies to the layers at these paths, looking inside
+/// them where the method needs to (tar-aware indexes both tars' headers).
+pub(crate) fn check_files(method: Method, old: &Path, new: &Path) -> Result<(), DeltaError> {
+    match method {
+        Method::TarAware => tar_aware::check_files(old, new),
+        Method::BsdiffZstd | Method::ZstdRef => Ok(()),
     }
 }

@@ -54,7 +54,8 @@ impl Control {
     }
 }
 
-fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+/// Appends `v` as a LEB128 varint.
+pub(crate) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
         v >>= 7;
@@ -63,7 +64,7 @@ fn write_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// One LEB128 value, or `None` if the stream ends before its first byte.
-fn read_varint(r: &mut impl Read) -> Result<Option<u64>, DeltaError> {
+pub(crate) fn read_varint(r: &mut impl Read) -> Result<Option<u64>, DeltaError> {
     let mut value = 0u64;
     for i in 0..MAX_VARINT {
         let byte = match read_byte(r)? {
@@ -102,11 +103,11 @@ fn read_byte(r: &mut impl Read) -> Result<Option<u8>, DeltaError> {
     }
 }
 
-fn zigzag(v: i64) -> u64 {
+pub(crate) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzigzag(v: u64) -> i64 {
+pub(crate) fn unzigzag(v: u64) -> i64 {
     (v >> 1) as i64 ^ -((v & 1) as i64)
 }
 

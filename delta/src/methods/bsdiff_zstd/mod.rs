@@ -2,8 +2,9 @@
 //! streams — control triples, diff bytes, extra bytes — laid out as
 //! [`layout`] describes.
 //!
-//! Encoding uses `bsdiff::diff`, which needs both layers in memory (≈ 19×
-//! the input): acceptable on the controller. Its interleaved output is
+//! Encoding uses our bsdiff-format differ ([`super::fast_bsdiff`]: a
+//! divsufsort suffix array, 4 bytes per old byte, plus both layers in
+//! memory): acceptable on the controller. Its interleaved output is
 //! split as it is written ([`split`]) and each part compressed on its own:
 //! measured on the corpus, 1.3–8.5% smaller than one interleaved stream,
 //! because each part has its own statistics (the diff bytes are mostly
@@ -21,10 +22,12 @@
 //! them; then `extra length` bytes copied from the extra stream; then move
 //! the old position by the seek.
 
-mod control;
+// control, old and split are shared with the tar-aware method, which
+// writes and reads the same control triples per file.
+pub(super) mod control;
 mod layout;
-mod old;
-mod split;
+pub(super) mod old;
+pub(super) mod split;
 #[cfg(test)]
 mod tests;
 
@@ -45,7 +48,7 @@ const CONTROL_BUF: usize = 4 * 1024;
 /// Diffs `old` → `new` and returns the payload: table, then three streams.
 pub(crate) fn encode(old: &[u8], new: &[u8], level: i32) -> io::Result<Vec<u8>> {
     let mut split = Splitter::default();
-    bsdiff::diff(old, new, &mut split)?;
+    super::fast_bsdiff::diff(old, new, &mut split)?;
     let parts = split.finish()?;
     let mut table = Table { lens: [0; 3] };
     let mut streams = Vec::with_capacity(Part::ALL.len());

@@ -50,6 +50,18 @@ impl OldReader {
         Ok(())
     }
 
+    /// Moves to `offset`, which must lie inside `0..=size`.
+    pub(crate) fn seek_to(&mut self, offset: u64) -> Result<(), DeltaError> {
+        if offset == self.pos {
+            return Ok(());
+        }
+        let delta = i128::from(offset) - i128::from(self.pos);
+        let delta = i64::try_from(delta).map_err(|_| {
+            DeltaError::Corrupt(format!("old offset {offset} is outside the old layer"))
+        })?;
+        self.seek_by(delta)
+    }
+
     /// Moves the position by `delta`, which must land inside `0..=size`.
     pub(crate) fn seek_by(&mut self, delta: i64) -> Result<(), DeltaError> {
         let target = i128::from(self.pos) + i128::from(delta);
