@@ -168,7 +168,12 @@ impl DeltaCache {
         std::fs::rename(&patch, &path).map_err(|e| e.to_string())?;
         std::fs::write(self.file(from, to, "sha256"), digest.to_string())
             .map_err(|e| e.to_string())?;
-        tracing::info!(%from, %to, method = %report.chosen, patch = report.patch_size, full = new.size, elapsed = ?started.elapsed(), "delta generated");
+        let tried: Vec<String> = report
+            .tried
+            .iter()
+            .map(|(m, size, took)| format!("{m} {size} B in {took:.1?}"))
+            .collect();
+        tracing::info!(%from, %to, method = %report.chosen, patch = report.patch_size, full = new.size, elapsed = ?started.elapsed(), ?tried, "delta generated");
         Ok(Some(CachedDelta {
             path,
             digest,

@@ -121,6 +121,11 @@ impl Controller {
         Ok(())
     }
 
+    /// The controller's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("controller.log")).unwrap_or_default()
+    }
+
     /// SIGKILL (its embedded broker dies with it).
     pub fn kill(&mut self) {
         kill9(&mut self.child);
