@@ -138,10 +138,11 @@ impl NativeRuntime {
             exit_code: record.exit_code,
         };
         let status: SharedStatus = Arc::new(Mutex::new(status));
-        let alive = match (record.pid, record.start_time) {
+        let recorded = match (record.pid, record.start_time) {
             (Some(pid), Some(start)) => process::is_alive(pid, start).then_some((pid, start)),
             _ => None,
         };
+        let alive = self.reconcile_pid_file(&record, recorded);
         let mut control = Control::default();
         if let Some((pid, start)) = alive {
             tracing::info!(%name, pid, "adopting running service");
@@ -167,6 +168,48 @@ impl NativeRuntime {
         self.shared.slots().insert(name, Slot::new(status, control));
     }
 
+    /// The process to adopt for `record`: the recorded one if alive, else
+    /// one the pid file names that was spawned but never recorded (the
+    /// agent died in between), if it is still alive and really this
+    /// instance's. An unrecorded process beside a live recorded one is
+    /// killed: an instance never runs twice.
+    fn reconcile_pid_file(
+        &self,
+        record: &Record,
+        recorded: Option<(u32, u64)>,
+    ) -> Option<(u32, u64)> {
+        let name = &record.spec.name;
+        let unrecorded = self
+            .shared
+            .paths
+            .read_pid_file(name)
+            .filter(|&pid| Some(pid) != record.pid)
+            .and_then(|pid| Some((pid, process::start_time(pid)?)))
+            .filter(|&(pid, start)| {
+                process::is_alive(pid, start) && process::runs_from(pid, &record.spec.rootfs)
+            });
+        match (recorded, unrecorded) {
+            (Some(live), Some((orphan, _))) => {
+                tracing::warn!(%name, orphan, "killing an unrecorded second process of the instance");
+                process::kill_group(orphan);
+                Some(live)
+            }
+            (None, Some(found)) => {
+                tracing::info!(%name, pid = found.0, "found a process spawned but never recorded");
+                let record = Record {
+                    pid: Some(found.0),
+                    start_time: Some(found.1),
+                    ..record.clone()
+                };
+                if let Err(e) = self.shared.paths.write_record(&record) {
+                    tracing::warn!(%name, error = %e, "cannot persist instance record");
+                }
+                Some(found)
+            }
+            (live, None) => live,
+        }
+    }
+
     /// Spawns `spec`, persists its record, then hands it to a supervisor.
     async fn launch(
         &self,
@@ -175,7 +218,23 @@ impl NativeRuntime {
         spec: &InstanceSpec,
     ) -> Result<(), RuntimeError> {
         let paths = &self.shared.paths;
-        let mut running = spawn::spawn(spec, &paths.log(&spec.name)).await?;
+        // Recorded before the spawn (without a pid): if the agent dies right
+        // after it, the next one finds the record and, through the pid
+        // file the child wrote, the process.
+        paths.write_record(&Record {
+            spec: spec.clone(),
+            pid: None,
+            start_time: None,
+            restarts: snapshot(&slot.status).restarts,
+            exit_code: None,
+        })?;
+        let mut running = match spawn::spawn(spec, paths).await {
+            Ok(running) => running,
+            Err(e) => {
+                let _ = paths.remove_record(&spec.name);
+                return Err(e);
+            }
+        };
         let record = Record {
             spec: spec.clone(),
             pid: Some(running.pid),

@@ -109,6 +109,30 @@ impl Running {
     }
 }
 
+/// Whether `pid` is a service process started from `rootfs`: a session
+/// leader (every service is spawned with `setsid`) whose root directory is
+/// the rootfs (root mode, chrooted) or whose working dir lies in it.
+pub(super) fn runs_from(pid: u32, rootfs: &std::path::Path) -> bool {
+    let Ok(rootfs) = rootfs.canonicalize() else {
+        return false;
+    };
+    let link = |what: &str| fs::read_link(format!("/proc/{pid}/{what}")).ok();
+    let inside = link("root").is_some_and(|r| r == rootfs)
+        || link("cwd").is_some_and(|c| c.starts_with(&rootfs));
+    let leader = nix::unistd::getsid(Some(Pid::from_raw(pid as i32)))
+        .is_ok_and(|sid| sid.as_raw() as u32 == pid);
+    inside && leader
+}
+
+/// SIGKILL to the process group led by `pid` (never our own group or init).
+pub(super) fn kill_group(pid: u32) {
+    if let Ok(pgid) = i32::try_from(pid) {
+        if pgid > 1 {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+    }
+}
+
 /// Start time (field 22 of `/proc/<pid>/stat`) of a process, zombie or not.
 pub(super) fn start_time(pid: u32) -> Option<u64> {
     stat(pid).map(|(_, start)| start)

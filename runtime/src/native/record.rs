@@ -69,8 +69,31 @@ impl Paths {
             .map_err(io_error("sync directory", &self.instances))
     }
 
+    /// `instances/<name>.pid`: the pid the instance's process writes itself,
+    /// right after fork, so a process started just before the agent died
+    /// (before its record was written) is still found.
+    fn pid_file(&self, name: &str) -> PathBuf {
+        self.instances.join(format!("{name}.pid"))
+    }
+
+    /// Creates (or empties) the pid file of `name` for a child to write.
+    pub fn open_pid_file(&self, name: &str) -> Result<fs::File, RuntimeError> {
+        let path = self.pid_file(name);
+        fs::File::create(&path).map_err(io_error("create pid file", &path))
+    }
+
+    /// The pid last written to the pid file of `name`, if any.
+    pub fn read_pid_file(&self, name: &str) -> Option<u32> {
+        fs::read_to_string(self.pid_file(name))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Removes the record of `name`; a missing record is not an error.
     pub fn remove_record(&self, name: &str) -> Result<(), RuntimeError> {
+        let _ = fs::remove_file(self.pid_file(name));
         let path = self.record(name);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {

@@ -18,7 +18,7 @@
 //! must ship them (or a later runtime version must bind-mount them).
 
 use super::process::{self, Running};
-use super::record::io_error;
+use super::record::{io_error, Paths};
 use crate::runtime::{InstanceSpec, RuntimeError};
 use nix::unistd::{chdir, chroot, geteuid, setsid};
 use std::ffi::CString;
@@ -33,8 +33,11 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// A log larger than this at spawn time is rotated to `<name>.log.1`.
 const LOG_ROTATE_BYTES: u64 = 1024 * 1024;
 
-/// Spawns the service described by `spec`, logging to `log`.
-pub(super) async fn spawn(spec: &InstanceSpec, log: &Path) -> Result<Running, RuntimeError> {
+/// Spawns the service described by `spec`, logging to its log file; the
+/// child writes its own pid to the instance's pid file before anything else.
+pub(super) async fn spawn(spec: &InstanceSpec, paths: &Paths) -> Result<Running, RuntimeError> {
+    let log = &paths.log(&spec.name);
+    let pid_file = paths.open_pid_file(&spec.name)?;
     let fail = |reason: String| RuntimeError::Start {
         name: spec.name.clone(),
         reason,
@@ -57,7 +60,7 @@ pub(super) async fn spawn(spec: &InstanceSpec, log: &Path) -> Result<Running, Ru
         .stdout(stdout)
         .stderr(stderr);
     if geteuid().is_root() {
-        chroot_into(&mut cmd, spec).map_err(fail)?;
+        chroot_into(&mut cmd, spec, pid_file).map_err(fail)?;
     } else {
         if !spec.mounts.is_empty() || spec.memory_limit.is_some() || spec.cpu_millis.is_some() {
             return Err(fail(
@@ -65,8 +68,14 @@ pub(super) async fn spawn(spec: &InstanceSpec, log: &Path) -> Result<Running, Ru
             ));
         }
         cmd.current_dir(host_path(&spec.rootfs, &working_dir(spec)));
-        // SAFETY: setsid is async-signal-safe and touches no shared state.
-        unsafe { cmd.pre_exec(|| Ok(setsid().map(drop)?)) };
+        // SAFETY: write and setsid are async-signal-safe and touch no
+        // shared state.
+        unsafe {
+            cmd.pre_exec(move || {
+                write_own_pid(&pid_file)?;
+                Ok(setsid().map(drop)?)
+            })
+        };
     }
     let child = spawn_retrying(tokio::process::Command::from(cmd))
         .await
@@ -116,7 +125,10 @@ pub(super) async fn run_probe(
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if geteuid().is_root() {
-        chroot_into(&mut cmd, &probe).map_err(fail)?;
+        // A probe is not an instance: its pid goes nowhere.
+        let null = OpenOptions::new().write(true).open("/dev/null");
+        let null = null.map_err(|e| fail(format!("open /dev/null: {e}")))?;
+        chroot_into(&mut cmd, &probe, null).map_err(fail)?;
     } else {
         cmd.current_dir(host_path(&probe.rootfs, &working_dir(&probe)));
     }
@@ -154,7 +166,7 @@ async fn spawn_retrying(
 /// (its hostname is the instance name), the named volumes bind-mounted into
 /// its root, then chroots and splits into shim, init and service
 /// ([`super::pidns`]); the program path is resolved inside the rootfs.
-fn chroot_into(cmd: &mut Command, spec: &InstanceSpec) -> Result<(), String> {
+fn chroot_into(cmd: &mut Command, spec: &InstanceSpec, pid_file: File) -> Result<(), String> {
     let cstring = |bytes: &[u8]| CString::new(bytes).map_err(|e| e.to_string());
     let root = cstring(spec.rootfs.as_os_str().as_bytes())?;
     let dir = cstring(working_dir(spec).as_os_str().as_bytes())?;
@@ -166,6 +178,7 @@ fn chroot_into(cmd: &mut Command, spec: &InstanceSpec) -> Result<(), String> {
     // and errors become io::Error without allocating.
     unsafe {
         cmd.pre_exec(move || {
+            write_own_pid(&pid_file)?;
             setsid()?;
             super::cgroups::join(&cgroups)?;
             super::mounts::isolate(&host, &mounts)?;
@@ -175,6 +188,23 @@ fn chroot_into(cmd: &mut Command, spec: &InstanceSpec) -> Result<(), String> {
         })
     };
     Ok(())
+}
+
+/// In the child after fork: writes its pid, in decimal, to `file` (opened
+/// and emptied before the fork, closed on exec), allocating nothing.
+fn write_own_pid(file: &File) -> std::io::Result<()> {
+    let mut buf = [0u8; 10];
+    let mut at = buf.len();
+    let mut pid = std::process::id();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (pid % 10) as u8;
+        pid /= 10;
+        if pid == 0 {
+            break;
+        }
+    }
+    std::io::Write::write_all(&mut &*file, &buf[at..])
 }
 
 /// The service's environment: `spec.env`, plus `PATH` if it sets none.

@@ -92,7 +92,7 @@ impl Supervisor {
                 }
             }
             self.update(|s| s.restarts += 1);
-            match spawn(&self.spec, &self.paths.log(&self.spec.name)).await {
+            match spawn(&self.spec, &self.paths).await {
                 Ok(running) => {
                     self.persist(Some(&running));
                     self.update(|s| set_running(s, running.service_pid));

@@ -34,6 +34,10 @@ async fn a_root_service_is_pid_2_of_its_own_namespace_and_a_stop_still_terminate
     assert_ne!(pgid_of(pid), pid, "the group is led by the shim");
     let log = fx.rt.logs("isolated", 10).await.expect("logs");
     assert!(log.contains("inside=2"), "log: {log}");
+    // Shim, init, shell and both sleeps: a stop before the pipeline is
+    // whole would leave a sleep that never got the SIGTERM.
+    let pgid = pgid_of(pid);
+    eventually("the pipeline to start", || group_members(pgid).len() == 5).await;
 
     fx.rt.stop("isolated").await.expect("stop");
     let log = fx.rt.logs("isolated", 10).await.expect("logs");

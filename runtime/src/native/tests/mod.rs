@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 mod isolation;
+mod recovery;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
