@@ -70,8 +70,8 @@ pub struct DiffReport {
     pub tried: Vec<(Method, u64, Duration)>,
 }
 
-/// Encodes `old` → `new` (uncompressed layer tars) and writes the smallest
-/// patch to `patch_out` via a temporary file in the same directory and a
+/// Encodes `old` → `new` (uncompressed layer tars) with every allowed
+/// method at once, one thread each, and writes the smallest patch to `patch_out` via a temporary file in the same directory and a
 /// rename. Methods not applicable to these inputs (zstd-ref above
 /// `max_ref_prefix`, tar-aware on a layer that is not a tar) are skipped;
 /// if none remains, the first reason is returned.
@@ -108,16 +108,48 @@ fn encode_all(
     new: &[u8],
     opts: &EncodeOptions,
 ) -> Result<((Method, Vec<u8>), Tried), DeltaError> {
+    let mut skipped = None;
+    let mut runnable = Vec::new();
+    for method in unique(&opts.methods) {
+        match opts.applicable(method, old.len() as u64, new.len() as u64) {
+            Ok(()) => runnable.push(method),
+            Err(reason) => {
+                skipped.get_or_insert(reason);
+            }
+        }
+    }
+    // The methods run side by side (the controller has the cores; the
+    // wall time becomes the slowest method's, not their sum).
+    let results: Vec<(Method, Result<Vec<u8>, DeltaError>, Duration)> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = runnable
+                .iter()
+                .map(|&method| {
+                    scope.spawn(move || {
+                        let start = Instant::now();
+                        let payload = methods::encode(method, old, new, opts);
+                        (method, payload, start.elapsed())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .zip(&runnable)
+                .map(|(h, &method)| {
+                    h.join().unwrap_or_else(|_| {
+                        let failed = Err(DeltaError::Encode {
+                            method,
+                            source: std::io::Error::other("encoder panicked"),
+                        });
+                        (method, failed, Duration::ZERO)
+                    })
+                })
+                .collect()
+        });
     let mut best: Option<(Method, Vec<u8>)> = None;
     let mut tried = Vec::new();
-    let mut skipped = None;
-    for method in unique(&opts.methods) {
-        if let Err(reason) = opts.applicable(method, old.len() as u64, new.len() as u64) {
-            skipped.get_or_insert(reason);
-            continue;
-        }
-        let start = Instant::now();
-        let payload = match methods::encode(method, old, new, opts) {
+    for (method, payload, took) in results {
+        let payload = match payload {
             Ok(payload) => payload,
             // tar-aware on a layer that is not a tar: the others will do.
             Err(reason @ DeltaError::NotApplicable { .. }) => {
@@ -126,7 +158,7 @@ fn encode_all(
             }
             Err(e) => return Err(e),
         };
-        tried.push((method, patch_len(&payload), start.elapsed()));
+        tried.push((method, patch_len(&payload), took));
         if !matches!(&best, Some((_, b)) if b.len() <= payload.len()) {
             best = Some((method, payload));
         }
