@@ -25,6 +25,11 @@ pub struct Limits {
     /// Largest zstd window (log2) a `zstd-ref` frame may ask for. Default 27
     /// (128 MiB), zstd's own default limit; the encoder stays within it.
     pub zstd_ref_window_log_max: u32,
+    /// Largest new layer a patch may claim to produce. Every decoder budget
+    /// (steps, old reads, gzip rebuilds) scales with the header's
+    /// `to_size`, so this bounds what a lying header can cost. Default
+    /// 4 GiB, the agent's largest accepted layer.
+    pub max_output: u64,
 }
 
 impl Default for Limits {
@@ -32,6 +37,7 @@ impl Default for Limits {
         Limits {
             max_ref_prefix: 64 << 20,
             zstd_ref_window_log_max: 27,
+            max_output: 4 << 30,
         }
     }
 }
@@ -84,6 +90,13 @@ pub fn apply_with_limits(
     limits: &Limits,
 ) -> Result<ApplyReport, DeltaError> {
     let (header, patch) = open_patch(patch)?;
+    if header.to_size > limits.max_output {
+        return Err(DeltaError::TooLarge {
+            what: "new layer the patch claims",
+            size: header.to_size,
+            limit: limits.max_output,
+        });
+    }
     let old = verify_old(old, &header)?;
     // The header's to_size caps the output: a lying header cannot make us
     // write more than it promised.

@@ -312,6 +312,30 @@ fn a_lying_to_size_cannot_make_apply_write_more_or_pass() {
 }
 
 #[test]
+fn a_to_size_above_the_decoders_output_limit_is_refused_before_any_work() {
+    let pair = Pair::generated(100_000);
+    for method in Method::ALL {
+        pair.diff(&only(method));
+        let huge = with_header(&pair.patch_bytes(), |h| h.to_size = 1 << 62);
+        let (result, out) = pair.apply(&huge);
+        assert!(
+            matches!(result, Err(DeltaError::TooLarge { size, .. }) if size == 1 << 62),
+            "{method}: {result:?}"
+        );
+        assert!(out.is_empty());
+        let tight = Limits {
+            max_output: pair.new.len() as u64 - 1,
+            ..Limits::default()
+        };
+        let (result, _) = pair.apply_with_limits(&pair.patch_bytes(), &tight);
+        assert!(
+            matches!(result, Err(DeltaError::TooLarge { .. })),
+            "{method}: {result:?}"
+        );
+    }
+}
+
+#[test]
 fn a_patch_promising_another_new_layer_fails_with_to_mismatch() {
     let pair = Pair::generated(50_000);
     pair.diff(&EncodeOptions::default());

@@ -9,6 +9,9 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::PathBuf;
 
+/// Read-ahead of the old layer's buffer.
+const READ_AHEAD: usize = 4 * 1024;
+
 /// The old layer, read forward with occasional relative seeks.
 pub(crate) struct OldReader {
     inner: BufReader<File>,
@@ -18,11 +21,14 @@ pub(crate) struct OldReader {
 }
 
 impl OldReader {
-    /// Opens the (already verified) old layer with a `capacity`-byte buffer.
-    pub(crate) fn open(old: &OldLayer, capacity: usize) -> Result<OldReader, DeltaError> {
+    /// Opens the (already verified) old layer. The buffer is small on
+    /// purpose: a seek outside it discards it, so a hostile patch that
+    /// alternates far seeks with 1-byte reads makes every output byte cost
+    /// a refill of this size (reads of at least this size bypass it).
+    pub(crate) fn open(old: &OldLayer) -> Result<OldReader, DeltaError> {
         let file = File::open(&old.path).map_err(DeltaError::io(&old.path))?;
         Ok(OldReader {
-            inner: BufReader::with_capacity(capacity, file),
+            inner: BufReader::with_capacity(READ_AHEAD, file),
             pos: 0,
             size: old.size,
             path: old.path.clone(),

@@ -55,7 +55,8 @@ fn token(out: &mut Vec<u8>, literal: &[u8], zeros: usize) {
 enum State {
     Start,
     Literal(u64),
-    RunLength,
+    /// The literal part has been read; `true` if it was empty.
+    RunLength(bool),
     Zeros(u64),
 }
 
@@ -101,9 +102,10 @@ impl<R: Read> Read for Expand<R> {
             match self.state {
                 State::Start => match varint(&mut self.inner)? {
                     None => return Ok(0),
+                    Some(0) => self.state = State::RunLength(true),
                     Some(len) => self.state = State::Literal(len),
                 },
-                State::Literal(0) => self.state = State::RunLength,
+                State::Literal(0) => self.state = State::RunLength(false),
                 State::Literal(left) => {
                     let n = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
                     let got = self.inner.read(&mut buf[..n])?;
@@ -113,8 +115,16 @@ impl<R: Read> Read for Expand<R> {
                     self.state = State::Literal(left - got as u64);
                     return Ok(got);
                 }
-                State::RunLength => {
+                State::RunLength(empty_literal) => {
                     let zeros = varint(&mut self.inner)?.ok_or_else(cut_short)?;
+                    if empty_literal && zeros == 0 {
+                        // The encoder never writes an empty token; a
+                        // stream of them would cost time and yield nothing.
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "diff stream holds an empty token",
+                        ));
+                    }
                     self.state = State::Zeros(zeros);
                 }
                 State::Zeros(0) => self.state = State::Start,
@@ -137,6 +147,16 @@ mod tests {
         let mut out = Vec::new();
         Expand::new(tokens).read_to_end(&mut out)?;
         Ok(out)
+    }
+
+    #[test]
+    fn an_empty_token_is_an_error_not_an_endless_loop() {
+        // (0 literal bytes, 0 zeros) forever would yield nothing.
+        let tokens = [0u8, 0].repeat(1000);
+        let err = expand(&tokens).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        // An empty literal before a real run is fine.
+        assert_eq!(expand(&[0, 3]).unwrap(), vec![0, 0, 0]);
     }
 
     #[test]
