@@ -49,6 +49,21 @@ const CONFIG: [(u32, u32, u32, u32); 10] = [
     (32, 258, 258, 4096),
 ];
 
+/// Hash-chain links the match search may follow per plain byte, plus a
+/// fixed allowance. gzip -9 follows up to 4096 links per position; text
+/// needs far fewer on average, while plain data crafted to keep every
+/// chain full would make a rebuild take minutes per MiB. `analyze` runs
+/// under the same budget, so a file it accepts always rebuilds.
+const WORK_PER_BYTE: u64 = 200;
+const WORK_BASE: u64 = 1 << 22;
+
+/// The match-search budget for `plain_len` bytes.
+pub(super) fn work_budget(plain_len: usize) -> u64 {
+    (plain_len as u64)
+        .saturating_mul(WORK_PER_BYTE)
+        .saturating_add(WORK_BASE)
+}
+
 /// Appends to `out` the raw deflate stream `gzip -<level>` makes of
 /// `plain`. Stops early when `out` would pass `limit` bytes, or, given
 /// `expect`, at the first byte that differs from it.
@@ -80,6 +95,7 @@ pub(super) fn compress(
         max_lazy: lazy,
         nice_match: nice,
         max_chain: chain,
+        work_left: work_budget(plain.len()),
         coder: BlockCoder::new(level, BitWriter::new(out, limit, expect)),
     };
     d.lm_init();
@@ -108,6 +124,8 @@ struct Deflater<'a, 'e> {
     max_lazy: u32,
     nice_match: u32,
     max_chain: u32,
+    /// Chain links the match search may still follow.
+    work_left: u64,
     coder: BlockCoder<'e>,
 }
 
@@ -193,7 +211,7 @@ impl Deflater<'_, '_> {
         }
     }
 
-    fn longest_match(&mut self, mut cur_match: u32) -> u32 {
+    fn longest_match(&mut self, mut cur_match: u32) -> Result<u32, Stop> {
         let mut chain_length = self.max_chain;
         let scan = self.strstart as usize;
         let mut best_len = self.prev_length as usize;
@@ -207,6 +225,7 @@ impl Deflater<'_, '_> {
             chain_length >>= 2;
         }
         loop {
+            self.work_left = self.work_left.checked_sub(1).ok_or(Stop::TooSlow)?;
             let m = cur_match as usize;
             if at(m + best_len) == scan_end
                 && at(m + best_len - 1) == scan_end1
@@ -248,7 +267,7 @@ impl Deflater<'_, '_> {
                 break;
             }
         }
-        best_len as u32
+        Ok(best_len as u32)
     }
 
     /// Ends the block at `strstart`; gzip's FLUSH_BLOCK.
@@ -289,7 +308,7 @@ impl Deflater<'_, '_> {
             self.check_state()?;
             let hash_head = self.insert_string(self.strstart);
             if self.can_search(hash_head) {
-                match_length = self.longest_match(hash_head).min(self.lookahead);
+                match_length = self.longest_match(hash_head)?.min(self.lookahead);
             }
             let flush;
             if match_length >= MIN_MATCH {
@@ -340,7 +359,7 @@ impl Deflater<'_, '_> {
             let prev_match = self.match_start;
             match_length = MIN_MATCH - 1;
             if self.prev_length < self.max_lazy && self.can_search(hash_head) {
-                match_length = self.longest_match(hash_head).min(self.lookahead);
+                match_length = self.longest_match(hash_head)?.min(self.lookahead);
                 if match_length == MIN_MATCH
                     && self.strstart.wrapping_sub(self.match_start) > TOO_FAR
                 {

@@ -57,6 +57,9 @@ enum Stop {
     BadParams,
     /// The encoder's own state went out of range (a bug, reported, not a panic).
     Internal,
+    /// The match search passed its work budget ([`gzip_emu::work_budget`]):
+    /// plain data crafted to fill every hash chain.
+    TooSlow,
 }
 
 /// Longest verbatim trailer kept (padding after a gzip member and the like).
@@ -122,7 +125,8 @@ pub(crate) fn inflate(compressed: &[u8], max_plain: usize) -> Result<Vec<u8>, De
 /// Rebuilds the compressed bytes from `plain` and a recipe made by
 /// [`analyze`]. A malformed recipe, or an output longer than `max_out`,
 /// is an error. Memory: the output (never more than `max_out`) plus a fixed
-/// ~0.4 MiB; time: about what `gzip -<level>` takes for `plain`.
+/// ~0.4 MiB; time: about what `gzip -<level>` takes for `plain`, and never
+/// more match-search work than [`gzip_emu::work_budget`] allows.
 pub(crate) fn rebuild(plain: &[u8], recipe: &[u8], max_out: usize) -> Result<Vec<u8>, DeltaError> {
     let r = Recipe::decode(recipe)?;
     let trailer = match r.trailer {
@@ -149,6 +153,9 @@ pub(crate) fn rebuild(plain: &[u8], recipe: &[u8], max_out: usize) -> Result<Vec
     let mut out =
         gzip_emu::compress(plain, r.level, out, limit, None).map_err(|stop| match stop {
             Stop::TooLong => too_large(max_out + 1),
+            Stop::TooSlow => DeltaError::Corrupt(
+                "deflate recipe: rebuilding would pass the encoder's work budget".into(),
+            ),
             Stop::Differs | Stop::BadParams | Stop::Internal => {
                 DeltaError::Corrupt(format!("deflate recipe: the encoder stopped ({stop:?})"))
             }

@@ -328,3 +328,25 @@ fn any_plain_bytes_at_any_level_give_a_valid_deflate_stream() {
         }
     }
 }
+
+/// Bytes drawn from {a, b}: every 3-byte hash chain stays full and no
+/// match reaches gzip's "good enough" length, so `gzip -9` follows up to
+/// 4096 links per byte.
+fn chain_filler(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng(seed);
+    (0..len).map(|_| b"ab"[rng.below(2)]).collect()
+}
+
+#[test]
+fn plain_data_that_fills_every_hash_chain_stops_at_the_work_budget() {
+    let plain = chain_filler(512 * 1024, 21);
+    let gz = gzip_cli(&["-9n"], &plain);
+    // The encoder gives up on it (the file then travels as plain bytes)...
+    assert!(analyze(&gz, 1 << 24).is_none());
+    // ...and a hostile patch pairing a -9 recipe with it is refused
+    // instead of costing the device minutes.
+    let honest = gzip_cli(&["-9n"], &text(20_000, 22));
+    let recipe = analyze(&honest, 1 << 24).expect("honest file").recipe;
+    let err = rebuild(&plain, &recipe, gz.len() + 1024).unwrap_err();
+    assert!(err.to_string().contains("work budget"), "{err}");
+}
