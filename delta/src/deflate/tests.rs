@@ -295,7 +295,7 @@ fn hostile_recipes_are_errors_never_panics() {
 }
 
 #[test]
-fn any_plain_bytes_at_any_level_give_a_valid_deflate_stream() {
+fn any_plain_bytes_at_any_level_give_a_valid_deflate_stream_or_hit_the_work_budget() {
     // The device runs the encoder on whatever plain bytes a patch yields.
     let mut rng = Rng(18);
     for round in 0..40 {
@@ -317,7 +317,13 @@ fn any_plain_bytes_at_any_level_give_a_valid_deflate_stream() {
             trailer: Trailer::Standard,
         }
         .encode();
-        let out = rebuild(&plain, &recipe, 1 << 22).expect("rebuild");
+        let out = match rebuild(&plain, &recipe, 1 << 22) {
+            Ok(out) => out,
+            // Tiny alphabets keep gzip's hash chains full: the work budget
+            // may stop them (text and noise always fit).
+            Err(e) if round % 3 == 2 && e.to_string().contains("work budget") => continue,
+            Err(e) => panic!("round {round}: {e}"),
+        };
         assert_eq!(inflate(&out, 1 << 22).expect("inflate"), plain);
         if round % 8 == 0 {
             let gz = gzip_cli(&[&format!("-{level}"), "-n"], &plain);

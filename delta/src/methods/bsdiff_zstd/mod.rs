@@ -90,7 +90,7 @@ pub(crate) fn apply<W: Write>(
         diff: layout::open(patch, &table, Part::Diff)?,
         extra: layout::open(patch, &table, Part::Extra)?,
     };
-    let mut old = OldReader::open(old)?;
+    let mut old = OldReader::open(old, sink.limit())?;
     let mut bufs = Buffers {
         patch: vec![0; CHUNK],
         old: vec![0; CHUNK],

@@ -72,7 +72,7 @@ pub(crate) fn apply<W: Write>(
     let table = Table::read(patch)?;
     let map = OldMap::open(old)?;
     let mut streams = Streams::open(patch, &table)?;
-    let mut reader = OldReader::open(old)?;
+    let mut reader = OldReader::open(old, sink.limit())?;
     let gz_left = gz::budget(sink.limit());
     let mut caps = Caps {
         steps: Budget::new(sink.limit().saturating_mul(2).saturating_add(16)),

@@ -198,13 +198,11 @@ fn steps_that_write_nothing_cannot_spin_the_decoder() {
     f.items = vec![Item::Op(Op::Skeleton { len: 1 })];
     f.items.extend(vec![step(0, 0, 0); 2_000_000]);
     f.items.extend([step(1, 0, 0), Item::Op(Op::End)]);
-    let start = std::time::Instant::now();
     let err = refused(&case, &f);
     assert!(
         matches!(err, DeltaError::Corrupt(ref m) if m.contains("too many")),
         "{err}"
     );
-    assert!(start.elapsed().as_secs() < 10);
 }
 
 #[test]
