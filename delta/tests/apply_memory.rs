@@ -23,14 +23,13 @@
 
 mod common;
 
-use common::{random_bytes, Rng};
+use common::{random_bytes, run_measured, Rng};
 use petrel_delta::{Header, Method, FORMAT_VERSION};
 use petrel_protocol::Digest;
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
-use std::process::Command;
 
 const LAYER: u64 = 100 << 20;
 const STEP: u64 = 1 << 20;
@@ -130,25 +129,6 @@ fn write_patch(old: &Path, patch: &Path, dir: &Path, from: Digest) -> (Digest, u
     }
     file.into_inner().unwrap().sync_all().unwrap();
     (to, to_size)
-}
-
-/// Runs the CLI and returns (exit code, peak RSS in bytes) from wait4.
-#[allow(clippy::zombie_processes)] // reaped by wait4, which std cannot do
-fn run_measured(args: &[&Path]) -> (i32, u64) {
-    let child = Command::new(env!("CARGO_BIN_EXE_petrel-delta"))
-        .args(args)
-        .spawn()
-        .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data that wait4 fills for our own child, which
-    // is reaped here (the `Child` handle is never waited on afterwards).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(reaped, pid, "wait4 failed");
-    assert!(libc::WIFEXITED(status), "apply did not exit normally");
-    // Linux reports ru_maxrss in KiB.
-    (libc::WEXITSTATUS(status), usage.ru_maxrss as u64 * 1024)
 }
 
 /// sha256 of a file, streaming.

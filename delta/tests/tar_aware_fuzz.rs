@@ -17,10 +17,9 @@
 
 mod common;
 
-use common::{edited, random_bytes, Rng};
+use common::{edited, gzip_9n, random_bytes, Rng};
 use petrel_delta::{apply, diff, EncodeOptions, Method, HEADER_LEN};
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 /// Mutants per patch and level.
@@ -39,21 +38,6 @@ fn tar(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
         b.append_data(&mut h, path, &data[..]).unwrap();
     }
     b.into_inner().unwrap()
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("gzip")
-        .args(["-9n", "-c"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("gzip is installed");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = data.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    out.stdout
 }
 
 fn changelog(seed: u64, lines: usize) -> Vec<u8> {
@@ -75,12 +59,12 @@ fn pairs() -> Vec<(Vec<u8>, Vec<u8>)> {
             tar(&[
                 ("usr/lib/libx.so.1.0.1", lib.clone()),
                 ("usr/share/doc/x/README", doc.clone()),
-                ("usr/share/doc/x/changelog.gz", gzip(&log)),
+                ("usr/share/doc/x/changelog.gz", gzip_9n(&log)),
             ]),
             tar(&[
                 ("usr/lib/libx.so.1.0.2", edited(&lib, 5, 12)),
                 ("usr/share/doc/x/README", doc.clone()),
-                ("usr/share/doc/x/changelog.gz", gzip(&newer_log)),
+                ("usr/share/doc/x/changelog.gz", gzip_9n(&newer_log)),
                 ("usr/share/doc/x/NEW", random_bytes(6, 3_000)),
             ]),
         ),

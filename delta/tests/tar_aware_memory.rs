@@ -21,7 +21,7 @@
 
 mod common;
 
-use common::{random_bytes, Rng};
+use common::{random_bytes, run_measured, Rng};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
@@ -132,25 +132,6 @@ fn write_tar(path: &Path, gz: &Path, file: impl Fn(usize) -> Vec<u8>) {
     });
     out.write_all(&[0u8; 1024]).unwrap();
     out.flush().unwrap();
-}
-
-/// Runs the CLI; returns (exit code, peak RSS in bytes) from wait4.
-#[allow(clippy::zombie_processes)] // reaped by wait4, which std cannot do
-fn run_measured(args: &[&Path]) -> (i32, u64) {
-    let child = Command::new(env!("CARGO_BIN_EXE_petrel-delta"))
-        .args(args)
-        .spawn()
-        .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data that wait4 fills for our own child, which
-    // is reaped here (the `Child` handle is never waited on afterwards).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(reaped, pid, "wait4 failed");
-    assert!(libc::WIFEXITED(status), "the CLI did not exit normally");
-    // Linux reports ru_maxrss in KiB.
-    (libc::WEXITSTATUS(status), usage.ru_maxrss as u64 * 1024)
 }
 
 fn same_files(a: &Path, b: &Path) -> bool {
