@@ -97,14 +97,19 @@ impl Running {
     }
 
     fn signal_group(&self, signal: Signal) {
-        // pid 0 or 1 would signal our own group or init: never do that.
-        let Ok(pgid) = i32::try_from(self.pid) else {
-            return;
-        };
-        if pgid > 1 {
-            if let Err(e) = killpg(Pid::from_raw(pgid), signal) {
-                tracing::debug!(pgid, ?signal, error = %e, "signalling service group");
-            }
+        signal_group(self.pid, signal);
+    }
+}
+
+/// Sends `signal` to the process group led by `pgid`.
+fn signal_group(pgid: u32, signal: Signal) {
+    // pid 0 or 1 would signal our own group or init: never do that.
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
+    if pgid > 1 {
+        if let Err(e) = killpg(Pid::from_raw(pgid), signal) {
+            tracing::debug!(pgid, ?signal, error = %e, "signalling service group");
         }
     }
 }
@@ -126,11 +131,7 @@ pub(super) fn runs_from(pid: u32, rootfs: &std::path::Path) -> bool {
 
 /// SIGKILL to the process group led by `pid` (never our own group or init).
 pub(super) fn kill_group(pid: u32) {
-    if let Ok(pgid) = i32::try_from(pid) {
-        if pgid > 1 {
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-        }
-    }
+    signal_group(pid, Signal::SIGKILL);
 }
 
 /// Start time (field 22 of `/proc/<pid>/stat`) of a process, zombie or not.

@@ -2,13 +2,12 @@
 //! rootfs (chrooted when the tests run as root). Every test stops what it
 //! started; the fixture kills recorded processes if a test fails midway.
 
-use super::process;
+use super::process::{self, kill_group};
 use super::record::Paths;
 use super::testfs::make_rootfs;
 use super::NativeRuntime;
 use crate::runtime::{InstanceSpec, InstanceStatus, Runtime, RuntimeError};
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::{geteuid, Pid};
+use nix::unistd::geteuid;
 use petrel_protocol::RestartPolicy;
 use std::fs;
 use std::path::PathBuf;
@@ -75,14 +74,6 @@ impl Drop for Fixture {
 fn runtime_on(state_dir: &std::path::Path) -> NativeRuntime {
     let rt = NativeRuntime::new(state_dir.to_path_buf()).expect("runtime");
     rt.with_stop_grace(Duration::from_secs(2))
-}
-
-fn kill_group(pid: u32) {
-    if let Ok(pid) = i32::try_from(pid) {
-        if pid > 1 {
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-    }
 }
 
 fn alive(pid: u32) -> bool {
