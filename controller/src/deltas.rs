@@ -156,8 +156,17 @@ impl DeltaCache {
         let old_tar = self.unpack_blob(&old.digest, &work.path().join("old.tar"))?;
         let new_tar = self.unpack_blob(&new.digest, &work.path().join("new.tar"))?;
         let patch = work.path().join("patch");
-        let report = petrel_delta::diff(&old_tar, &new_tar, &patch, &Default::default())
-            .map_err(|e| e.to_string())?;
+        let report = match petrel_delta::diff(&old_tar, &new_tar, &patch, &Default::default()) {
+            Ok(report) => report,
+            // Deterministic: no candidate decodes within the devices'
+            // limits, so remember "no delta" instead of retrying each time.
+            Err(e @ petrel_delta::DeltaError::NoVerifiedPatch(_)) => {
+                tracing::warn!(%from, %to, error = %e, "no delta: every candidate failed the verifying apply");
+                std::fs::write(self.file(from, to, "none"), b"").map_err(|e| e.to_string())?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         if !worth_sending(report.patch_size, new.size) {
             std::fs::write(self.file(from, to, "none"), b"").map_err(|e| e.to_string())?;
             tracing::info!(%from, %to, patch = report.patch_size, full = new.size, "delta not smaller than the blob");
@@ -173,6 +182,9 @@ impl DeltaCache {
             .iter()
             .map(|(m, size, took)| format!("{m} {size} B in {took:.1?}"))
             .collect();
+        for (method, why) in &report.rejected {
+            tracing::warn!(%from, %to, %method, reason = %why, "delta candidate failed the verifying apply; not shipped");
+        }
         tracing::info!(%from, %to, method = %report.chosen, patch = report.patch_size, full = new.size, elapsed = ?started.elapsed(), ?tried, "delta generated");
         Ok(Some(CachedDelta {
             path,

@@ -84,6 +84,17 @@ impl FromStr for MethodChoice {
     }
 }
 
+/// The whole chain of `e`, one cause per line. Printed by `main` instead
+/// of anyhow's `Debug` form, which turns into a backtrace dump when
+/// `RUST_BACKTRACE` is set (as a bench child inherits it).
+pub fn error_report(e: &anyhow::Error) -> String {
+    let mut out = format!("error: {e}\n");
+    for cause in e.chain().skip(1) {
+        out.push_str(&format!("  caused by: {cause}\n"));
+    }
+    out
+}
+
 /// Runs one subcommand.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -122,6 +133,9 @@ fn run_diff(args: &DiffArgs) -> Result<()> {
     {
         println!("skipped {m}: not applicable to layers of this size");
     }
+    for (m, why) in &report.rejected {
+        println!("rejected {m}: its patch failed the verifying apply: {why}");
+    }
     println!(
         "chosen {:<12} {:>12} bytes  new layer {new_size} bytes  ratio {:.4}",
         report.chosen,
@@ -156,6 +170,16 @@ fn run_apply(args: &ApplyArgs) -> Result<()> {
         report.header.to,
         start.elapsed().as_secs_f64()
     );
+    if let Some(r) = report.old_reads {
+        println!(
+            "old-layer reads: {} preads, {} bytes, {} units of a {} budget ({:.1}%)",
+            r.preads,
+            r.bytes,
+            r.units,
+            r.budget,
+            100.0 * r.units as f64 / r.budget.max(1) as f64
+        );
+    }
     Ok(())
 }
 

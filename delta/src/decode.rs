@@ -7,40 +7,17 @@
 //! its payload at once (bsdiff+zstd reads three compressed streams side by
 //! side), each through its own file handle, without buffering any of them.
 
-use crate::header::{read_header, HEADER_LEN};
+use crate::error::DeltaError;
+use crate::header::{read_header, Header, HEADER_LEN};
+use crate::input::{Limits, OldLayer, PatchFile};
+use crate::methods;
+use crate::old_reader::OldReads;
 use crate::sink::Sink;
-use crate::{methods, DeltaError, Header};
 use petrel_protocol::Digest;
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Take, Write};
-use std::path::{Path, PathBuf};
-
-/// Decoder-side caps, independent of what a patch header claims.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest old layer a `zstd-ref` patch may make the decoder hold in
-    /// memory. Default 64 MiB.
-    pub max_ref_prefix: u64,
-    /// Largest zstd window (log2) a `zstd-ref` frame may ask for. Default 27
-    /// (128 MiB), zstd's own default limit; the encoder stays within it.
-    pub zstd_ref_window_log_max: u32,
-    /// Largest new layer a patch may claim to produce. Every decoder budget
-    /// (steps, old reads, gzip rebuilds) scales with the header's
-    /// `to_size`, so this bounds what a lying header can cost. Default
-    /// 4 GiB, the agent's largest accepted layer.
-    pub max_output: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_ref_prefix: 64 << 20,
-            zstd_ref_window_log_max: 27,
-            max_output: 4 << 30,
-        }
-    }
-}
+use std::io::{Read, Write};
+use std::path::Path;
 
 /// What [`apply`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,32 +25,9 @@ pub struct ApplyReport {
     pub header: Header,
     /// Bytes written to the output (equal to `header.to_size`).
     pub bytes_written: u64,
-}
-
-/// The old layer, verified against the header.
-pub(crate) struct OldLayer {
-    pub path: PathBuf,
-    pub size: u64,
-}
-
-/// The patch file, its header read: where the payload lies in it.
-pub(crate) struct PatchFile {
-    pub path: PathBuf,
-    /// Offset of the payload's first byte in the file.
-    pub payload_start: u64,
-    /// Bytes from `payload_start` to the end of the file.
-    pub payload_len: u64,
-}
-
-impl PatchFile {
-    /// A new handle on payload bytes `offset..offset + len`, which the
-    /// caller has checked lie inside the payload; reads stop at its end.
-    pub(crate) fn section(&self, offset: u64, len: u64) -> Result<Take<File>, DeltaError> {
-        let mut file = File::open(&self.path).map_err(DeltaError::io(&self.path))?;
-        file.seek(SeekFrom::Start(self.payload_start + offset))
-            .map_err(DeltaError::io(&self.path))?;
-        Ok(file.take(len))
-    }
+    /// What the decoder read from the old layer by offset, against its
+    /// budget (`None` for zstd-ref, which reads the old layer once, whole).
+    pub old_reads: Option<OldReads>,
 }
 
 /// Applies the patch file `patch` to the layer at `old`, streaming the new
@@ -101,11 +55,12 @@ pub fn apply_with_limits(
     // The header's to_size caps the output: a lying header cannot make us
     // write more than it promised.
     let mut sink = Sink::new(out, header.to_size);
-    methods::decode(&header, &old, &patch, &mut sink, limits)?;
+    let old_reads = methods::decode(&header, &old, &patch, &mut sink, limits)?;
     let bytes_written = sink.finish(&header)?;
     Ok(ApplyReport {
         header,
         bytes_written,
+        old_reads,
     })
 }
 

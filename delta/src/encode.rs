@@ -1,37 +1,18 @@
 //! The controller side: [`diff`] encodes a layer pair with every allowed
-//! method, keeps the smallest patch and writes it atomically, so a cache
-//! never holds a half-written delta.
+//! method, keeps the smallest patch that a device's decoder accepts
+//! (checked by applying it) and writes it atomically, so a cache never
+//! holds a half-written or undecodable delta.
 
+use crate::decode::apply_with_limits;
+use crate::error::DeltaError;
 use crate::header::{Header, FORMAT_VERSION, HEADER_LEN};
-use crate::{methods, DeltaError, Method};
+use crate::method::Method;
+use crate::methods;
+use crate::options::EncodeOptions;
 use petrel_protocol::Digest;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// What [`diff`] may try.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodeOptions {
-    /// Methods to try; the smallest patch wins.
-    pub methods: Vec<Method>,
-    /// zstd level for every method's compression step.
-    pub zstd_level: i32,
-    /// Largest old layer for which `zstd-ref` is tried: its decoder holds
-    /// the whole old layer in memory, so this is the device's decode budget.
-    pub max_ref_prefix: u64,
-}
-
-impl Default for EncodeOptions {
-    /// All methods, level 19 (measured on the corpus: 3–9% smaller than
-    /// level 9, and level 22 gained under 0.5% at 2–10× the time), 32 MiB.
-    fn default() -> Self {
-        EncodeOptions {
-            methods: Method::ALL.to_vec(),
-            zstd_level: 19,
-            max_ref_prefix: 32 << 20,
-        }
-    }
-}
 
 impl EncodeOptions {
     /// Whether [`diff`] would try `method` on layers of these sizes; the
@@ -66,48 +47,79 @@ pub struct DiffReport {
     pub chosen: Method,
     /// Size of the patch file written, header included.
     pub patch_size: u64,
-    /// Every method tried: patch size (header included) and encode time.
+    /// Every method that produced a patch: its size (header included) and
+    /// encode time.
     pub tried: Vec<(Method, u64, Duration)>,
+    /// Candidates smaller than the chosen one that the verifying apply
+    /// refused, with the reason: they were not shipped.
+    pub rejected: Vec<(Method, String)>,
 }
 
 /// Encodes `old` → `new` (uncompressed layer tars) with every allowed
-/// method at once, one thread each, and writes the smallest patch to `patch_out` via a temporary file in the same directory and a
-/// rename. Methods not applicable to these inputs (zstd-ref above
-/// `max_ref_prefix`, tar-aware on a layer that is not a tar) are skipped;
-/// if none remains, the first reason is returned.
+/// method at once, one thread each, then, smallest patch first, applies
+/// each candidate to `old` with the devices' limits (`opts.limits`) and
+/// writes the first whose output verifies to `patch_out` (via a temporary
+/// file in the same directory and a rename). So a patch a device would
+/// refuse — over a decoder budget, or wrong through an encoder bug — is
+/// never shipped: the next candidate is, and if none verifies the error
+/// lists every reason. Methods not applicable to these inputs (zstd-ref
+/// above `max_ref_prefix`, tar-aware on a layer that is not a tar) are
+/// skipped; if none remains, the first reason is returned.
 pub fn diff(
     old: &Path,
     new: &Path,
     patch_out: &Path,
     opts: &EncodeOptions,
 ) -> Result<DiffReport, DeltaError> {
-    let old_bytes = std::fs::read(old).map_err(DeltaError::io(old))?;
-    let new_bytes = std::fs::read(new).map_err(DeltaError::io(new))?;
-    let (best, tried) = encode_all(&old_bytes, &new_bytes, opts)?;
-    let header = Header {
-        version: FORMAT_VERSION,
-        method: best.0,
-        from: Digest::of(&old_bytes),
-        to: Digest::of(&new_bytes),
-        from_size: old_bytes.len() as u64,
-        to_size: new_bytes.len() as u64,
+    let (candidates, tried, base) = {
+        let old_bytes = std::fs::read(old).map_err(DeltaError::io(old))?;
+        let new_bytes = std::fs::read(new).map_err(DeltaError::io(new))?;
+        let (candidates, tried) = encode_all(&old_bytes, &new_bytes, opts)?;
+        let base = Header {
+            version: FORMAT_VERSION,
+            method: Method::ALL[0],
+            from: Digest::of(&old_bytes),
+            to: Digest::of(&new_bytes),
+            from_size: old_bytes.len() as u64,
+            to_size: new_bytes.len() as u64,
+        };
+        (candidates, tried, base)
     };
-    write_atomically(patch_out, &header, &best.1)?;
-    Ok(DiffReport {
-        chosen: best.0,
-        patch_size: patch_len(&best.1),
-        tried,
-    })
+    // Both layers are freed before verifying: the apply streams them.
+    let mut rejected = Vec::new();
+    for (method, payload) in candidates {
+        let header = Header {
+            method,
+            ..base.clone()
+        };
+        let tmp = write_temp(patch_out, &header, &payload)?;
+        match apply_with_limits(old, tmp.path(), std::io::sink(), &opts.limits) {
+            Ok(_) => {
+                persist(tmp, patch_out)?;
+                return Ok(DiffReport {
+                    chosen: method,
+                    patch_size: patch_len(&payload),
+                    tried,
+                    rejected,
+                });
+            }
+            Err(reason) => rejected.push((method, reason.to_string())),
+        }
+    }
+    Err(DeltaError::NoVerifiedPatch(rejected))
 }
 
 type Tried = Vec<(Method, u64, Duration)>;
+/// Encoded payloads, each with its method.
+type Candidates = Vec<(Method, Vec<u8>)>;
 
-/// Runs every applicable method; returns the smallest payload and the log.
+/// Runs every applicable method; returns the payloads, smallest first (the
+/// earlier method on a tie), and the log.
 fn encode_all(
     old: &[u8],
     new: &[u8],
     opts: &EncodeOptions,
-) -> Result<((Method, Vec<u8>), Tried), DeltaError> {
+) -> Result<(Candidates, Tried), DeltaError> {
     let mut skipped = None;
     let mut runnable = Vec::new();
     for method in unique(&opts.methods) {
@@ -118,37 +130,9 @@ fn encode_all(
             }
         }
     }
-    // The methods run side by side (the controller has the cores; the
-    // wall time becomes the slowest method's, not their sum).
-    let results: Vec<(Method, Result<Vec<u8>, DeltaError>, Duration)> =
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = runnable
-                .iter()
-                .map(|&method| {
-                    scope.spawn(move || {
-                        let start = Instant::now();
-                        let payload = methods::encode(method, old, new, opts);
-                        (method, payload, start.elapsed())
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .zip(&runnable)
-                .map(|(h, &method)| {
-                    h.join().unwrap_or_else(|_| {
-                        let failed = Err(DeltaError::Encode {
-                            method,
-                            source: std::io::Error::other("encoder panicked"),
-                        });
-                        (method, failed, Duration::ZERO)
-                    })
-                })
-                .collect()
-        });
-    let mut best: Option<(Method, Vec<u8>)> = None;
+    let mut candidates = Vec::new();
     let mut tried = Vec::new();
-    for (method, payload, took) in results {
+    for (method, payload, took) in encode_side_by_side(&runnable, old, new, opts) {
         let payload = match payload {
             Ok(payload) => payload,
             // tar-aware on a layer that is not a tar: the others will do.
@@ -159,14 +143,49 @@ fn encode_all(
             Err(e) => return Err(e),
         };
         tried.push((method, patch_len(&payload), took));
-        if !matches!(&best, Some((_, b)) if b.len() <= payload.len()) {
-            best = Some((method, payload));
-        }
+        candidates.push((method, payload));
     }
-    match best {
-        Some(best) => Ok((best, tried)),
-        None => Err(skipped.unwrap_or(DeltaError::NoMethod)),
+    if candidates.is_empty() {
+        return Err(skipped.unwrap_or(DeltaError::NoMethod));
     }
+    // Stable: on equal sizes the earlier method stays first.
+    candidates.sort_by_key(|(_, payload)| payload.len());
+    Ok((candidates, tried))
+}
+
+/// Encodes with each method at once, one thread each (the controller has
+/// the cores; the wall time becomes the slowest method's, not their sum).
+fn encode_side_by_side(
+    methods: &[Method],
+    old: &[u8],
+    new: &[u8],
+    opts: &EncodeOptions,
+) -> Vec<(Method, Result<Vec<u8>, DeltaError>, Duration)> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = methods
+            .iter()
+            .map(|&method| {
+                scope.spawn(move || {
+                    let start = Instant::now();
+                    let payload = methods::encode(method, old, new, opts);
+                    (method, payload, start.elapsed())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(methods)
+            .map(|(h, &method)| {
+                h.join().unwrap_or_else(|_| {
+                    let failed = Err(DeltaError::Encode {
+                        method,
+                        error: std::io::Error::other("encoder panicked"),
+                    });
+                    (method, failed, Duration::ZERO)
+                })
+            })
+            .collect()
+    })
 }
 
 /// The methods in order, each once.
@@ -184,8 +203,12 @@ fn patch_len(payload: &[u8]) -> u64 {
     (HEADER_LEN + payload.len()) as u64
 }
 
-/// Writes header + payload to a temp file beside `path`, syncs, renames.
-fn write_atomically(path: &Path, header: &Header, payload: &[u8]) -> Result<(), DeltaError> {
+/// Writes header + payload to a synced temp file beside `path`.
+fn write_temp(
+    path: &Path,
+    header: &Header,
+    payload: &[u8],
+) -> Result<tempfile::NamedTempFile, DeltaError> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -197,6 +220,11 @@ fn write_atomically(path: &Path, header: &Header, payload: &[u8]) -> Result<(), 
         .and_then(|()| tmp.write_all(payload))
         .and_then(|()| tmp.as_file().sync_all());
     written.map_err(io)?;
+    Ok(tmp)
+}
+
+/// Renames the verified temp file to `path`.
+fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), DeltaError> {
     tmp.persist(path)
         .map_err(|e| DeltaError::io(path)(e.error))?;
     Ok(())

@@ -2,6 +2,11 @@
 //! and names the path, digest or limit involved, so an agent can report it
 //! without guessing; decoding never panics on a hostile patch, it returns
 //! one of these.
+//!
+//! Each message is complete on its own, the underlying I/O error's text
+//! included, and no variant also exposes that error as its `source()`: a
+//! chain printed cause by cause (anyhow's `{:#}` or `Caused by:` list)
+//! then says everything once, not twice.
 
 use petrel_protocol::Digest;
 use std::io;
@@ -43,10 +48,10 @@ pub enum DeltaError {
         limit: u64,
     },
     /// The encoder (zstd or bsdiff) failed on in-memory data.
-    #[error("encoding with {method} failed: {source}")]
+    #[error("encoding with {method} failed: {error}")]
     Encode {
         method: crate::Method,
-        source: io::Error,
+        error: io::Error,
     },
     /// A method cannot encode this pair (tar-aware on a layer that is not
     /// a tar): [`crate::diff`] skips it and keeps the best of the others.
@@ -66,21 +71,36 @@ pub enum DeltaError {
     #[error("no delta method to try: the method list is empty")]
     NoMethod,
     /// Reading or writing a named file failed.
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     /// Reading the patch stream failed for a reason other than its content.
     #[error("reading the delta: {0}")]
-    ReadPatch(#[source] io::Error),
+    ReadPatch(io::Error),
     /// Writing the reconstructed layer failed.
     #[error("writing the reconstructed layer: {0}")]
-    WriteOutput(#[source] io::Error),
+    WriteOutput(io::Error),
+    /// The patch would make the decoder work past a budget that grows with
+    /// the output and that every patch [`crate::diff`] ships stays within
+    /// (it applies each candidate with the device's limits first).
+    #[error(
+        "the patch exceeds the decoder's {what} budget ({limit} units for a {output}-byte layer)"
+    )]
+    OverBudget {
+        what: &'static str,
+        limit: u64,
+        output: u64,
+    },
+    /// Every candidate patch failed the encoder's verifying apply; each
+    /// method with its reason.
+    #[error("no candidate patch passed the verifying apply: {}", list(.0))]
+    NoVerifiedPatch(Vec<(crate::Method, String)>),
 }
 
 impl DeltaError {
     /// Wraps an I/O error on a named file.
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> DeltaError {
         let path = path.into();
-        move |source| DeltaError::Io { path, source }
+        move |error| DeltaError::Io { path, error }
     }
 
     /// Classifies an error met while reading (and decompressing) the patch:
@@ -94,4 +114,12 @@ impl DeltaError {
             _ => DeltaError::ReadPatch(e),
         }
     }
+}
+
+fn list(rejected: &[(crate::Method, String)]) -> String {
+    rejected
+        .iter()
+        .map(|(m, why)| format!("{m}: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }

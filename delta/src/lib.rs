@@ -17,9 +17,13 @@
 //!   reading them side by side; `zstd_ref`: zstd with the old layer as
 //!   reference prefix; `tar_aware`: per-file diffs inside the tar, gzip
 //!   members diffed inflated and rebuilt with `deflate`).
-//! - `encode`: [`diff`] tries the allowed methods, keeps the smallest and
-//!   writes it atomically.
+//! - `options`: [`EncodeOptions`], what the encoder may do.
+//! - `encode`: [`diff`] tries the allowed methods, keeps the smallest patch
+//!   that applies within the devices' [`Limits`] and writes it atomically.
+//! - `input`: what a decoder reads (old layer, patch file) and [`Limits`].
 //! - `decode`: [`apply`] verifies the old layer and drives the decoder.
+//! - `old_reader`: the old layer read by offset, under a work budget
+//!   ([`OldReads`] says what a decode cost).
 //! - `sink`: the size-capped, hashing output writer every decoder uses.
 //! - `error`: [`DeltaError`], the one error type.
 
@@ -28,16 +32,22 @@ pub(crate) mod deflate;
 mod encode;
 pub mod error;
 pub mod header;
+mod input;
 pub mod method;
 mod methods;
+mod old_reader;
+mod options;
 mod sink;
 #[cfg(test)]
 mod testdata;
 #[cfg(test)]
 mod tests;
 
-pub use decode::{apply, apply_with_limits, ApplyReport, Limits};
-pub use encode::{diff, DiffReport, EncodeOptions};
+pub use decode::{apply, apply_with_limits, ApplyReport};
+pub use encode::{diff, DiffReport};
 pub use error::DeltaError;
 pub use header::{read_header, Header, FORMAT_VERSION, HEADER_LEN, MAGIC};
+pub use input::Limits;
 pub use method::Method;
+pub use old_reader::OldReads;
+pub use options::EncodeOptions;

@@ -7,7 +7,14 @@ mod bench;
 mod cli;
 
 use clap::Parser;
+use std::process::ExitCode;
 
-fn main() -> anyhow::Result<()> {
-    cli::run(cli::Cli::parse())
+fn main() -> ExitCode {
+    match cli::run(cli::Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprint!("{}", cli::error_report(&e));
+            ExitCode::FAILURE
+        }
+    }
 }

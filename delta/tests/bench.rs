@@ -120,3 +120,72 @@ fn bench_of_an_unknown_pair_or_an_empty_dir_fails_clearly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no NAME/old.tar"));
 }
+
+#[test]
+fn bench_reports_a_failing_method_goes_on_with_the_other_pairs_and_exits_non_zero() {
+    let dir = corpus();
+    // A pair whose old layer cannot be read (EIO at offset 0): `diff` fails
+    // in the bench's child process, as an undecodable patch would.
+    let broken = dir.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    std::os::unix::fs::symlink("/proc/self/mem", broken.join("old.tar")).unwrap();
+    std::fs::copy(dir.path().join("alpha/new.tar"), broken.join("new.tar")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_petrel-delta"))
+        .args([Path::new("bench"), dir.path()])
+        .env("PATH", dir.path()) // no external tools: only our methods
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "{text}\n{err}");
+    // The pairs after the broken one are still measured and summed up.
+    for needle in [
+        "alpha:",
+        "beta:",
+        "broken:",
+        "FAILED: petrel-delta diff (bsdiff+zstd) on broken exited with status 1",
+        "Input/output error",
+        "geometric mean of patch / full over 3 pairs",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    // The child's whole error chain, and no backtrace despite RUST_BACKTRACE.
+    assert!(err.contains("of the runs failed"), "{err}");
+    assert!(
+        err.contains("/proc/self/mem") || err.contains("old.tar"),
+        "{err}"
+    );
+    assert!(!err.contains("Stack backtrace"), "{err}");
+}
+
+#[test]
+fn a_failing_command_prints_its_whole_error_chain_whatever_rust_backtrace_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.tar");
+    for backtrace in ["0", "1", "full"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_petrel-delta"))
+            .args([
+                Path::new("apply"),
+                &missing,
+                &missing,
+                &dir.path().join("out"),
+            ])
+            .env("RUST_BACKTRACE", backtrace)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.starts_with("error: applying "), "{err}");
+        assert!(
+            err.contains("caused by: ") && err.contains("No such file"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("backtrace"),
+            "RUST_BACKTRACE={backtrace}: {err}"
+        );
+    }
+}

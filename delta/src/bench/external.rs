@@ -146,7 +146,7 @@ pub fn run_all(
             continue;
         };
         let args: Vec<&OsStr> = args.iter().map(OsString::as_os_str).collect();
-        let encode = spawner.run(OsStr::new(program), &args)?;
+        let encode = spawner.run(OsStr::new(program), &args, None)?;
         ensure!(
             encode.status == 0,
             "{} on {} exited with status {}",

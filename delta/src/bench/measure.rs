@@ -4,9 +4,9 @@
 //! external tools.
 
 use super::external::{self, file_len, ToolRun, Tools};
-use super::spawner::{Run, Spawner};
+use super::spawner::{captured, Run, Spawner};
 use super::Pair;
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
 use petrel_delta::{EncodeOptions, Method};
 use std::ffi::OsStr;
 use std::fs::File;
@@ -24,6 +24,9 @@ pub struct MethodRun {
     pub size: u64,
     pub encode: Run,
     pub decode: Run,
+    /// Share of the decoder's old-layer read budget the apply used, as
+    /// `petrel-delta apply` printed it (`None` for zstd-ref).
+    pub budget_used: Option<f64>,
 }
 
 /// Everything measured on one pair.
@@ -34,9 +37,29 @@ pub struct PairResult {
     pub new_size: u64,
     /// The new layer compressed as `zstd -19 --long=27`.
     pub full: u64,
-    /// Each method asked for: its run, or why `diff` would skip it.
-    pub methods: Vec<(Method, Result<MethodRun, String>)>,
+    /// Each method asked for, and what became of it.
+    pub methods: Vec<(Method, Outcome)>,
     pub tools: Vec<ToolRun>,
+}
+
+/// What became of one method on one pair.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Ran(MethodRun),
+    /// `diff` would not try it on this pair (the reason).
+    Skipped(String),
+    /// Its encode or decode failed (the command, status and its stderr):
+    /// the bench goes on and exits non-zero at the end.
+    Failed(String),
+}
+
+impl Outcome {
+    pub fn ran(&self) -> Option<&MethodRun> {
+        match self {
+            Outcome::Ran(run) => Some(run),
+            _ => None,
+        }
+    }
 }
 
 impl PairResult {
@@ -44,8 +67,8 @@ impl PairResult {
     /// earlier method on a tie.
     pub fn default_choice(&self) -> Option<(Method, u64)> {
         let mut best: Option<(Method, u64)> = None;
-        for (method, run) in &self.methods {
-            if let Ok(run) = run {
+        for (method, outcome) in &self.methods {
+            if let Some(run) = outcome.ran() {
                 if !matches!(best, Some((_, size)) if size <= run.size) {
                     best = Some((*method, run.size));
                 }
@@ -67,11 +90,17 @@ pub fn pair(
     let mut runs = Vec::new();
     for &method in methods {
         let opts = EncodeOptions::default();
-        let run = match opts.applicable_to_files(method, &pair.old, &pair.new) {
-            Ok(()) => Ok(method_run(spawner, pair, method, scratch)?),
-            Err(reason) => Err(reason.to_string()),
+        let outcome = match opts.applicable_to_files(method, &pair.old, &pair.new) {
+            Ok(()) => match method_run(spawner, pair, method, scratch)? {
+                Ok(run) => Outcome::Ran(run),
+                Err(failure) => {
+                    eprintln!("bench: {failure}");
+                    Outcome::Failed(failure)
+                }
+            },
+            Err(reason) => Outcome::Skipped(reason.to_string()),
         };
-        runs.push((method, run));
+        runs.push((method, outcome));
     }
     let tools = external::run_all(spawner, tools, pair, scratch)?;
     Ok(PairResult {
@@ -84,16 +113,19 @@ pub fn pair(
     })
 }
 
-/// Encodes with one method, then decodes that patch, each in a fresh child.
+/// Encodes with one method, then decodes that patch, each in a fresh
+/// child. A child that fails is the inner error (what ran, its status and
+/// its stderr); the outer one is the bench's own trouble.
 fn method_run(
     spawner: &mut Spawner,
     pair: &Pair,
     method: Method,
     scratch: &Path,
-) -> Result<MethodRun> {
+) -> Result<Result<MethodRun, String>> {
     let exe = std::env::current_exe().context("locating the petrel-delta binary")?;
     let patch = scratch.join(format!("{}.{}.ptrl", pair.name, method.id()));
     let out = scratch.join(format!("{}.new.tar", pair.name));
+    let capture = scratch.join(format!("{}.{}", pair.name, method.id()));
     let method_arg = format!("--method={method}");
     let encode = spawner.run(
         exe.as_os_str(),
@@ -104,14 +136,20 @@ fn method_run(
             pair.new.as_os_str(),
             patch.as_os_str(),
         ],
+        Some(&capture),
     )?;
-    let what = |step: &str, run: &Run| {
-        format!(
-            "petrel-delta {step} ({method}) on {} exited with status {}",
-            pair.name, run.status
-        )
+    let failed = |step: &str, run: &Run| {
+        let said = std::fs::read_to_string(captured(&capture, "err")).unwrap_or_default();
+        Ok(Err(format!(
+            "petrel-delta {step} ({method}) on {} exited with status {}: {}",
+            pair.name,
+            run.status,
+            one_line(&said)
+        )))
     };
-    ensure!(encode.status == 0, what("diff", &encode));
+    if encode.status != 0 {
+        return failed("diff", &encode);
+    }
     let size = file_len(&patch)?;
     let decode = spawner.run(
         exe.as_os_str(),
@@ -121,17 +159,48 @@ fn method_run(
             patch.as_os_str(),
             out.as_os_str(),
         ],
+        Some(&capture),
     )?;
     // `apply` writes NEW only once its sha256 matches the patch header.
-    ensure!(decode.status == 0, what("apply", &decode));
+    if decode.status != 0 {
+        return failed("apply", &decode);
+    }
+    let said = std::fs::read_to_string(captured(&capture, "out")).unwrap_or_default();
+    let budget_used = budget_used(&said);
     for file in [&patch, &out] {
         std::fs::remove_file(file).with_context(|| format!("removing {}", file.display()))?;
     }
-    Ok(MethodRun {
+    Ok(Ok(MethodRun {
         size,
         encode,
         decode,
-    })
+        budget_used,
+    }))
+}
+
+/// The percentage in `apply`'s `old-layer reads: … budget (12.3%)` line.
+fn budget_used(apply_stdout: &str) -> Option<f64> {
+    let line = apply_stdout
+        .lines()
+        .find(|l| l.starts_with("old-layer reads:"))?;
+    let pct = line.rsplit_once('(')?.1.strip_suffix("%)")?;
+    pct.parse().ok()
+}
+
+/// A child's error report (`error: …` then `  caused by: …` lines, see
+/// `cli::error_report`) as one line: the chain joined by `: `.
+fn one_line(report: &str) -> String {
+    report
+        .lines()
+        .map(|l| {
+            let l = l.trim();
+            l.strip_prefix("error: ")
+                .or_else(|| l.strip_prefix("caused by: "))
+                .unwrap_or(l)
+        })
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// Bytes of `new` compressed as `zstd -19 --long=27` (level 19, window

@@ -23,6 +23,7 @@ pub use spawner::serve as serve_spawner;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use petrel_delta::Method;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
@@ -59,24 +60,42 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let tools = external::Tools::find();
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let mut results = Vec::new();
+    let mut failed_pairs = Vec::new();
     for pair in &pairs {
         eprintln!("bench: measuring {}", pair.name);
-        let result = measure::pair(&mut spawner, pair, &methods, &tools, scratch.path())?;
-        results.push(result);
+        // A pair that cannot be measured is reported; the others still are.
+        match measure::pair(&mut spawner, pair, &methods, &tools, scratch.path()) {
+            Ok(result) => results.push(result),
+            Err(e) => {
+                eprintln!("bench: {} failed: {e:#}", pair.name);
+                failed_pairs.push((pair.name.clone(), format!("{e:#}")));
+            }
+        }
     }
     let report = report::Report {
         dir: &args.dir,
         methods: &methods,
         tools: &tools,
         pairs: &results,
+        failed_pairs: &failed_pairs,
         helper_peak: spawner.helper_peak,
     };
     let mut out = std::io::stdout().lock();
     if args.json {
-        report.write_json(&mut out)
+        report.write_json(&mut out)?;
     } else {
-        report.write_text(&mut out)
+        report.write_text(&mut out)?;
     }
+    out.flush()?;
+    let failures = report.failures();
+    if !failures.is_empty() {
+        bail!(
+            "{} of the runs failed (see the report):\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+    Ok(())
 }
 
 /// The pairs under `dir`, by name; only those named in `only`, if any.

@@ -5,7 +5,7 @@
 //! in the same run. As aligned text, or one JSON document.
 
 use super::external::{Tool, Tools};
-use super::measure::PairResult;
+use super::measure::{Outcome, PairResult};
 use super::spawner::Run;
 use anyhow::Result;
 use petrel_delta::Method;
@@ -20,6 +20,8 @@ pub struct Report<'a> {
     pub methods: &'a [Method],
     pub tools: &'a Tools,
     pub pairs: &'a [PairResult],
+    /// Pairs that could not be measured at all: name and reason.
+    pub failed_pairs: &'a [(String, String)],
     /// The measuring helper's own peak RSS: the most any figure is inflated.
     pub helper_peak: u64,
 }
@@ -46,13 +48,7 @@ fn ratio(size: u64, full: u64) -> f64 {
 impl Report<'_> {
     fn method_geo(&self, method: Method) -> Option<Geo> {
         geomean(self.pairs.iter().filter_map(|p| {
-            let run = p
-                .methods
-                .iter()
-                .find(|(m, _)| *m == method)?
-                .1
-                .as_ref()
-                .ok()?;
+            let run = p.methods.iter().find(|(m, _)| *m == method)?.1.ran()?;
             Some(ratio(run.size, p.full))
         }))
     }
@@ -107,6 +103,11 @@ impl Report<'_> {
              includes up to {:.1} MB of the measuring helper)",
             self.helper_peak as f64 / MB
         )?;
+        writeln!(
+            out,
+            "budget = share of the device decoder's old-layer read budget the apply used; \
+             enc includes diff's verifying apply"
+        )?;
         for (tool, program) in &self.tools.missing {
             writeln!(
                 out,
@@ -125,20 +126,22 @@ impl Report<'_> {
         )?;
         writeln!(
             out,
-            "  {:<24} {:>10} {:>7} {:>7} {:>7} {:>7} {:>7}",
-            "patch", "bytes", "/full", "enc s", "enc MB", "dec s", "dec MB"
+            "  {:<24} {:>10} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+            "patch", "bytes", "/full", "enc s", "enc MB", "dec s", "dec MB", "budget"
         )?;
-        for (method, run) in &p.methods {
-            match run {
-                Ok(r) => row(
+        for (method, outcome) in &p.methods {
+            match outcome {
+                Outcome::Ran(r) => row(
                     out,
                     method.name(),
                     r.size,
                     p.full,
                     Some(&r.encode),
                     Some(&r.decode),
+                    r.budget_used,
                 )?,
-                Err(why) => writeln!(out, "  {:<24} skipped: {why}", method.name())?,
+                Outcome::Skipped(why) => writeln!(out, "  {:<24} skipped: {why}", method.name())?,
+                Outcome::Failed(why) => writeln!(out, "  {:<24} FAILED: {why}", method.name())?,
             }
         }
         if let Some((method, size)) = p.default_choice() {
@@ -149,15 +152,53 @@ impl Report<'_> {
                 p.full,
                 None,
                 None,
+                None,
             )?;
         }
         for t in &p.tools {
-            row(out, t.tool.name(), t.size, p.full, Some(&t.encode), None)?;
+            row(
+                out,
+                t.tool.name(),
+                t.size,
+                p.full,
+                Some(&t.encode),
+                None,
+                None,
+            )?;
         }
         Ok(())
     }
 
+    /// Every failure, method or pair, one per line (empty if none).
+    pub fn failures(&self) -> Vec<String> {
+        let methods = self.pairs.iter().flat_map(|p| {
+            p.methods.iter().filter_map(move |(m, o)| match o {
+                Outcome::Failed(why) => Some(format!("{} {m}: {why}", p.name)),
+                _ => None,
+            })
+        });
+        let pairs = self
+            .failed_pairs
+            .iter()
+            .map(|(name, why)| format!("{name}: {why}"));
+        methods.chain(pairs).collect()
+    }
+
     fn text_summary(&self, out: &mut impl Write) -> Result<()> {
+        for (name, why) in self.failed_pairs {
+            writeln!(out, "\n{name}: FAILED, not measured: {why}")?;
+        }
+        let failures = self.failures();
+        if !failures.is_empty() {
+            writeln!(
+                out,
+                "\n{} FAILURES (left out of the means):",
+                failures.len()
+            )?;
+            for f in &failures {
+                writeln!(out, "  {}", f.lines().next().unwrap_or_default())?;
+            }
+        }
         let n = self.pairs.len();
         writeln!(out, "\ngeometric mean of patch / full over {n} pairs")?;
         let line = |out: &mut dyn Write, name: &str, geo: Option<Geo>| -> Result<()> {
@@ -225,6 +266,8 @@ impl Report<'_> {
                 }),
                 _ => Value::Null,
             },
+            "failed_pairs": self.failed_pairs.iter().map(|(name, why)| json!({"name": name, "failed": why})).collect::<Vec<_>>(),
+            "failures": self.failures(),
             "external_missing": self.tools.missing.iter().map(|(t, p)| json!({"tool": t.name(), "program": p})).collect::<Vec<_>>(),
             "helper_peak_rss": self.helper_peak,
         });
@@ -242,6 +285,7 @@ fn row(
     full: u64,
     encode: Option<&Run>,
     decode: Option<&Run>,
+    budget_used: Option<f64>,
 ) -> Result<()> {
     let cost = |r: Option<&Run>| match r {
         Some(r) => format!(
@@ -253,10 +297,11 @@ fn row(
     };
     writeln!(
         out,
-        "  {name:<24} {size:>10} {:>7.4} {} {}",
+        "  {name:<24} {size:>10} {:>7.4} {} {} {:>7}",
         ratio(size, full),
         cost(encode),
-        cost(decode)
+        cost(decode),
+        budget_used.map_or("-".to_string(), |p| format!("{p:.1}%"))
     )?;
     Ok(())
 }
@@ -269,12 +314,14 @@ fn pair_json(p: &PairResult) -> Value {
     let methods: Vec<Value> = p
         .methods
         .iter()
-        .map(|(m, run)| match run {
-            Ok(r) => json!({
+        .map(|(m, outcome)| match outcome {
+            Outcome::Ran(r) => json!({
                 "method": m.name(), "size": r.size, "ratio": ratio(r.size, p.full),
                 "encode": run_json(&r.encode), "decode": run_json(&r.decode),
+                "old_read_budget_used_pct": r.budget_used,
             }),
-            Err(why) => json!({"method": m.name(), "skipped": why}),
+            Outcome::Skipped(why) => json!({"method": m.name(), "skipped": why}),
+            Outcome::Failed(why) => json!({"method": m.name(), "failed": why}),
         })
         .collect();
     let default = p.default_choice().map_or(

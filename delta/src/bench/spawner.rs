@@ -10,15 +10,19 @@
 //! is then inflated by at most the helper's own peak RSS (a few MB), which
 //! the helper reports with each result and the bench prints.
 //!
-//! Protocol on the helper's stdin/stdout, one request per line: the
-//! program and its arguments joined by NUL bytes; the reply is
+//! Protocol on the helper's stdin/stdout, one request per line: a path
+//! `P` whose `P.out` and `P.err` receive the child's stdout and stderr
+//! (empty: discard stdout, stderr to the helper's own), then the program
+//! and its arguments, joined by NUL bytes; the reply is
 //! `status child_peak_kib wall_ns helper_peak_kib`, status being the exit
 //! code, or 128 + the signal number.
 
 use anyhow::{bail, ensure, Context, Result};
 use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -62,10 +66,14 @@ impl Spawner {
         })
     }
 
-    /// Runs `program args…` to completion in the helper and measures it.
-    pub fn run(&mut self, program: &OsStr, args: &[&OsStr]) -> Result<Run> {
+    /// Runs `program args…` to completion in the helper and measures it;
+    /// with `capture` = `P`, its stdout and stderr go to `P.out` and `P.err`
+    /// (created or truncated); see [`captured`].
+    pub fn run(&mut self, program: &OsStr, args: &[&OsStr], capture: Option<&Path>) -> Result<Run> {
         let mut line = Vec::new();
-        for (i, word) in std::iter::once(program)
+        let capture = capture.map_or(OsStr::new(""), Path::as_os_str);
+        for (i, word) in [capture, program]
+            .into_iter()
             .chain(args.iter().copied())
             .enumerate()
         {
@@ -123,13 +131,26 @@ pub fn serve() -> Result<()> {
         let mut words = line
             .split(|b| *b == 0)
             .map(|w| OsString::from_vec(w.to_vec()));
-        let program = words.next().context("empty request")?;
+        let capture = words.next().context("empty request")?;
+        let program = words.next().context("request without a program")?;
         let args: Vec<OsString> = words.collect();
+        let (stdout, stderr) = if capture.is_empty() {
+            (Stdio::null(), Stdio::inherit())
+        } else {
+            let create = |ext: &str| -> Result<Stdio> {
+                let path = captured(Path::new(&capture), ext);
+                let file =
+                    File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+                Ok(file.into())
+            };
+            (create("out")?, create("err")?)
+        };
         let start = Instant::now();
         let child = Command::new(&program)
             .args(&args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn();
         let (status, peak_kib) = match child {
             Ok(child) => wait_measured(child)?,
@@ -143,6 +164,14 @@ pub fn serve() -> Result<()> {
         out.flush()?;
     }
     Ok(())
+}
+
+/// Where a captured child's stream `ext` (`out` or `err`) went.
+pub fn captured(capture: &Path, ext: &str) -> std::path::PathBuf {
+    let mut name = capture.as_os_str().to_owned();
+    name.push(".");
+    name.push(ext);
+    name.into()
 }
 
 /// Reaps `child` with `wait4`; returns (status, peak RSS in KiB).

@@ -8,9 +8,13 @@ pub(crate) mod fast_bsdiff;
 pub(crate) mod tar_aware;
 pub(crate) mod zstd_ref;
 
-use crate::decode::{Limits, OldLayer, PatchFile};
+use crate::error::DeltaError;
+use crate::header::Header;
+use crate::input::{Limits, OldLayer, PatchFile};
+use crate::method::Method;
+use crate::old_reader::OldReads;
+use crate::options::EncodeOptions;
 use crate::sink::Sink;
-use crate::{DeltaError, EncodeOptions, Header, Method};
 use std::io::Write;
 use std::path::Path;
 
@@ -41,22 +45,26 @@ pub(crate) fn encode(
         Method::ZstdRef => zstd_ref::encode(old, new, opts.zstd_level),
         Method::TarAware => return tar_aware::encode(old, new, opts.zstd_level),
     };
-    encoded.map_err(|source| DeltaError::Encode { method, source })
+    encoded.map_err(|source| DeltaError::Encode {
+        method,
+        error: source,
+    })
 }
 
-/// Decodes the payload of `patch` into `sink`. The old layer has already
-/// been verified against the header's from-digest.
+/// Decodes the payload of `patch` into `sink` and says what it read from
+/// the old layer by offset. The old layer has already been verified
+/// against the header's from-digest.
 pub(crate) fn decode<W: Write>(
     header: &Header,
     old: &OldLayer,
     patch: &PatchFile,
     sink: &mut Sink<W>,
     limits: &Limits,
-) -> Result<(), DeltaError> {
+) -> Result<Option<OldReads>, DeltaError> {
     match header.method {
-        Method::BsdiffZstd => bsdiff_zstd::apply(old, patch, sink),
-        Method::ZstdRef => zstd_ref::apply(header, old, patch, sink, limits),
-        Method::TarAware => tar_aware::apply(old, patch, sink),
+        Method::BsdiffZstd => bsdiff_zstd::apply(old, patch, sink).map(Some),
+        Method::ZstdRef => zstd_ref::apply(header, old, patch, sink, limits).map(|()| None),
+        Method::TarAware => tar_aware::apply(old, patch, sink).map(Some),
     }
 }
 

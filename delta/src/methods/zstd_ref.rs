@@ -12,9 +12,10 @@
 //! covers old + new, so neither the `zstdmt` feature nor a special mode is
 //! used; level 22 was not consistently smaller.
 
-use crate::decode::{Limits, OldLayer, PatchFile};
+use crate::error::DeltaError;
+use crate::input::{Limits, OldLayer, PatchFile};
+use crate::options::EncodeOptions;
 use crate::sink::Sink;
-use crate::{DeltaError, EncodeOptions};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 

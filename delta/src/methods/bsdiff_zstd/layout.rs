@@ -10,8 +10,8 @@
 //! length before any stream is opened, so lengths that lie — past the end
 //! of the file, short of it, or overflowing — are refused up front.
 
-use crate::decode::PatchFile;
-use crate::DeltaError;
+use crate::error::DeltaError;
+use crate::input::PatchFile;
 use std::fs::File;
 use std::io::{BufReader, Read, Take};
 

@@ -22,21 +22,20 @@
 //! them; then `extra length` bytes copied from the extra stream; then move
 //! the old position by the seek.
 
-// control, old and split are shared with the tar-aware method, which
+// control and split are shared with the tar-aware method, which
 // writes and reads the same control triples per file.
 pub(super) mod control;
 mod layout;
-pub(super) mod old;
 pub(super) mod split;
 #[cfg(test)]
 mod tests;
 
-use crate::decode::{OldLayer, PatchFile};
+use crate::error::DeltaError;
+use crate::input::{OldLayer, PatchFile};
+use crate::old_reader::{OldReader, OldReads};
 use crate::sink::Sink;
-use crate::DeltaError;
 use control::Control;
 use layout::{Part, Table};
-use old::OldReader;
 use split::Splitter;
 use std::io::{self, BufReader, Read, Write};
 
@@ -82,7 +81,7 @@ pub(crate) fn apply<W: Write>(
     old: &OldLayer,
     patch: &PatchFile,
     sink: &mut Sink<W>,
-) -> Result<(), DeltaError> {
+) -> Result<OldReads, DeltaError> {
     let table = Table::read(patch)?;
     let control = layout::open(patch, &table, Part::Control)?;
     let mut control = BufReader::with_capacity(CONTROL_BUF, control);
@@ -101,7 +100,8 @@ pub(crate) fn apply<W: Write>(
         apply_step(ctrl, &mut streams, &mut old, sink, &mut bufs)?;
     }
     layout::expect_end(&mut streams.diff, Part::Diff)?;
-    layout::expect_end(&mut streams.extra, Part::Extra)
+    layout::expect_end(&mut streams.extra, Part::Extra)?;
+    Ok(old.reads())
 }
 
 struct Streams {

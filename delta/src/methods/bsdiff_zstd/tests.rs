@@ -96,7 +96,7 @@ fn run(old: &[u8], payload: &[u8], to_size: u64) -> (Result<(), DeltaError>, Vec
         payload_len: payload.len() as u64,
     };
     let mut out = Vec::new();
-    let result = apply(&layer, &patch, &mut Sink::new(&mut out, to_size));
+    let result = apply(&layer, &patch, &mut Sink::new(&mut out, to_size)).map(drop);
     (result, out)
 }
 
@@ -306,4 +306,32 @@ fn table_lengths_that_move_stream_boundaries_are_errors_never_wrong_output() {
         let (result, _) = run(&old, &assemble(&reordered), new.len() as u64);
         assert!(result.is_err(), "streams in the wrong order applied");
     }
+}
+
+#[test]
+fn a_patch_that_jumps_far_before_every_byte_runs_out_of_read_budget_early() {
+    // 4 MiB of output, each byte read after a jump of ~3 MiB: without the
+    // budget, 4 Mi preads of a 4 KiB window (16 GiB fetched).
+    let old = layer(41, 8 << 20);
+    let to_size: u64 = 4 << 20;
+    let steps: Vec<Step> = (0..to_size)
+        .map(|i| {
+            let seek = if i % 2 == 0 { 3 << 20 } else { -(3 << 20) - 2 };
+            (ctrl(1, 0, seek), vec![0], Vec::new())
+        })
+        .collect();
+    let payload = forge(&steps);
+    let (result, out) = run(&old, &payload, to_size);
+    match result {
+        Err(DeltaError::OverBudget { output, .. }) => assert_eq!(output, to_size),
+        other => panic!("expected the read budget to stop it, got {other:?}"),
+    }
+    // Stopped after about one byte in 64 (the budget's allowance of one
+    // miss per 64 output bytes, plus the base), not after all of them.
+    let allowed = to_size / 64 + 4096;
+    assert!(
+        (out.len() as u64) < 2 * allowed,
+        "{} bytes written before refusal",
+        out.len()
+    );
 }

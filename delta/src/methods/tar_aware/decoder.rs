@@ -9,16 +9,16 @@
 //! [`super::GZ_MAX`]. Nothing is sized by an untrusted length before that
 //! length is checked against a cap.
 
-use super::super::bsdiff_zstd::old::OldReader;
 use super::gz;
 use super::old_view::{OldMap, Range, View};
 use super::ops::{Op, OpReader};
 use super::steps::{self, Budget, Buffers, Inputs, OldBytes, Output};
 use super::streams::{self, Reader, Stream, Table};
 use super::zero_runs::Expand;
-use crate::decode::{OldLayer, PatchFile};
+use crate::error::DeltaError;
+use crate::input::{OldLayer, PatchFile};
+use crate::old_reader::{OldReader, OldReads};
 use crate::sink::Sink;
-use crate::DeltaError;
 use std::io::{BufReader, Write};
 
 /// Buffer of the ops stream, read a varint byte at a time.
@@ -68,7 +68,7 @@ pub(crate) fn apply<W: Write>(
     old: &OldLayer,
     patch: &PatchFile,
     sink: &mut Sink<W>,
-) -> Result<(), DeltaError> {
+) -> Result<OldReads, DeltaError> {
     let table = Table::read(patch)?;
     let map = OldMap::open(old)?;
     let mut streams = Streams::open(patch, &table)?;
@@ -130,7 +130,8 @@ pub(crate) fn apply<W: Write>(
     streams::expect_end(&mut streams.ops, Stream::Ops)?;
     streams::expect_end(&mut streams.diff, Stream::Diff)?;
     streams::expect_end(&mut streams.extra, Stream::Extra)?;
-    streams::expect_end(&mut streams.recipe, Stream::Recipe)
+    streams::expect_end(&mut streams.recipe, Stream::Recipe)?;
+    Ok(reader.reads())
 }
 
 /// Bytes `op` writes, checked before it runs; every op but `End` writes at
@@ -165,7 +166,9 @@ fn copy_old<W: Write>(
     Ok(())
 }
 
-/// The whole contents of one old file, if within the gzip cap.
+/// The whole contents of one old file, if within the gzip cap. Not charged
+/// to the old-layer read budget: the gzip budget ([`gz::budget`]) charges
+/// every `Gz` op for its old member as read.
 fn read_file(reader: &mut OldReader, range: Range) -> Result<Vec<u8>, DeltaError> {
     if range.len > super::GZ_MAX {
         return Err(DeltaError::TooLarge {
@@ -175,7 +178,6 @@ fn read_file(reader: &mut OldReader, range: Range) -> Result<Vec<u8>, DeltaError
         });
     }
     let mut out = vec![0u8; range.len as usize];
-    reader.seek_to(range.offset)?;
-    reader.read_exact(&mut out)?;
+    reader.read_uncharged(range.offset, &mut out)?;
     Ok(out)
 }

@@ -136,7 +136,7 @@ pub(crate) fn plan(old: &[u8], new: &[u8]) -> Result<Raw, DeltaError> {
 fn encode_error(source: io::Error) -> DeltaError {
     DeltaError::Encode {
         method: crate::Method::TarAware,
-        source,
+        error: source,
     }
 }
 

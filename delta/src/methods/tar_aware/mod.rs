@@ -36,9 +36,11 @@ mod tar_index;
 mod tests;
 mod zero_runs;
 
-use crate::decode::{OldLayer, PatchFile};
+use crate::error::DeltaError;
+use crate::input::{OldLayer, PatchFile};
+use crate::method::Method;
+use crate::old_reader::OldReads;
 use crate::sink::Sink;
-use crate::{DeltaError, Method};
 use std::io::Write;
 use std::path::Path;
 use streams::Codec;
@@ -56,7 +58,7 @@ pub(crate) fn encode(old: &[u8], new: &[u8], level: i32) -> Result<Vec<u8>, Delt
     encoder::pack(&raw, level, |stream| codecs(raw.get(stream).len())).map_err(|source| {
         DeltaError::Encode {
             method: Method::TarAware,
-            source,
+            error: source,
         }
     })
 }
@@ -112,6 +114,6 @@ pub(crate) fn apply<W: Write>(
     old: &OldLayer,
     patch: &PatchFile,
     sink: &mut Sink<W>,
-) -> Result<(), DeltaError> {
+) -> Result<OldReads, DeltaError> {
     decoder::apply(old, patch, sink)
 }

@@ -4,13 +4,14 @@
 //! read them without building either in memory. So the old tar is indexed
 //! once ([`tar_index`], files only, no paths: 16 bytes per file) and each
 //! virtual file is a list of ranges of the old layer, read through one
-//! [`OldReader`] (a small buffer, absolute seeks, bounds checked).
+//! [`OldReader`] (a small window, positioned reads, bounds checked,
+//! budgeted).
 
-use super::super::bsdiff_zstd::old::OldReader;
 use super::steps::OldBytes;
 use super::tar_index::{self, Detail, FileSource};
-use crate::decode::OldLayer;
-use crate::DeltaError;
+use crate::error::DeltaError;
+use crate::input::OldLayer;
+use crate::old_reader::OldReader;
 use std::fs::File;
 
 /// A piece of a virtual file: `len` bytes at `offset` of the old layer.

@@ -13,8 +13,8 @@
 //! codec that compresses it best (see [`super::encoder`] for the choice).
 
 use super::super::bsdiff_zstd::control::{read_varint, write_varint};
-use crate::decode::PatchFile;
-use crate::DeltaError;
+use crate::error::DeltaError;
+use crate::input::PatchFile;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Take, Write};
 
