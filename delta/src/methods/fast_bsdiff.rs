@@ -14,11 +14,15 @@
 //! grow each aligned region forward and backward while at least half its
 //! bytes agree, so that shifted code becomes mostly-zero diff bytes.
 
+use super::gram_filter::GramFilter;
 use std::io::{self, Write};
 
 /// An exact match must beat the current alignment by this many agreeing
 /// bytes before the alignment switches to it (Percival's margin).
 const SWITCH_MARGIN: usize = 8;
+// Skipping searches where no gram matches is exact only if a switch needs
+// a match at least one gram long.
+const _: () = assert!(super::gram_filter::GRAM <= SWITCH_MARGIN);
 
 /// Writes a bsdiff patch stream of `old` → `new` to `out`.
 pub(crate) fn diff(old: &[u8], new: &[u8], out: &mut impl Write) -> io::Result<()> {
@@ -57,17 +61,19 @@ struct Match {
     len: usize,
 }
 
-/// The sorted suffixes of the old bytes.
+/// The sorted suffixes of the old bytes, and which 8-byte strings occur.
 struct SuffixIndex<'a> {
     old: &'a [u8],
     sa: Vec<i32>,
+    grams: GramFilter,
 }
 
 impl<'a> SuffixIndex<'a> {
     fn new(old: &'a [u8]) -> SuffixIndex<'a> {
         let mut sa = vec![0i32; old.len()];
         divsufsort::sort_in_place(old, &mut sa);
-        SuffixIndex { old, sa }
+        let grams = GramFilter::new(old);
+        SuffixIndex { old, sa, grams }
     }
 
     /// The longest prefix of `needle` found in old: (position, length).
@@ -113,7 +119,13 @@ fn next_switch(index: &SuffixIndex, new: &[u8], from: usize, offset: isize) -> O
     let old = index.old;
     let (mut start, mut end, mut agree) = (from, from, 0usize);
     while start < new.len() {
-        let (pos, len) = index.longest(&new[start..]);
+        // No 8-byte match can switch the alignment (the margin is 8):
+        // skip the search where the old layer has no such 8 bytes.
+        let (pos, len) = if index.grams.may_contain(&new[start..]) {
+            index.longest(&new[start..])
+        } else {
+            (0, 0)
+        };
         while end < start + len {
             agree += usize::from(agrees(old, new, end, offset));
             end += 1;

@@ -5,6 +5,8 @@
 
 pub(crate) mod bsdiff_zstd;
 pub(crate) mod fast_bsdiff;
+mod gram_filter;
+mod incompressible;
 pub(crate) mod tar_aware;
 pub(crate) mod zstd_ref;
 

@@ -61,11 +61,17 @@ pub(crate) fn encode(old: &[u8], new: &[u8], level: i32) -> io::Result<Vec<u8>> 
     Ok(payload)
 }
 
-/// One zstd frame with the stream's window, long-distance matching (diff
+/// One zstd frame (level 1 for a stream that will not compress) with the
+/// stream's window, long-distance matching (diff
 /// streams 0.7–20% smaller on the corpus, the others unchanged) and its
 /// size pledged, so the frame header tells the decoder it needs at most
 /// that much window.
 fn compress(data: &[u8], level: i32, part: Part) -> io::Result<Vec<u8>> {
+    let level = if super::incompressible::incompressible(data)? {
+        1
+    } else {
+        level
+    };
     let mut z = zstd::stream::write::Encoder::new(Vec::new(), level)?;
     z.window_log(part.window_log())?;
     z.long_distance_matching(true)?;

@@ -291,9 +291,17 @@ pub(crate) fn pack(
     level: i32,
     codec_for: impl Fn(Stream) -> Vec<Codec>,
 ) -> io::Result<Vec<u8>> {
+    // A stream that will not compress is stored with zstd level 1 alone.
+    let mut fast = [false; Stream::ALL.len()];
+    for s in Stream::ALL {
+        fast[s as usize] = super::super::incompressible::incompressible(raw.get(s))?;
+    }
     let trials: Vec<(Stream, Codec)> = Stream::ALL
         .iter()
-        .flat_map(|s| codec_for(*s).into_iter().map(|c| (*s, c)))
+        .flat_map(|s| match fast[*s as usize] {
+            true => vec![(*s, Codec::Zstd)],
+            false => codec_for(*s).into_iter().map(|c| (*s, c)).collect(),
+        })
         .collect();
     type Slot = Mutex<Option<io::Result<(streams::Entry, Vec<u8>)>>>;
     let slots: Vec<Slot> = trials.iter().map(|_| Mutex::new(None)).collect();
@@ -301,6 +309,7 @@ pub(crate) fn pack(
     order.sort_by_key(|i| std::cmp::Reverse(raw.get(trials[*i].0).len()));
     run_parallel(&order, |i| {
         let (stream, codec) = trials[i];
+        let level = if fast[stream as usize] { 1 } else { level };
         let done = streams::compress(stream, codec, raw.get(stream), level);
         *lock(&slots[i]) = Some(done);
     });
