@@ -5,7 +5,7 @@
 use crate::fetch::Fetcher;
 use crate::machine::Target;
 use petrel_protocol::ReleaseManifest;
-use petrel_runtime::{rootfs, InstanceSpec, LayerStore, Mount};
+use petrel_runtime::{rootfs, InstanceSpec, LayerError, LayerStore, Mount, UnpackError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -34,8 +34,9 @@ pub fn install(paths: &Paths, target: &Target) -> Result<(), String> {
     for layer in release.layers() {
         let blob = paths.fetcher.base_path(&layer.diff_id);
         paths.layers.install(&blob, &layer.diff_id).map_err(|e| {
-            // a copy that does not unpack to its diff_id is useless as a base
-            let _ = std::fs::remove_file(&blob);
+            if blob_is_useless(&e) {
+                let _ = std::fs::remove_file(&blob);
+            }
             format!("layer {}: {e}", layer.diff_id)
         })?;
     }
@@ -50,6 +51,17 @@ pub fn install(paths: &Paths, target: &Target) -> Result<(), String> {
         rootfs::assemble(&dirs, &dest).map_err(|e| format!("rootfs {}: {e}", dest.display()))?;
     }
     Ok(())
+}
+
+/// Whether a base that failed to unpack must be fetched again: only if its
+/// bytes are wrong (not the diff_id, or not a readable zstd tar). A layer
+/// refused by policy (an unsafe entry, a size limit) keeps its verified
+/// blob, so a fixed agent or a changed policy does not download it again.
+fn blob_is_useless(e: &LayerError) -> bool {
+    matches!(
+        e,
+        LayerError::Unpack(UnpackError::DigestMismatch { .. } | UnpackError::Corrupt { .. })
+    )
 }
 
 fn rootfs_path(dir: &Path, image: &petrel_protocol::ImageManifest) -> PathBuf {

@@ -84,7 +84,7 @@ impl LayerStore {
         }
         match unpack_layer_with(blob, diff_id, &path, self.limits) {
             Ok(stats) => {
-                tracing::info!(%diff_id, entries = stats.entries, bytes = stats.bytes, "layer installed");
+                tracing::info!(%diff_id, entries = stats.entries, bytes = stats.bytes, devices_skipped = stats.devices_skipped, setid_stripped = stats.setid_stripped, "layer installed");
                 Ok(path)
             }
             // A concurrent install of the same layer won the rename.

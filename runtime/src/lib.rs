@@ -24,6 +24,7 @@ pub mod runtime;
 pub mod unpack;
 
 pub use docker::DockerRuntime;
-pub use layers::LayerStore;
+pub use layers::{LayerError, LayerStore};
 pub use native::NativeRuntime;
 pub use runtime::{InstanceSpec, InstanceStatus, Mount, Runtime, RuntimeError};
+pub use unpack::{UnpackError, UnpackLimits, UnpackStats};

@@ -18,6 +18,7 @@
 //! - [`supervise`]: the per-instance task applying the restart policy.
 
 mod cgroups;
+mod devfs;
 mod logs;
 mod mounts;
 mod pidns;

@@ -14,12 +14,16 @@
 //!   from the link's directory; absolute targets are allowed because the
 //!   runtime resolves them inside the rootfs, and nothing here follows links;
 //! - hard links must name a regular file unpacked earlier from this layer;
-//! - character and block devices are rejected; FIFOs are allowed (they carry
-//!   no data and some images ship one); sparse and other types are rejected;
+//! - character and block devices are recorded and skipped, as Docker does
+//!   for layers made from a rootfs tarball (debootstrap, Yocto, Buildroot,
+//!   `docker import` ship `/dev/null`, `/dev/console`, …): the runtime
+//!   provides each service's `/dev`; FIFOs are allowed (they carry no data
+//!   and some images ship one); sparse and other types are rejected;
 //! - [`UnpackLimits`] caps the stream, each file and the number of entries.
 //!
-//! Modes are kept (masked to `0o7777`, setuid included), owners only when
-//! running as root; mtimes are not kept. Known gap: `tar` buffers GNU
+//! Modes are kept (masked to `0o7777`) except the setuid and setgid bits,
+//! which are stripped (and counted) unless [`UnpackLimits::allow_setid`];
+//! owners are kept only when running as root; mtimes are not kept. Known gap: `tar` buffers GNU
 //! long-name and PAX records in memory, bounded only by the stream limit;
 //! blobs reach this point only once their digest has been checked. OCI whiteouts (`.wh.*`) are plain
 //! empty files here: [`crate::rootfs`] interprets them.
@@ -102,6 +106,8 @@ enum Plan {
     Symlink(PathBuf),
     HardLink(PathBuf),
     Fifo,
+    /// A device node: recorded, not created.
+    Skip,
 }
 
 struct Unpacker<'a> {
@@ -178,7 +184,11 @@ impl Unpacker<'_> {
             Err(reason) => return Err(self.unsafe_entry(reason)),
         };
         let plan = self.plan(entry, &rel)?;
-        let mode = entry.header().mode().map_err(|e| self.corrupt(e))? & 0o7777;
+        if matches!(plan, Plan::Skip) {
+            self.stats.devices_skipped += 1;
+            return Ok(());
+        }
+        let mode = self.mode(entry)?;
         let path = self.prepare(&rel, matches!(plan, Plan::Dir))?;
         let to_io = |e| self.io(&path, e);
         match &plan {
@@ -192,15 +202,27 @@ impl Unpacker<'_> {
             Plan::HardLink(source) => return fs::hard_link(source, &path).map_err(to_io),
             Plan::Fifo => nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRUSR)
                 .map_err(|e| to_io(e.into()))?,
+            Plan::Skip => {}
         }
         self.set_owner(entry, &path)?;
         match plan {
             Plan::Dir => _ = self.dir_modes.insert(path, mode),
             Plan::File(_) | Plan::Fifo => fs::set_permissions(&path, Permissions::from_mode(mode))
                 .map_err(|e| self.io(&path, e))?,
-            Plan::Symlink(_) | Plan::HardLink(_) => {}
+            Plan::Symlink(_) | Plan::HardLink(_) | Plan::Skip => {}
         }
         Ok(())
+    }
+
+    /// The entry's permission bits, setuid/setgid stripped (and counted)
+    /// unless the limits allow them.
+    fn mode<R: Read>(&mut self, entry: &tar::Entry<R>) -> Result<u32, UnpackError> {
+        let mode = entry.header().mode().map_err(|e| self.corrupt(e))? & 0o7777;
+        if mode & 0o6000 != 0 && !self.limits.allow_setid {
+            self.stats.setid_stripped += 1;
+            return Ok(mode & !0o6000);
+        }
+        Ok(mode)
     }
 
     /// Validates the entry's type, size and link target; writes nothing.
@@ -226,9 +248,7 @@ impl Unpacker<'_> {
             }
             EntryType::Link => self.hard_link_source(&link_target()?).map(Plan::HardLink),
             EntryType::Fifo => Ok(Plan::Fifo),
-            EntryType::Char | EntryType::Block => {
-                Err(self.unsafe_entry("device nodes are not allowed"))
-            }
+            EntryType::Char | EntryType::Block => Ok(Plan::Skip),
             other => Err(self.unsafe_entry(format!("unsupported entry type {other:?}"))),
         }
     }

@@ -13,9 +13,9 @@
 //! session (`setsid`) so it survives the agent being killed.
 //!
 //! The rootfs is used as it is, apart from `/proc`, which the namespace's
-//! init mounts when the image has the directory: nothing is mounted on
-//! `/dev` or `/sys`. Images whose programs need `/dev/null` and the like
-//! must ship them (or a later runtime version must bind-mount them).
+//! init mounts when the image has the directory, and `/dev`, a tmpfs with
+//! the usual nodes (root mode, [`super::devfs`]); nothing is mounted on
+//! `/sys`.
 
 use super::process::{self, Running};
 use super::record::{io_error, Paths};
@@ -172,9 +172,10 @@ fn chroot_into(cmd: &mut Command, spec: &InstanceSpec, pid_file: File) -> Result
     let dir = cstring(working_dir(spec).as_os_str().as_bytes())?;
     let host = spec.name.clone().into_bytes();
     let mounts = super::mounts::prepare(spec)?;
+    let dev = super::devfs::plan(&spec.rootfs)?;
     let cgroups = super::cgroups::prepare(super::cgroups::root(), spec)?;
-    // SAFETY: only syscalls run after fork (setsid, unshare, mount,
-    // sethostname, chroot, chdir, fork, waitpid); every path was allocated before fork,
+    // SAFETY: only syscalls run after fork (setsid, unshare, mount, mkdir,
+    // open, close, symlink, sethostname, chroot, chdir, fork, waitpid); every path was allocated before fork,
     // and errors become io::Error without allocating.
     unsafe {
         cmd.pre_exec(move || {
@@ -182,6 +183,7 @@ fn chroot_into(cmd: &mut Command, spec: &InstanceSpec, pid_file: File) -> Result
             setsid()?;
             super::cgroups::join(&cgroups)?;
             super::mounts::isolate(&host, &mounts)?;
+            super::devfs::mount(&dev)?;
             chroot(root.as_c_str())?;
             chdir(dir.as_c_str())?;
             super::pidns::split()

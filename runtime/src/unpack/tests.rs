@@ -122,7 +122,9 @@ fn a_normal_layer_unpacks_with_its_content_modes_and_links() {
         result.unwrap(),
         UnpackStats {
             entries: 10,
-            bytes: 14
+            bytes: 14,
+            devices_skipped: 0,
+            setid_stripped: 1,
         }
     );
     let layer = dir.path().join("layer");
@@ -130,7 +132,8 @@ fn a_normal_layer_unpacks_with_its_content_modes_and_links() {
     assert_eq!(fs::read(layer.join("ro/f")).unwrap(), b"x");
     assert_eq!(fs::metadata(layer.join("etc/.wh.old")).unwrap().len(), 0);
     let modes = ["bin", "bin/tool", "etc/conf", "etc", "ro"].map(|p| mode_of(&layer.join(p)));
-    assert_eq!(modes, [0o750, 0o4755, 0o640, 0o755, 0o555]);
+    // setuid stripped: the release did not allow it
+    assert_eq!(modes, [0o750, 0o755, 0o640, 0o755, 0o555]);
     assert_eq!(
         fs::read_link(layer.join("bin/sh")).unwrap(),
         Path::new("tool")
@@ -239,17 +242,46 @@ fn a_later_entry_replaces_an_earlier_symlink_instead_of_writing_through_it() {
 }
 
 #[test]
-fn device_nodes_are_rejected() {
-    assert_unsafe(
-        &[entry("dev/null", EntryType::Char, b"", None)],
-        "dev/null",
-        "device",
+fn device_nodes_are_recorded_and_skipped_and_the_rest_of_the_layer_unpacks() {
+    let (dir, result) = unpack(
+        &[
+            entry("dev/", EntryType::Directory, b"", None),
+            entry("dev/null", EntryType::Char, b"", None),
+            entry("dev/console", EntryType::Char, b"", None),
+            entry("dev/sda", EntryType::Block, b"", None),
+            file("etc/hostname", b"pi"),
+        ],
+        UnpackLimits::default(),
     );
-    assert_unsafe(
-        &[entry("sda", EntryType::Block, b"", None)],
-        "sda",
-        "device",
-    );
+    let stats = result.unwrap();
+    assert_eq!((stats.entries, stats.devices_skipped), (5, 3));
+    let layer = dir.path().join("layer");
+    assert!(layer.join("dev").is_dir());
+    assert_eq!(fs::read_dir(layer.join("dev")).unwrap().count(), 0);
+    assert_eq!(fs::read(layer.join("etc/hostname")).unwrap(), b"pi");
+}
+
+#[test]
+fn setuid_and_setgid_bits_are_kept_only_when_allowed() {
+    let entries = [
+        file("bin/su", b"x").mode(0o4755),
+        file("bin/wall", b"y").mode(0o2755),
+        file("bin/ls", b"z").mode(0o755),
+    ];
+    for (allow_setid, want, stripped) in [
+        (false, [0o755, 0o755, 0o755], 2),
+        (true, [0o4755, 0o2755, 0o755], 0),
+    ] {
+        let limits = UnpackLimits {
+            allow_setid,
+            ..UnpackLimits::default()
+        };
+        let (dir, result) = unpack(&entries, limits);
+        assert_eq!(result.unwrap().setid_stripped, stripped);
+        let layer = dir.path().join("layer");
+        let modes = ["bin/su", "bin/wall", "bin/ls"].map(|p| mode_of(&layer.join(p)));
+        assert_eq!(modes, want, "allow_setid {allow_setid}");
+    }
 }
 
 #[test]

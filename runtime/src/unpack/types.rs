@@ -16,6 +16,9 @@ pub struct UnpackLimits {
     pub max_entry_bytes: u64,
     /// Most tar entries of any kind. Default 1,000,000.
     pub max_entries: u64,
+    /// Keep setuid/setgid bits (default: strip them, as a release must
+    /// opt in to programs that gain privileges when run).
+    pub allow_setid: bool,
 }
 
 impl Default for UnpackLimits {
@@ -25,6 +28,7 @@ impl Default for UnpackLimits {
             max_total_bytes,
             max_entry_bytes,
             max_entries,
+            allow_setid: false,
         }
     }
 }
@@ -36,6 +40,10 @@ pub struct UnpackStats {
     pub entries: u64,
     /// Bytes of file content written.
     pub bytes: u64,
+    /// Character and block device entries recorded and not created.
+    pub devices_skipped: u64,
+    /// Entries whose setuid/setgid bits were stripped.
+    pub setid_stripped: u64,
 }
 
 /// Why a layer was not unpacked. Every variant names the blob.

@@ -96,3 +96,32 @@ fn in_namespace(ns: &std::path::Path) -> Vec<u32> {
     })
     .collect()
 }
+
+#[tokio::test]
+async fn a_root_service_gets_a_dev_with_the_usual_nodes_whatever_its_image_shipped() {
+    if !geteuid().is_root() {
+        eprintln!("skipped: mount namespaces need root");
+        return;
+    }
+    let fx = Fixture::new();
+    let spec = fx.spec(
+        "devs",
+        "for n in null zero full random urandom tty console; do [ -c /dev/$n ] || echo missing=$n; done; \
+         [ -d /dev/shm ] && [ -L /dev/ptmx ] && [ -L /dev/stdout ] || echo missing=dirs; \
+         echo written > /dev/null && echo devok",
+        RestartPolicy::No,
+    );
+    // The image's own /dev held a plain file where a node belongs.
+    std::fs::create_dir_all(spec.rootfs.join("dev")).unwrap();
+    std::fs::write(spec.rootfs.join("dev/null"), "not a device").unwrap();
+    fx.rt.start(&spec).await.expect("start");
+    wait_for(&fx.rt, "devs", |s| s.state == "exited").await;
+    let log = fx.rt.logs("devs", 20).await.expect("logs");
+    assert!(
+        log.contains("devok") && !log.contains("missing="),
+        "log: {log}"
+    );
+    // The tmpfs lived in the service's namespace only.
+    let null = std::fs::read_to_string(spec.rootfs.join("dev/null")).unwrap();
+    assert_eq!(null, "not a device");
+}
