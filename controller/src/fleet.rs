@@ -7,7 +7,9 @@
 
 use crate::store::{Presence, Store};
 use petrel_protocol::topics::{self, Channel};
-use petrel_protocol::{decode, encode, Desired, Envelope, Event, Limits, Reported, Status};
+use petrel_protocol::{
+    decode, encode, BrokerUrl, Desired, Envelope, Event, Limits, Reported, Status,
+};
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, Publish, QoS};
 use std::time::Duration;
 
@@ -29,16 +31,12 @@ impl Fleet {
     }
 }
 
-/// Parses `mqtt://host:port` (or `host:port`) into host and port.
-pub fn parse_broker_url(url: &str) -> Option<(String, u16)> {
-    let rest = url.strip_prefix("mqtt://").unwrap_or(url);
-    let (host, port) = rest.rsplit_once(':')?;
-    Some((host.to_string(), port.trim_end_matches('/').parse().ok()?))
-}
-
 /// Connects to the broker and spawns the session loop.
-pub fn start(host: &str, port: u16, store: Store, limits: Limits) -> Fleet {
-    let mut opts = MqttOptions::new("petrel-controller", host, port);
+pub fn start(broker: &BrokerUrl, store: Store, limits: Limits) -> Fleet {
+    let mut opts = MqttOptions::new("petrel-controller", broker.host.clone(), broker.port);
+    if let Some(user) = &broker.username {
+        opts.set_credentials(user.clone(), broker.password.clone().unwrap_or_default());
+    }
     opts.set_keep_alive(Duration::from_secs(10));
     opts.set_clean_session(true);
     opts.set_max_packet_size(

@@ -4,7 +4,7 @@
 use crate::blobs::BlobStore;
 use crate::http::{self, Api};
 use crate::store::Store;
-use petrel_protocol::Limits;
+use petrel_protocol::{BrokerUrl, Limits};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ pub enum ServeError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Blobs(#[from] crate::blobs::BlobError),
-    #[error("invalid broker url {0:?}: expected mqtt://host:port")]
+    #[error("{0}")]
     BrokerUrl(String),
     #[error("http server: {0}")]
     Http(std::io::Error),
@@ -57,7 +57,7 @@ pub async fn serve(
     }
     let store = Store::open(&cfg.data_dir.join("db"))?;
     let blobs = Arc::new(BlobStore::open(cfg.data_dir.join("blobs"))?);
-    let (host, port) = match &cfg.broker {
+    let broker = match &cfg.broker {
         BrokerMode::Embedded { listen } => {
             crate::broker::start_embedded(*listen);
             let host = if listen.ip().is_unspecified() {
@@ -65,13 +65,24 @@ pub async fn serve(
             } else {
                 listen.ip().to_string()
             };
-            (host, listen.port())
+            BrokerUrl {
+                tls: false,
+                host,
+                port: listen.port(),
+                username: None,
+                password: None,
+            }
         }
         BrokerMode::External { url } => {
-            crate::fleet::parse_broker_url(url).ok_or_else(|| ServeError::BrokerUrl(url.clone()))?
+            let parsed = BrokerUrl::parse(url).map_err(|e| ServeError::BrokerUrl(e.to_string()))?;
+            if parsed.tls {
+                let why = format!("broker {url:?}: mqtts:// (TLS) is not supported yet");
+                return Err(ServeError::BrokerUrl(why));
+            }
+            parsed
         }
     };
-    let fleet = crate::fleet::start(&host, port, store.clone(), cfg.limits);
+    let fleet = crate::fleet::start(&broker, store.clone(), cfg.limits);
     let deltas =
         crate::deltas::DeltaCache::new(cfg.data_dir.join("deltas"), blobs.clone(), store.clone())
             .map_err(|source| ServeError::DataDir {
@@ -87,7 +98,7 @@ pub async fn serve(
         tmp_dir,
         deploy_lock: Default::default(),
     };
-    tracing::info!(http = ?cfg.http.local_addr().ok(), broker = %format!("{host}:{port}"), "controller serving");
+    tracing::info!(http = ?cfg.http.local_addr().ok(), broker = %broker.address(), "controller serving");
     axum::serve(cfg.http, http::router(api))
         .with_graceful_shutdown(shutdown)
         .await

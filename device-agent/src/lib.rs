@@ -54,7 +54,7 @@ pub async fn run<R: Runtime>(
     runtime: R,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    let (host, port) = cfg.broker_addr().map_err(AgentError::Config)?;
+    let broker = cfg.broker_url().map_err(AgentError::Config)?;
     let store = store::AgentStore::open(&cfg.data_dir.join("db"))?;
     let layers = LayerStore::open(cfg.data_dir.join("layers"))
         .map_err(|e| AgentError::Layers(e.to_string()))?;
@@ -68,8 +68,7 @@ pub async fn run<R: Runtime>(
     };
     let (publisher, incoming) = session::start(
         &cfg.device_id,
-        &host,
-        port,
+        &broker,
         cfg.max_message_bytes,
         store.clone(),
     );

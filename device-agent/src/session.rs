@@ -69,12 +69,18 @@ fn status(device_id: &str, online: bool) -> Vec<u8> {
 /// of incoming messages.
 pub fn start(
     device_id: &str,
-    host: &str,
-    port: u16,
+    broker: &petrel_protocol::BrokerUrl,
     max_message: usize,
     store: AgentStore,
 ) -> (Publisher, mpsc::Receiver<Incoming>) {
-    let mut opts = MqttOptions::new(format!("petrel-agent-{device_id}"), host, port);
+    let mut opts = MqttOptions::new(
+        format!("petrel-agent-{device_id}"),
+        broker.host.clone(),
+        broker.port,
+    );
+    if let Some(user) = &broker.username {
+        opts.set_credentials(user.clone(), broker.password.clone().unwrap_or_default());
+    }
     opts.set_keep_alive(Duration::from_secs(10));
     opts.set_clean_session(true);
     // the transport admits more than the message limit, so an oversized

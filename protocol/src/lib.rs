@@ -10,8 +10,10 @@
 //! - [`health`]: what a health check probes, and its timing.
 //! - [`messages`]: desired / reported / event / status messages.
 //! - [`lifecycle`]: the update phase enum and its legal transitions.
+//! - [`broker`]: the broker address (`mqtt://`, `mqtts://`), parsed once.
 //! - [`codec`]: decoding with size limits and schema-version checks.
 
+pub mod broker;
 pub mod codec;
 pub mod digest;
 pub mod health;
@@ -20,6 +22,7 @@ pub mod manifest;
 pub mod messages;
 pub mod topics;
 
+pub use broker::{BrokerUrl, BrokerUrlError};
 pub use codec::{decode, decode_desired, encode, DecodeError, Limits};
 pub use digest::{Digest, DigestError};
 pub use lifecycle::{Phase, Step, TransitionError};
