@@ -31,9 +31,14 @@ pub enum Command {
     Release(ReleaseCmd),
     /// Set the desired release (NAME@VERSION) of devices.
     Deploy {
+        /// NAME@VERSION
+        #[arg(value_parser = parse_release_ref)]
         release: String,
         #[arg(long = "device", required = true)]
         devices: Vec<String>,
+        /// Accept device ids the controller has not seen yet.
+        #[arg(long)]
+        allow_new: bool,
     },
     /// Show every device: presence, desired vs current release, phase.
     Devices {
@@ -109,8 +114,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Deploy { release, devices } => {
-            for d in client.deploy(&release, &devices).await? {
+        Command::Deploy {
+            release,
+            devices,
+            allow_new,
+        } => {
+            for d in client.deploy_with(&release, &devices, allow_new).await? {
                 println!(
                     "{}: desired {release} (generation {})",
                     d.device, d.generation
@@ -175,6 +184,21 @@ async fn image(client: &Client, cmd: ImageCmd) -> Result<()> {
         m.id()
     );
     Ok(())
+}
+
+/// `NAME@VERSION`, checked before the controller is asked, with an error
+/// that says what is missing.
+fn parse_release_ref(s: &str) -> Result<String, String> {
+    match s.split_once('@') {
+        None => Err(format!(
+            "{s:?} has no version: write NAME@VERSION (e.g. {s}@1.0)"
+        )),
+        Some((_, "")) => Err(format!("{s:?} has an empty version: write NAME@VERSION")),
+        Some(_) => s
+            .parse::<petrel_protocol::ReleaseRef>()
+            .map(|_| s.to_string())
+            .map_err(|e| e.to_string()),
+    }
 }
 
 fn opt(r: &Option<petrel_protocol::ReleaseRef>) -> String {

@@ -6,23 +6,43 @@ use petrel_protocol::{Event, ImageConfig, ImageManifest, LayerDescriptor, Releas
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 
+/// Why a request failed. Each message is whole on its own (the cause's
+/// text included, never also exposed as `source()`), so `{:#}` prints it
+/// once.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach controller at {url}: {source}")]
-    Http { url: String, source: reqwest::Error },
+    #[error("cannot reach controller at {url}: {reason}")]
+    Http { url: String, reason: String },
     #[error("controller refused {url} ({status}): {message}")]
     Api {
         url: String,
         status: u16,
         message: String,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
+    #[error("{path} is a directory: `petrel image import` takes a docker-save or OCI archive tarball (docker save -o app.tar IMAGE; skopeo copy ... oci-archive:app.tar)")]
+    IsDirectory { path: PathBuf },
     #[error("packing {path}: {reason}")]
     Pack { path: PathBuf, reason: String },
+}
+
+/// A reqwest error with its causes, each said once ("error sending
+/// request: client error (Connect): tcp connect error: Connection refused").
+fn describe(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cause = c.source();
+    }
+    parts.join(": ")
 }
 
 #[derive(Clone)]
@@ -44,9 +64,9 @@ impl Client {
         req: reqwest::RequestBuilder,
         url: &str,
     ) -> Result<T, ClientError> {
-        let http_err = |source| ClientError::Http {
+        let http_err = |e: reqwest::Error| ClientError::Http {
             url: url.to_string(),
-            source,
+            reason: describe(&e),
         };
         let resp = req.send().await.map_err(http_err)?;
         let status = resp.status();
@@ -62,12 +82,16 @@ impl Client {
     }
 
     async fn file_body(path: &Path) -> Result<reqwest::Body, ClientError> {
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(|source| ClientError::Io {
+        let io = |error| ClientError::Io {
+            path: path.to_path_buf(),
+            error,
+        };
+        if tokio::fs::metadata(path).await.map_err(io)?.is_dir() {
+            return Err(ClientError::IsDirectory {
                 path: path.to_path_buf(),
-                source,
-            })?;
+            });
+        }
+        let file = tokio::fs::File::open(path).await.map_err(io)?;
         Ok(reqwest::Body::wrap_stream(
             tokio_util::io::ReaderStream::new(file),
         ))
@@ -158,15 +182,30 @@ impl Client {
         self.send(self.http.post(&url).json(&req), &url).await
     }
 
+    /// Deploys to devices, accepting ids not seen yet (agents started a
+    /// moment ago, as the simulator and tests do); the CLI asks for
+    /// [`Client::deploy_with`] and refuses unknown ids unless told.
     pub async fn deploy(
         &self,
         release: &str,
         devices: &[String],
     ) -> Result<Vec<Deployed>, ClientError> {
+        self.deploy_with(release, devices, true).await
+    }
+
+    /// Deploys to devices; with `allow_new` false, an id the controller
+    /// has never heard of is an error (nothing is deployed).
+    pub async fn deploy_with(
+        &self,
+        release: &str,
+        devices: &[String],
+        allow_new: bool,
+    ) -> Result<Vec<Deployed>, ClientError> {
         let url = format!("{}/v1/deployments", self.base);
         let req = Deploy {
             release: release.into(),
             devices: devices.to_vec(),
+            allow_new,
         };
         self.send(self.http.post(&url).json(&req), &url).await
     }

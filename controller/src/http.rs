@@ -270,6 +270,11 @@ pub struct Deploy {
     /// `name@version`
     pub release: String,
     pub devices: Vec<String>,
+    /// Accept devices the controller has never heard of (provisioned but
+    /// not yet connected). Off by default: a typo must not create a
+    /// phantom device that waits forever.
+    #[serde(default)]
+    pub allow_new: bool,
 }
 
 /// One device's new desired generation.
@@ -286,6 +291,22 @@ async fn deploy(State(api): State<Api>, Json(req): Json<Deploy>) -> ApiResult<Js
     }
     for id in &req.devices {
         petrel_protocol::validate_device_id(id).map_err(bad_request)?;
+    }
+    if !req.allow_new {
+        let known = api.store.device_ids()?;
+        let unknown: Vec<&str> = req
+            .devices
+            .iter()
+            .filter(|id| !known.contains(id))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            let msg = format!(
+                "unknown device {}: no such device has connected; check the id, or allow new devices (petrel deploy --allow-new)",
+                unknown.join(", ")
+            );
+            return Err(ApiError(StatusCode::NOT_FOUND, msg));
+        }
     }
     let release = api.store.release(&rref)?;
     let _guard = api.deploy_lock.lock().await;

@@ -74,5 +74,9 @@ pub async fn device_events(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<Event>>> {
     petrel_protocol::validate_device_id(&id).map_err(super::bad_request)?;
+    if !api.store.device_ids()?.contains(&id) {
+        let msg = format!("unknown device {id}: no such device has connected");
+        return Err(super::ApiError(axum::http::StatusCode::NOT_FOUND, msg));
+    }
     Ok(Json(api.store.events(&id)?))
 }
