@@ -1,11 +1,12 @@
 //! The `petrel` operator CLI: a thin layer over [`crate::client::Client`].
 
 use crate::client::Client;
-use crate::http::DeviceView;
-use anyhow::{Context, Result};
+use crate::http::{Deployed, DeviceView};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use petrel_protocol::ImageConfig;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "petrel", about = "Operate a Petrel fleet", version)]
@@ -39,6 +40,13 @@ pub enum Command {
         /// Accept device ids the controller has not seen yet.
         #[arg(long)]
         allow_new: bool,
+        /// Follow the devices until each runs the release (exit 0) or
+        /// fails or rolls back (exit 1), showing progress.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this many seconds (exit 1).
+        #[arg(long, default_value_t = 1800)]
+        timeout: u64,
     },
     /// Show every device: presence, desired vs current release, phase.
     Devices {
@@ -118,12 +126,18 @@ pub async fn run(cli: Cli) -> Result<()> {
             release,
             devices,
             allow_new,
+            wait,
+            timeout,
         } => {
-            for d in client.deploy_with(&release, &devices, allow_new).await? {
+            let deployed = client.deploy_with(&release, &devices, allow_new).await?;
+            for d in &deployed {
                 println!(
                     "{}: desired {release} (generation {})",
                     d.device, d.generation
                 );
+            }
+            if wait {
+                wait_deployed(&client, &deployed, Duration::from_secs(timeout)).await?;
             }
             Ok(())
         }
@@ -170,9 +184,17 @@ async fn image(client: &Client, cmd: ImageCmd) -> Result<()> {
             client.build_image(&dir, &name, &tag, config).await?
         }
         ImageCmd::List => {
+            let mut table = crate::table::Table::new(&["IMAGE", "LAYERS", "SIZE", "ID"]);
             for m in client.images().await? {
-                println!("{}:{} {} layers {}", m.name, m.tag, m.layers.len(), m.id());
+                let size: u64 = m.layers.iter().map(|l| l.size).sum();
+                table.row(vec![
+                    format!("{}:{}", m.name, m.tag),
+                    m.layers.len().to_string(),
+                    human_bytes(size),
+                    m.id().to_string(),
+                ]);
             }
+            print!("{}", table.render());
             return Ok(());
         }
     };
@@ -184,6 +206,108 @@ async fn image(client: &Client, cmd: ImageCmd) -> Result<()> {
         m.id()
     );
     Ok(())
+}
+
+/// Devices shown one line each up to this many; a summary bar beyond.
+const WAIT_LINES: usize = 20;
+
+/// `deploy --wait`: polls the fleet view until every deployed device has
+/// converged, failed or been superseded; redraws its lines in place on a
+/// terminal, prints changes only otherwise.
+async fn wait_deployed(client: &Client, deployed: &[Deployed], timeout: Duration) -> Result<()> {
+    use crate::watch::{line, outcome, summary, Outcome, Rates};
+    use std::io::{IsTerminal, Write};
+    let start = std::time::Instant::now();
+    let tty = std::io::stdout().is_terminal();
+    let mut rates = Rates::default();
+    let (mut drawn, mut last_text) = (0usize, Vec::<String>::new());
+    loop {
+        let views = match client.devices().await {
+            Ok(v) => v,
+            Err(e) if start.elapsed() < timeout => {
+                eprintln!("waiting: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let now_s = start.elapsed().as_secs_f64();
+        let mut outcomes = Vec::new();
+        let mut lines = Vec::new();
+        for d in deployed {
+            let Some(view) = views.iter().find(|v| v.id == d.device) else {
+                outcomes.push(Outcome::Pending);
+                lines.push(format!("{}  not connected yet", d.device));
+                continue;
+            };
+            let o = outcome(view, d.generation);
+            let rate = rates.update(&view.id, view.progress.bytes_done, now_s);
+            lines.push(line(view, &o, rate));
+            outcomes.push(o);
+        }
+        if deployed.len() > WAIT_LINES {
+            lines = vec![summary(&outcomes)];
+        }
+        let mut out = std::io::stdout().lock();
+        if tty {
+            // Back to the top of what was drawn last time, clearing it.
+            for _ in 0..drawn {
+                write!(out, "\x1b[1A\x1b[2K")?;
+            }
+            lines.iter().try_for_each(|l| writeln!(out, "{l}"))?;
+            drawn = lines.len();
+        } else {
+            let changed = |l: &&String| !last_text.contains(l) && !l.contains(" of ");
+            lines
+                .iter()
+                .filter(changed)
+                .try_for_each(|l| writeln!(out, "{l}"))?;
+            last_text = lines.clone();
+        }
+        out.flush()?;
+        drop(out);
+        if outcomes.iter().all(Outcome::done) {
+            return wait_verdict(deployed, &outcomes);
+        }
+        if start.elapsed() >= timeout {
+            let left: Vec<&str> = deployed
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| !o.done())
+                .map(|(d, _)| d.device.as_str())
+                .collect();
+            bail!(
+                "timed out after {} s; not done: {}",
+                timeout.as_secs(),
+                left.join(", ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Ok if every device converged; else an error naming each that did not.
+fn wait_verdict(deployed: &[Deployed], outcomes: &[crate::watch::Outcome]) -> Result<()> {
+    use crate::watch::Outcome;
+    let bad: Vec<String> = deployed
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(d, o)| match o {
+            Outcome::Failed(why) => Some(format!("{}: {why}", d.device)),
+            Outcome::Superseded(g) => Some(format!("{}: superseded by generation {g}", d.device)),
+            _ => None,
+        })
+        .collect();
+    if bad.is_empty() {
+        println!("all {} devices run the release", deployed.len());
+        return Ok(());
+    }
+    bail!(
+        "{} of {} devices did not converge:\n  {}",
+        bad.len(),
+        deployed.len(),
+        bad.join("\n  ")
+    )
 }
 
 /// `NAME@VERSION`, checked before the controller is asked, with an error
@@ -205,43 +329,76 @@ fn opt(r: &Option<petrel_protocol::ReleaseRef>) -> String {
     r.as_ref().map_or("-".into(), |r| r.to_string())
 }
 
-/// The `petrel devices` table.
+/// The `petrel devices` table: columns sized to their content, an error
+/// line under a device that has one.
 pub fn devices_table(devices: &[DeviceView], now_ms: u64) -> String {
-    let mut out = format!(
-        "{:<16} {:<8} {:<20} {:<20} {:<12} {:<14} {}\n",
-        "DEVICE", "STATUS", "DESIRED", "CURRENT", "PHASE", "PROGRESS", "LAST SEEN"
-    );
+    let mut table = crate::table::Table::new(&[
+        "DEVICE",
+        "STATUS",
+        "DESIRED",
+        "CURRENT",
+        "PHASE",
+        "PROGRESS",
+        "LAST SEEN",
+    ]);
     for d in devices {
-        let progress = if d.progress.bytes_total > 0 {
-            format!(
-                "{}/{} KB",
-                d.progress.bytes_done / 1024,
-                d.progress.bytes_total / 1024
-            )
-        } else {
-            "-".into()
-        };
         let seen = if d.last_seen_ms == 0 {
             "never".into()
         } else {
             format!("{}s ago", now_ms.saturating_sub(d.last_seen_ms) / 1000)
         };
-        out += &format!(
-            "{:<16} {:<8} {:<20} {:<20} {:<12} {:<14} {}\n",
-            d.id,
-            if d.online { "online" } else { "offline" },
+        table.row(vec![
+            d.id.clone(),
+            if d.online { "online" } else { "offline" }.into(),
             opt(&d.desired),
             opt(&d.current),
-            serde_json::to_value(d.phase)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-            progress,
-            seen
-        );
+            phase_name(d.phase),
+            progress(d),
+            seen,
+        ]);
         if let Some(e) = &d.last_error {
-            out += &format!("{:<16} error: {e}\n", "");
+            table.note(format!("error: {}", one_line(e)));
         }
     }
-    out
+    table.render()
+}
+
+fn phase_name(phase: petrel_protocol::Phase) -> String {
+    serde_json::to_value(phase)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// Bytes of the download, or what the device is doing when there are none
+/// to count: never "-" while an update is under way.
+fn progress(d: &DeviceView) -> String {
+    use petrel_protocol::Phase;
+    let p = &d.progress;
+    if p.bytes_total > 0 && d.phase == Phase::Downloading {
+        let pct = p.bytes_done.saturating_mul(100) / p.bytes_total;
+        return format!("{pct}% of {}", human_bytes(p.bytes_total));
+    }
+    match d.phase {
+        Phase::Downloading => "starting".into(),
+        Phase::Installing => "unpacking".into(),
+        Phase::Swapping => "swapping".into(),
+        Phase::RollingBack => "rolling back".into(),
+        _ => "-".into(),
+    }
+}
+
+/// 1.5 MB, 820 KB, 12 B.
+pub fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 10_000_000 => format!("{} MB", n / 1_000_000),
+        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{} KB", n / 1_000),
+        n => format!("{n} B"),
+    }
+}
+
+/// Multi-line text (a process's output in an error) on one table line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -28,6 +28,8 @@ pub mod images;
 pub mod layer_paths;
 pub mod server;
 pub mod store;
+pub mod table;
+pub mod watch;
 
 pub use server::{serve, BrokerMode, ServeConfig};
 

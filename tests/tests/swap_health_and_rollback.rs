@@ -3,10 +3,28 @@
 //! release that crashes, or runs but fails its health check, is rolled
 //! back automatically and reported `rolled-back` with the reason, under
 //! both `handover` and `stop-first`; the previous release runs again.
+//! The operator's `petrel deploy --wait` follows the first two: exit 0
+//! when the device runs the release, 1 with the reason when it rolls back.
 
 use petrel_controller::client::Client;
 use petrel_protocol::{EventKind, Phase};
 use petrel_tests::*;
+
+/// `petrel deploy RELEASE --device ID --wait` against `ctl`.
+fn deploy_wait(ctl: &Controller, release: &str, device: &str) -> std::process::Output {
+    std::process::Command::new(bin("petrel"))
+        .args([
+            "--controller",
+            &ctl.url(),
+            "deploy",
+            release,
+            "--device",
+            device,
+        ])
+        .args(["--wait", "--timeout", "180"])
+        .output()
+        .expect("the petrel CLI runs")
+}
 
 /// Release `demo@version` of sample-app:`tag` with extra args and compose
 /// lines (health check, swap strategy).
@@ -67,7 +85,14 @@ async fn unhealthy_releases_roll_back_under_handover_and_stop_first() -> anyhow:
     // handover: v2 healthy on its own port, then v1 stops
     let listen2 = format!("127.0.0.1:{p2}");
     release(&client, "2", "v2", &["--listen", &listen2], &http_check(p2)).await?;
-    client.deploy("demo@2", &devices).await?;
+    let out = deploy_wait(&ctl, "demo@2", &agent.id);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("all 1 devices run the release"), "{said}");
     wait_converged(&client, &agent.id, "2").await?;
     let v2_pid = running_app(&agent.data_dir, "2").await?;
     assert!(!pid_alive(v1_pid), "v1 stopped after the handover");
@@ -75,7 +100,13 @@ async fn unhealthy_releases_roll_back_under_handover_and_stop_first() -> anyhow:
     // handover to a release that crashes: rolled back, v2 never stopped
     let seq = last_seq(&client, &agent.id).await;
     release(&client, "3", "v3", &["--exit-after-ms", "300"], "").await?;
-    client.deploy("demo@3", &devices).await?;
+    let out = deploy_wait(&ctl, "demo@3", &agent.id);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a rollback is a failure of --wait");
+    assert!(
+        err.contains("1 of 1 devices did not converge") && err.contains("rolled back"),
+        "{err}"
+    );
     wait_rolled_back(&client, &agent, seq, "did not stay up").await?;
     // the reason carries the service's last output
     let events = client.events(&agent.id).await?;

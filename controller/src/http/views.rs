@@ -19,6 +19,10 @@ pub struct DeviceView {
     /// The release being installed, while an update is under way.
     pub target: Option<ReleaseRef>,
     pub applied_generation: u64,
+    /// The highest desired generation the device has accepted (its own
+    /// report): a failure or rollback shown in `phase` is about it.
+    #[serde(default)]
+    pub accepted_generation: u64,
     pub phase: Phase,
     pub progress: Progress,
     pub services: Vec<ServiceState>,
@@ -53,6 +57,7 @@ fn view(api: &Api, id: &str) -> ApiResult<DeviceView> {
         current: reported.current,
         target: reported.target,
         applied_generation: reported.applied_generation,
+        accepted_generation: reported.desired_generation,
         phase: reported.phase,
         progress: reported.progress,
         services: reported.services,
