@@ -132,10 +132,14 @@ async fn get_delta(
     }
 }
 
+/// The path list as JSON, zstd-compressed (`Content-Encoding: zstd`) when
+/// the client accepts it: a base layer lists thousands of paths that
+/// compress ~10x, and devices sit on metered links.
 async fn get_layer_paths(
     State(api): State<Api>,
     Path(diff_id): Path<String>,
-) -> ApiResult<Json<Vec<String>>> {
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Response> {
     let diff_id: Digest = diff_id.parse().map_err(bad_request)?;
     let (store, blobs, dir) = (api.store.clone(), api.blobs.clone(), api.paths_dir.clone());
     let d = diff_id.clone();
@@ -145,9 +149,22 @@ async fn get_layer_paths(
     .await
     .map_err(internal)?
     .map_err(internal)?;
-    paths
-        .map(Json)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("layer {diff_id} not found")))
+    let paths = paths
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("layer {diff_id} not found")))?;
+    let accepts_zstd = headers
+        .get(axum::http::header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("zstd")));
+    if !accepts_zstd {
+        return Ok(Json(paths).into_response());
+    }
+    let json = serde_json::to_vec(&paths).map_err(internal)?;
+    let packed = zstd::bulk::compress(&json, 9).map_err(internal)?;
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "application/json"),
+        (axum::http::header::CONTENT_ENCODING, "zstd"),
+    ];
+    Ok((headers, packed).into_response())
 }
 
 /// Streams a request body into a temp file (uploads can be large).

@@ -66,13 +66,19 @@ pub struct Fetcher {
     base: String,
     downloads: PathBuf,
     bases: PathBuf,
+    /// Layer path lists already fetched, `<hex>.json`.
+    paths_cache: PathBuf,
 }
+
+/// Largest path list accepted (decompressed): outside input.
+const MAX_PATH_LIST: usize = 64 << 20;
 
 impl Fetcher {
     pub fn new(base: &str, data_dir: &Path) -> Result<Fetcher, FetchError> {
         let downloads = data_dir.join("downloads");
         let bases = data_dir.join("bases");
-        for d in [&downloads, &bases] {
+        let paths_cache = data_dir.join("layer-paths");
+        for d in [&downloads, &bases, &paths_cache] {
             std::fs::create_dir_all(d).map_err(io("create", d))?;
         }
         let http = reqwest::Client::builder()
@@ -89,6 +95,7 @@ impl Fetcher {
             base: base.trim_end_matches('/').to_string(),
             downloads,
             bases,
+            paths_cache,
         })
     }
 
@@ -189,7 +196,16 @@ impl Fetcher {
 
     /// The regular-file paths of a layer, from the controller (small; not
     /// resumed: on failure the caller just skips path-based base choice).
+    /// The regular-file paths of layer `diff_id`: from the on-disk cache,
+    /// else fetched (zstd-compressed when the controller offers it) and
+    /// cached, since a layer's paths never change.
     pub async fn layer_paths(&self, diff_id: &Digest) -> Result<Vec<String>, FetchError> {
+        let cached = self.paths_cache.join(format!("{}.json", diff_id.hex()));
+        if let Ok(bytes) = std::fs::read(&cached) {
+            if let Ok(paths) = serde_json::from_slice(&bytes) {
+                return Ok(paths);
+            }
+        }
         let url = format!("{}/v1/layers/{diff_id}/paths", self.base);
         let err = |reason: String| FetchError::Transient {
             url: url.clone(),
@@ -198,11 +214,31 @@ impl Fetcher {
         let resp = self
             .http
             .get(&url)
+            .header(reqwest::header::ACCEPT_ENCODING, "zstd")
             .send()
             .await
             .map_err(|e| err(e.to_string()))?;
         let resp = resp.error_for_status().map_err(|e| err(e.to_string()))?;
-        resp.json().await.map_err(|e| err(e.to_string()))
+        let zstd = resp
+            .headers()
+            .get(reqwest::header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes() == b"zstd");
+        let body = resp.bytes().await.map_err(|e| err(e.to_string()))?;
+        let json = match zstd {
+            true => zstd::bulk::decompress(&body, MAX_PATH_LIST)
+                .map_err(|e| err(format!("bad zstd path list: {e}")))?,
+            false => body.to_vec(),
+        };
+        let paths: Vec<String> =
+            serde_json::from_slice(&json).map_err(|e| err(format!("bad path list: {e}")))?;
+        let tmp = cached.with_extension("tmp");
+        if std::fs::write(&tmp, &json)
+            .and_then(|()| std::fs::rename(&tmp, &cached))
+            .is_err()
+        {
+            tracing::debug!(path = %cached.display(), "could not cache a layer path list");
+        }
+        Ok(paths)
     }
 
     /// Resumes `url` into `part` until complete. `cap`: most bytes accepted.

@@ -112,6 +112,16 @@ async fn sharing_paths(
     to: &Digest,
     tried: &[Digest],
 ) -> Option<Digest> {
+    let candidates: Vec<Digest> = held
+        .iter()
+        .flat_map(|r| r.layers())
+        .map(|l| l.diff_id.clone())
+        .filter(|d| d != to && !tried.contains(d) && paths.fetcher.base_path(d).exists())
+        .collect();
+    // No held base to compare with: the path list would be wasted bytes.
+    if candidates.is_empty() {
+        return None;
+    }
     let wanted = match paths.fetcher.layer_paths(to).await {
         // outside input: only plain relative paths may be looked up
         Ok(p) => p
@@ -123,12 +133,6 @@ async fn sharing_paths(
             return None;
         }
     };
-    let candidates: Vec<Digest> = held
-        .iter()
-        .flat_map(|r| r.layers())
-        .map(|l| l.diff_id.clone())
-        .filter(|d| d != to && !tried.contains(d) && paths.fetcher.base_path(d).exists())
-        .collect();
     let layers = paths.layers.clone();
     tokio::task::spawn_blocking(move || {
         let score = |d: &Digest| {

@@ -168,6 +168,26 @@ async fn a_layer_that_moved_position_finds_its_base_by_shared_paths() -> anyhow:
         log.contains(&data_delta),
         "the moved data layer came as a delta from its old self:\n{log}"
     );
+    // The path list came once, compressed, and is cached on the device.
+    let cached = agent
+        .data_dir
+        .join(format!("layer-paths/{}.json", v2[0].diff_id.hex()));
+    let cached: Vec<String> = serde_json::from_slice(&std::fs::read(&cached)?)?;
+    assert!(
+        cached.iter().any(|p| p.ends_with("data/blob.bin")),
+        "{cached:?}"
+    );
+    let url = format!("{}/v1/layers/{}/paths", ctl.url(), v2[0].diff_id);
+    let http = reqwest::Client::new();
+    let packed = http
+        .get(&url)
+        .header("accept-encoding", "zstd")
+        .send()
+        .await?;
+    assert_eq!(packed.headers()["content-encoding"], "zstd");
+    let packed = packed.bytes().await?;
+    let plain = http.get(&url).send().await?.bytes().await?;
+    assert_eq!(zstd::decode_all(&packed[..])?, plain.to_vec());
     Ok(())
 }
 
