@@ -152,10 +152,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Events { device } => {
             for e in client.events(&device).await? {
-                println!(
-                    "{:>6} {:?} gen {} {}",
-                    e.seq, e.kind, e.generation, e.message
-                );
+                // A service's output in a message may span lines: they
+                // are indented under the message so each event stays one
+                // block.
+                let message = e.message.trim_end().replace('\n', "\n                ");
+                println!("{:>6} {:?} gen {} {message}", e.seq, e.kind, e.generation);
             }
             Ok(())
         }
