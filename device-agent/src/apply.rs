@@ -18,11 +18,33 @@ pub struct Paths {
     pub rootfs_dir: PathBuf,
 }
 
-/// Bytes done / total of the download in progress.
+/// Bytes done / total of the download in progress, and what keeps it
+/// from progressing, if anything (reported as the device's last error
+/// while the phase stays `downloading`).
 #[derive(Default)]
 pub struct ProgressCounter {
     pub done: AtomicU64,
     pub total: AtomicU64,
+    problem: std::sync::Mutex<Option<String>>,
+}
+
+impl ProgressCounter {
+    /// Records why the download is stuck (`None`: it moves again).
+    /// Returns whether that changed, so callers log once per change
+    /// rather than once per retry.
+    pub fn set_problem(&self, problem: Option<String>) -> bool {
+        let mut slot = self.problem.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = *slot != problem;
+        *slot = problem;
+        changed
+    }
+
+    pub fn problem(&self) -> Option<String> {
+        self.problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// Unpacks every layer (verifying diff_ids) and assembles each image's

@@ -77,7 +77,7 @@ impl<R: Runtime> Driver<R> {
         self.perform(resume).await;
         let mut beat = tokio::time::interval(heartbeat);
         let mut progress_tick = tokio::time::interval(Duration::from_millis(500));
-        let mut last_progress = 0;
+        let mut last_progress = (0, None);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -101,9 +101,12 @@ impl<R: Runtime> Driver<R> {
                 }
                 _ = beat.tick() => self.report().await,
                 _ = progress_tick.tick() => {
-                    let done = self.progress.done.load(Ordering::Relaxed);
-                    if self.machine.state.phase.in_progress() && done != last_progress {
-                        last_progress = done;
+                    let now = (
+                        self.progress.done.load(Ordering::Relaxed),
+                        self.progress.problem(),
+                    );
+                    if self.machine.state.phase.in_progress() && now != last_progress {
+                        last_progress = now;
                         self.report().await;
                     }
                 }
@@ -129,6 +132,7 @@ impl<R: Runtime> Driver<R> {
             // a new download: never report the previous one's byte counts
             self.progress.done.store(0, Ordering::Relaxed);
             self.progress.total.store(0, Ordering::Relaxed);
+            self.progress.set_problem(None);
         }
         for action in actions {
             match action {
@@ -296,6 +300,11 @@ impl<R: Runtime> Driver<R> {
         } else {
             Progress::default()
         };
+        let problem = st
+            .phase
+            .in_progress()
+            .then(|| self.progress.problem())
+            .flatten();
         let r = Reported {
             schema: SCHEMA,
             device_id: self.device_id.clone(),
@@ -307,7 +316,9 @@ impl<R: Runtime> Driver<R> {
             phase: st.phase,
             progress,
             services,
-            last_error: st.last_error.clone(),
+            // While downloading, why the download is not moving (an
+            // unreachable controller_url, say) is the error to show.
+            last_error: problem.or_else(|| st.last_error.clone()),
             updated_at_ms: now_ms(),
         };
         self.publisher.report(&r);

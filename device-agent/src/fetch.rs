@@ -329,7 +329,14 @@ impl Fetcher {
         let mut written = if status == 206 { have } else { 0 };
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| transient(e.to_string()))?;
+            // reqwest calls a body cut short "error decoding response
+            // body": say what happened, with the underlying cause.
+            let chunk = chunk.map_err(|e| {
+                transient(format!(
+                    "connection lost after {written} of {total} bytes ({})",
+                    cause_chain(&e)
+                ))
+            })?;
             written += chunk.len() as u64;
             if written > total {
                 drop(file);
@@ -394,6 +401,24 @@ async fn hash_file(path: &Path) -> Result<Digest, FetchError> {
         hasher.update(&buf[..n]);
     }
     Ok(Digest::from_hasher(hasher))
+}
+
+/// The innermost causes of a reqwest error, each once ("connection reset
+/// by peer" rather than "error decoding response body").
+fn cause_chain(e: &reqwest::Error) -> String {
+    let mut parts = Vec::new();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !parts.contains(&text) {
+            parts.push(text);
+        }
+        cause = c.source();
+    }
+    match parts.is_empty() {
+        true => e.to_string(),
+        false => parts.join(": "),
+    }
 }
 
 /// Exponential backoff with jitter: attempt 0 waits 100-200 ms, doubling
