@@ -17,7 +17,9 @@ async fn a_wrong_controller_url_shows_as_the_devices_last_error_and_is_logged_on
     let agent = Agent::start(tmp.path(), "lost-1", &ctl.broker_url(), &wrong)?;
     sample_image(&client, tmp.path(), "v1", "1", &[]).await?;
     sample_release(&client, "1", "v1").await?;
-    client.deploy("demo@1", &[agent.id.clone()]).await?;
+    client
+        .deploy("demo@1", std::slice::from_ref(&agent.id))
+        .await?;
 
     let view = wait_for(
         Duration::from_secs(60),
