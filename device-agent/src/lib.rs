@@ -46,6 +46,21 @@ pub enum AgentError {
     Layers(String),
     #[error("config: {0}")]
     Config(String),
+    #[error("stopping service instance {name}: {reason}")]
+    Stop { name: String, reason: String },
+}
+
+/// Stops every instance `runtime` knows (for `petrel-agent
+/// stop-services`); returns how many. Errors name the instance.
+pub async fn stop_all<R: Runtime>(runtime: &R) -> Result<usize, AgentError> {
+    let instances = runtime.list().await;
+    for i in &instances {
+        runtime.stop(&i.name).await.map_err(|e| AgentError::Stop {
+            name: i.name.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(instances.len())
 }
 
 /// Runs the agent with `runtime` until `shutdown` resolves.

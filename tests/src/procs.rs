@@ -186,6 +186,11 @@ impl Agent {
         Ok(())
     }
 
+    /// The agent's config file.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
     /// SIGKILL, as a power cut would.
     pub fn kill9(&mut self) {
         kill9(&mut self.child);

@@ -154,6 +154,23 @@ pub fn remove_all(dir: &Path) -> Result<usize, RootfsError> {
     Ok(removed)
 }
 
+/// Unmounts every overlay rootfs in `dir`, keeping their state (the agent
+/// mounts them again when it next starts a service); for
+/// `petrel-agent stop-services`. Returns how many were mounted.
+pub fn unmount_all(dir: &Path) -> Result<usize, RootfsError> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let mut unmounted = 0;
+    for entry in entries {
+        let path = entry.map_err(io_err(dir))?.path();
+        if overlay::unmount(&path).map_err(io_err(&path))? {
+            unmounted += 1;
+        }
+    }
+    Ok(unmounted)
+}
+
 /// Removes the unfinished trees a crash may have left in `dir` (the parent
 /// of the rootfs directories); returns how many. Call at startup.
 pub fn remove_stale(dir: &Path) -> Result<usize, RootfsError> {

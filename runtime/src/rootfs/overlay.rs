@@ -70,6 +70,17 @@ pub fn ensure_mounted(dest: &Path) -> io::Result<()> {
     mount_at(dest, &state)
 }
 
+/// Unmounts the overlay rootfs at `dest` if it is mounted, keeping its
+/// state (as a reboot would: [`ensure_mounted`] mounts it again). Returns
+/// whether it was mounted.
+pub fn unmount(dest: &Path) -> io::Result<bool> {
+    if dest.is_dir() && state_dir(dest).is_dir() && is_mount_point(dest)? {
+        umount2(dest, MntFlags::MNT_DETACH)?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 /// Unmounts `dest` if something is mounted there (only an overlay rootfs
 /// ever is), then deletes it and its overlay state, if any.
 pub(super) fn remove(dest: &Path) -> io::Result<()> {
