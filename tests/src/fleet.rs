@@ -60,6 +60,18 @@ pub async fn sample_release(client: &Client, version: &str, tag: &str) -> Result
     Ok(())
 }
 
+/// The common start of a scenario: the sample app's `demo@1` built,
+/// deployed to `agent` and running; returns the app's host pid.
+pub async fn run_demo_v1(client: &Client, tmp: &Path, agent: &crate::Agent) -> Result<u32> {
+    sample_image(client, tmp, "v1", "1", &[]).await?;
+    sample_release(client, "1", "v1").await?;
+    client
+        .deploy("demo@1", std::slice::from_ref(&agent.id))
+        .await?;
+    wait_converged(client, &agent.id, "1").await?;
+    running_app(&agent.data_dir, "1").await
+}
+
 /// Waits until `device` reports `demo@version` running as desired.
 pub async fn wait_converged(client: &Client, device: &str, version: &str) -> Result<DeviceView> {
     wait_for(

@@ -24,13 +24,7 @@ async fn stop_services_stops_the_release_and_unmounts_and_the_agent_brings_it_ba
     let ctl = Controller::start(&tmp.path().join("ctl"))?;
     let client = ctl.client();
     let mut agent = Agent::start(tmp.path(), "ss-1", &ctl.broker_url(), &ctl.url())?;
-    sample_image(&client, tmp.path(), "v1", "1", &[]).await?;
-    sample_release(&client, "1", "v1").await?;
-    client
-        .deploy("demo@1", std::slice::from_ref(&agent.id))
-        .await?;
-    wait_converged(&client, &agent.id, "1").await?;
-    let pid = running_app(&agent.data_dir, "1").await?;
+    let pid = run_demo_v1(&client, tmp.path(), &agent).await?;
 
     agent.kill9(); // its services outlive it, as after a crash
     assert!(pid_alive(pid));

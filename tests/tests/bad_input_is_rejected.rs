@@ -103,13 +103,7 @@ async fn bad_input_is_rejected_with_clear_events_and_the_current_release_keeps_r
     let ctl = Controller::start(&tmp.path().join("ctl"))?;
     let client = ctl.client();
     let mut agent = Agent::start(tmp.path(), "x-1", &ctl.broker_url(), &ctl.url())?;
-    sample_image(&client, tmp.path(), "v1", "1", &[]).await?;
-    sample_release(&client, "1", "v1").await?;
-    client
-        .deploy("demo@1", std::slice::from_ref(&agent.id))
-        .await?;
-    wait_converged(&client, &agent.id, "1").await?;
-    let v1_pid = running_app(&agent.data_dir, "1").await?;
+    let v1_pid = run_demo_v1(&client, tmp.path(), &agent).await?;
     let desired_topic = topic(&agent.id, Channel::Desired);
 
     // malformed JSON, unknown schema, oversized message on the desired topic
