@@ -128,7 +128,7 @@ fn service(
     let (img, tag) = svc.image.rsplit_once(':').unwrap_or((&svc.image, "latest"));
     let image = lookup(img, tag).ok_or_else(|| ComposeError::UnknownImage {
         service: name.to_string(),
-        image: svc.image.clone(),
+        image: format!("{img}:{tag}"),
     })?;
     let command = svc.command.map(argv).transpose().map_err(invalid)?;
     let restart = svc

@@ -270,9 +270,33 @@ async fn create_release(
     let release = crate::compose::to_release(&req.compose, &req.name, &req.version, |n, t| {
         store.image(n, t).ok().flatten()
     })
-    .map_err(bad_request)?;
+    .map_err(|e| match &e {
+        crate::compose::ComposeError::UnknownImage { image, .. } => {
+            bad_request(format!("{e}; {}", known_tags(&api.store, image)))
+        }
+        _ => bad_request(e),
+    })?;
     api.store.put_release(&release)?;
     Ok((StatusCode::CREATED, Json(release)))
+}
+
+/// What the controller holds under an image reference's name (`image:`
+/// without a tag means `latest`): for the error of a compose file naming
+/// an image that is not there.
+fn known_tags(store: &crate::store::Store, image: &str) -> String {
+    let name = image.rsplit_once(':').map_or(image, |(n, _)| n);
+    let mut tags: Vec<String> = store
+        .images()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.name == name)
+        .map(|m| m.tag)
+        .collect();
+    tags.sort();
+    match tags.is_empty() {
+        true => format!("no image is named {name} (see petrel image list)"),
+        false => format!("{name} has the tags {}", tags.join(", ")),
+    }
 }
 
 async fn list_releases(

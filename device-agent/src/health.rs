@@ -22,7 +22,7 @@ pub async fn wait_healthy<R: Runtime>(
     let started = Instant::now();
     let mut failures = 0;
     loop {
-        still_up(runtime, &spec.name).await?;
+        still_up(runtime, &spec.name, started.elapsed()).await?;
         let healthy = match &probe {
             Probe::None => true,
             Probe::Running(n) => started.elapsed() >= Duration::from_secs(*n),
@@ -52,14 +52,32 @@ pub async fn wait_healthy<R: Runtime>(
 }
 
 /// The instance must be running and never have restarted.
-async fn still_up<R: Runtime>(runtime: &R, name: &str) -> Result<(), String> {
+async fn still_up<R: Runtime>(runtime: &R, name: &str, up_for: Duration) -> Result<(), String> {
     match runtime.inspect(name).await {
         Some(s) if s.is_running() && s.restarts == 0 => Ok(()),
         Some(s) => Err(format!(
-            "service {name} did not stay up ({}, exit code {:?})",
-            s.state, s.exit_code
+            "service {name} did not stay up: {}",
+            what_happened(&s, up_for)
         )),
         None => Err(format!("service {name} vanished after start")),
+    }
+}
+
+/// A stopped or restarting instance, as a sentence: "it exited with code
+/// 0 after 2.1 s", "it restarted 3 times within 1.5 s".
+fn what_happened(s: &petrel_runtime::InstanceStatus, up_for: Duration) -> String {
+    let after = format!("{:.1} s", up_for.as_secs_f64());
+    let code = |c: Option<i32>| c.map_or("no exit code".to_string(), |c| format!("code {c}"));
+    match s.state.as_str() {
+        _ if s.restarts > 0 && s.is_running() => {
+            format!("it restarted {} times within {after}", s.restarts)
+        }
+        "exited" => format!("it exited with {} after {after}", code(s.exit_code)),
+        "restarting" => format!(
+            "it exited with {} after {after} and is restarting",
+            code(s.exit_code)
+        ),
+        other => format!("it is {other} after {after}"),
     }
 }
 
@@ -101,5 +119,43 @@ async fn http_ok(url: &str) -> bool {
     match client.get(url).send().await {
         Ok(resp) => resp.status().is_success() || resp.status().is_redirection(),
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use petrel_runtime::InstanceStatus;
+
+    fn status(state: &str, restarts: u32, exit_code: Option<i32>) -> InstanceStatus {
+        InstanceStatus {
+            name: "app-g2".into(),
+            state: state.into(),
+            pid: None,
+            restarts,
+            exit_code,
+        }
+    }
+
+    #[test]
+    fn an_unhealthy_instance_is_described_in_a_sentence() {
+        let t = Duration::from_millis(2_130);
+        let said = |s| what_happened(&s, t);
+        assert_eq!(
+            said(status("exited", 0, Some(0))),
+            "it exited with code 0 after 2.1 s"
+        );
+        assert_eq!(
+            said(status("restarting", 1, Some(3))),
+            "it exited with code 3 after 2.1 s and is restarting"
+        );
+        assert_eq!(
+            said(status("running", 2, None)),
+            "it restarted 2 times within 2.1 s"
+        );
+        assert_eq!(
+            said(status("stopped", 0, None)),
+            "it is stopped after 2.1 s"
+        );
     }
 }

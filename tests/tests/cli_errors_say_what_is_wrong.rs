@@ -49,6 +49,13 @@ async fn deploy_without_a_version_to_an_unknown_device_or_events_of_nobody_are_c
     create.push(compose.to_str().unwrap());
     assert!(petrel(&ctl, &create).status.success());
 
+    // An image without a tag is `latest`; the error names the tags there are.
+    std::fs::write(&compose, "services:\n  app:\n    image: app\n")?;
+    let mut create2: Vec<&str> = create.clone();
+    create2[4] = "2";
+    let out = petrel(&ctl, &create2);
+    failed_saying(&out, &["app:latest", "app has the tags 1"]);
+
     let out = petrel(&ctl, &["deploy", "demo", "--device", "pi-1"]);
     failed_saying(&out, &["\"demo\" has no version", "NAME@VERSION"]);
 
