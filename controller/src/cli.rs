@@ -364,7 +364,7 @@ pub fn devices_table(devices: &[DeviceView], now_ms: u64) -> String {
     table.render()
 }
 
-fn phase_name(phase: petrel_protocol::Phase) -> String {
+pub(crate) fn phase_name(phase: petrel_protocol::Phase) -> String {
     serde_json::to_value(phase)
         .ok()
         .and_then(|v| v.as_str().map(String::from))
@@ -400,6 +400,6 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 /// Multi-line text (a process's output in an error) on one table line.
-fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -30,21 +30,6 @@ pub enum ClientError {
     Pack { path: PathBuf, reason: String },
 }
 
-/// A reqwest error with its causes, each said once ("error sending
-/// request: client error (Connect): tcp connect error: Connection refused").
-fn describe(e: &reqwest::Error) -> String {
-    let mut parts: Vec<String> = vec![e.to_string()];
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cause = c.source();
-    }
-    parts.join(": ")
-}
-
 #[derive(Clone)]
 pub struct Client {
     base: String,
@@ -66,7 +51,7 @@ impl Client {
     ) -> Result<T, ClientError> {
         let http_err = |e: reqwest::Error| ClientError::Http {
             url: url.to_string(),
-            reason: describe(&e),
+            reason: petrel_protocol::error_text(&e),
         };
         let resp = req.send().await.map_err(http_err)?;
         let status = resp.status();

@@ -3,7 +3,7 @@
 //! caller polls the fleet view and passes the time in, so the rules are
 //! tested without a controller.
 
-use crate::cli::human_bytes;
+use crate::cli::{human_bytes, one_line, phase_name};
 use crate::http::DeviceView;
 use petrel_protocol::Phase;
 use std::collections::HashMap;
@@ -93,10 +93,7 @@ pub fn line(view: &DeviceView, outcome: &Outcome, rate: Option<f64>) -> String {
 }
 
 fn pending(view: &DeviceView, rate: Option<f64>) -> String {
-    let phase = serde_json::to_value(view.phase)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default();
+    let phase = phase_name(view.phase);
     let p = &view.progress;
     if view.phase != Phase::Downloading || p.bytes_total == 0 {
         return phase;
@@ -137,10 +134,6 @@ pub fn summary(outcomes: &[Outcome]) -> String {
         outcomes.len(),
         outcomes.len() - done - failed
     )
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

@@ -403,22 +403,10 @@ async fn hash_file(path: &Path) -> Result<Digest, FetchError> {
     Ok(Digest::from_hasher(hasher))
 }
 
-/// The innermost causes of a reqwest error, each once ("connection reset
+/// The causes of a reqwest error without its own text ("connection reset
 /// by peer" rather than "error decoding response body").
 fn cause_chain(e: &reqwest::Error) -> String {
-    let mut parts = Vec::new();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !parts.contains(&text) {
-            parts.push(text);
-        }
-        cause = c.source();
-    }
-    match parts.is_empty() {
-        true => e.to_string(),
-        false => parts.join(": "),
-    }
+    std::error::Error::source(e).map_or_else(|| e.to_string(), petrel_protocol::error_text)
 }
 
 /// Exponential backoff with jitter: attempt 0 waits 100-200 ms, doubling

@@ -11,11 +11,13 @@
 //! - [`messages`]: desired / reported / event / status messages.
 //! - [`lifecycle`]: the update phase enum and its legal transitions.
 //! - [`broker`]: the broker address (`mqtt://`, `mqtts://`), parsed once.
+//! - [`error_text`]: an error and its causes as one line of text.
 //! - [`codec`]: decoding with size limits and schema-version checks.
 
 pub mod broker;
 pub mod codec;
 pub mod digest;
+pub mod error_text;
 pub mod health;
 pub mod lifecycle;
 pub mod manifest;
@@ -25,6 +27,7 @@ pub mod topics;
 pub use broker::{BrokerUrl, BrokerUrlError};
 pub use codec::{decode, decode_desired, encode, DecodeError, Limits};
 pub use digest::{Digest, DigestError};
+pub use error_text::error_text;
 pub use lifecycle::{Phase, Step, TransitionError};
 pub use manifest::{
     HealthCheck, ImageConfig, ImageManifest, LayerDescriptor, ManifestError, ReleaseManifest,

@@ -39,23 +39,8 @@ pub(super) fn message(e: &Error) -> String {
     match e {
         Error::DockerResponseServerError { message, .. } => message.trim().to_string(),
         Error::DockerStreamError { error } => error.trim().to_string(),
-        other => chain(other),
+        other => petrel_protocol::error_text(other),
     }
-}
-
-/// `e` and its sources, `: `-separated (connection errors hide the cause,
-/// e.g. a missing socket, in their sources).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Adapter for `map_err`: a failed step of starting instance `name`.

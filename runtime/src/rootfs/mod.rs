@@ -139,31 +139,36 @@ pub fn remove(dest: &Path) -> Result<(), RootfsError> {
 /// Removes every rootfs in `dir` (unmounting overlay ones first); for tools
 /// and tests cleaning up after an agent that is gone. Returns how many.
 pub fn remove_all(dir: &Path) -> Result<usize, RootfsError> {
+    let all = rootfs_dirs(dir)?;
+    for path in &all {
+        remove(path)?;
+    }
+    Ok(all.len())
+}
+
+/// The root filesystems in `dir` (not their `.overlay` state dirs); none
+/// if `dir` does not exist.
+fn rootfs_dirs(dir: &Path) -> Result<Vec<PathBuf>, RootfsError> {
     let Ok(entries) = fs::read_dir(dir) else {
-        return Ok(0);
+        return Ok(Vec::new());
     };
-    let mut removed = 0;
+    let mut out = Vec::new();
     for entry in entries {
         let path = entry.map_err(io_err(dir))?.path();
         let is_state = path.extension().is_some_and(|e| e == "overlay");
         if !is_state && path.is_dir() {
-            remove(&path)?;
-            removed += 1;
+            out.push(path);
         }
     }
-    Ok(removed)
+    Ok(out)
 }
 
 /// Unmounts every overlay rootfs in `dir`, keeping their state (the agent
 /// mounts them again when it next starts a service); for
 /// `petrel-agent stop-services`. Returns how many were mounted.
 pub fn unmount_all(dir: &Path) -> Result<usize, RootfsError> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Ok(0);
-    };
     let mut unmounted = 0;
-    for entry in entries {
-        let path = entry.map_err(io_err(dir))?.path();
+    for path in rootfs_dirs(dir)? {
         if overlay::unmount(&path).map_err(io_err(&path))? {
             unmounted += 1;
         }
