@@ -65,6 +65,21 @@ impl BlobStore {
         self.root.join("tmp")
     }
 
+    /// Every stored blob with its path (files not named by a digest, such
+    /// as a crashed writer's leftovers, are not listed).
+    pub fn list(&self) -> Vec<(Digest, PathBuf)> {
+        let Ok(entries) = fs::read_dir(self.root.join("sha256")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let digest = Digest::from_hex(&e.file_name().to_string_lossy()).ok()?;
+                Some((digest, e.path()))
+            })
+            .collect()
+    }
+
     /// Whether the blob is stored.
     pub fn has(&self, digest: &Digest) -> bool {
         self.path(digest).is_file()

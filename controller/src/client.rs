@@ -1,7 +1,9 @@
 //! Typed HTTP client of the controller API, shared by the `petrel` CLI,
 //! the simulator and the end-to-end tests.
 
+use crate::gc::GcReport;
 use crate::http::{CreateRelease, Deploy, Deployed, DeviceView, ImageSpec};
+use crate::images::Imported;
 use petrel_protocol::{Event, ImageConfig, ImageManifest, LayerDescriptor, ReleaseManifest};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -24,8 +26,8 @@ pub enum ClientError {
         path: PathBuf,
         error: std::io::Error,
     },
-    #[error("{path} is a directory: `petrel image import` takes a docker-save or OCI archive tarball (docker save -o app.tar IMAGE; skopeo copy ... oci-archive:app.tar)")]
-    IsDirectory { path: PathBuf },
+    #[error("{path} is a directory but neither a docker-save directory (manifest.json) nor an OCI image layout (oci-layout + index.json)")]
+    NotAnImageDir { path: PathBuf },
     #[error("packing {path}: {reason}")]
     Pack { path: PathBuf, reason: String },
 }
@@ -72,9 +74,10 @@ impl Client {
             error,
         };
         if tokio::fs::metadata(path).await.map_err(io)?.is_dir() {
-            return Err(ClientError::IsDirectory {
-                path: path.to_path_buf(),
-            });
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::IsADirectory,
+                "is a directory, a file was expected",
+            )));
         }
         let file = tokio::fs::File::open(path).await.map_err(io)?;
         Ok(reqwest::Body::wrap_stream(
@@ -82,21 +85,46 @@ impl Client {
         ))
     }
 
-    /// Uploads a `docker save` or OCI-layout tarball.
+    /// Uploads an image in any form `docker load` or skopeo take: a
+    /// docker-save or OCI archive (plain, gzip or zstd), or a directory
+    /// holding either layout (packed into a tar here first).
     pub async fn import_image(
         &self,
         file: &Path,
         name: &str,
         tag: &str,
-    ) -> Result<ImageManifest, ClientError> {
+    ) -> Result<Imported, ClientError> {
         let url = format!("{}/v1/images/import", self.base);
-        let body = Self::file_body(file).await?;
+        let io = |error| ClientError::Io {
+            path: file.to_path_buf(),
+            error,
+        };
+        let packed;
+        let body = if tokio::fs::metadata(file).await.map_err(io)?.is_dir() {
+            Self::check_image_dir(file)?;
+            packed = Self::pack_dir(file).await?;
+            Self::file_body(&packed).await?
+        } else {
+            Self::file_body(file).await?
+        };
+        let shown = file.display().to_string();
         let req = self
             .http
             .post(&url)
-            .query(&[("name", name), ("tag", tag)])
+            .query(&[("name", name), ("tag", tag), ("file", &shown)])
             .body(body);
         self.send(req, &url).await
+    }
+
+    /// A directory must hold one of the two layouts at its top.
+    fn check_image_dir(dir: &Path) -> Result<(), ClientError> {
+        let has = |name: &str| dir.join(name).is_file();
+        if has("manifest.json") || (has("oci-layout") && has("index.json")) {
+            return Ok(());
+        }
+        Err(ClientError::NotAnImageDir {
+            path: dir.to_path_buf(),
+        })
     }
 
     /// Packs `dir` as one layer, uploads it, and registers the image.
@@ -106,20 +134,21 @@ impl Client {
         name: &str,
         tag: &str,
         config: ImageConfig,
-    ) -> Result<ImageManifest, ClientError> {
+    ) -> Result<Imported, ClientError> {
         let tar = Self::pack_dir(dir).await?;
         let layer = self.upload_layer(Self::file_body(&tar).await?).await?;
         self.put_image(name, tag, vec![layer], config).await
     }
 
-    /// Registers an image made of already-uploaded layers.
+    /// Registers an image made of already-uploaded layers; the controller
+    /// refuses it if devices would refuse a layer.
     pub async fn put_image(
         &self,
         name: &str,
         tag: &str,
         layers: Vec<LayerDescriptor>,
         config: ImageConfig,
-    ) -> Result<ImageManifest, ClientError> {
+    ) -> Result<Imported, ClientError> {
         let url = format!("{}/v1/images/{name}/{tag}", self.base);
         let spec = ImageSpec { layers, config };
         self.send(self.http.put(&url).json(&spec), &url).await
@@ -208,5 +237,44 @@ impl Client {
     pub async fn images(&self) -> Result<Vec<ImageManifest>, ClientError> {
         let url = format!("{}/v1/images", self.base);
         self.send(self.http.get(&url), &url).await
+    }
+
+    pub async fn releases(&self) -> Result<Vec<ReleaseManifest>, ClientError> {
+        let url = format!("{}/v1/releases", self.base);
+        self.send(self.http.get(&url), &url).await
+    }
+
+    pub async fn release(&self, name: &str, version: &str) -> Result<ReleaseManifest, ClientError> {
+        let url = format!("{}/v1/releases/{name}/{version}", self.base);
+        self.send(self.http.get(&url), &url).await
+    }
+
+    /// Deletes a release (refused while a device uses it).
+    pub async fn delete_release(&self, name: &str, version: &str) -> Result<GcReport, ClientError> {
+        let url = format!("{}/v1/releases/{name}/{version}", self.base);
+        self.send(self.http.delete(&url), &url).await
+    }
+
+    /// Deletes an image (refused while a release uses it).
+    pub async fn delete_image(&self, name: &str, tag: &str) -> Result<GcReport, ClientError> {
+        let url = format!("{}/v1/images/{name}/{tag}", self.base);
+        self.send(self.http.delete(&url), &url).await
+    }
+
+    pub async fn device(&self, id: &str) -> Result<DeviceView, ClientError> {
+        let url = format!("{}/v1/devices/{id}", self.base);
+        self.send(self.http.get(&url), &url).await
+    }
+
+    /// Forgets a device; returns its last view.
+    pub async fn forget_device(&self, id: &str) -> Result<DeviceView, ClientError> {
+        let url = format!("{}/v1/devices/{id}", self.base);
+        self.send(self.http.delete(&url), &url).await
+    }
+
+    /// Collects blobs, deltas and path lists nothing references.
+    pub async fn gc(&self) -> Result<GcReport, ClientError> {
+        let url = format!("{}/v1/gc", self.base);
+        self.send(self.http.post(&url), &url).await
     }
 }

@@ -60,6 +60,11 @@ impl DeltaCache {
     }
 
     /// How many patches this cache has computed (observability, tests).
+    /// Where the cached deltas live.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     pub fn generations(&self) -> u64 {
         self.generated.load(std::sync::atomic::Ordering::Relaxed)
     }

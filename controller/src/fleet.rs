@@ -29,6 +29,15 @@ impl Fleet {
             .publish(topic, QoS::AtLeastOnce, true, payload)
             .await
     }
+
+    /// Clears a device's retained desired state (an empty retained
+    /// message); agents ignore the empty message and keep what they run.
+    pub async fn clear_desired(&self, device_id: &str) -> Result<(), rumqttc::ClientError> {
+        let topic = topics::topic(device_id, Channel::Desired);
+        self.client
+            .publish(topic, QoS::AtLeastOnce, true, Vec::new())
+            .await
+    }
 }
 
 /// Connects to the broker and spawns the session loop.

@@ -11,6 +11,7 @@
 //! - [`http`]: the HTTP API and the blob server (Range support).
 //! - [`deltas`]: the delta cache behind `GET /v1/deltas/{from}/{to}`.
 //! - [`layer_paths`]: file paths of a layer, for choosing a delta base.
+//! - [`gc`]: removes blobs, deltas and path lists nothing references.
 //! - [`compose`]: the compose subset that defines a release.
 //! - [`blobs`], [`images`]: content-addressed layer blobs; image import/build.
 //! - [`client`]: typed HTTP client of the API (CLI, simulator, tests).
@@ -23,6 +24,7 @@ pub mod client;
 pub mod compose;
 pub mod deltas;
 pub mod fleet;
+pub mod gc;
 pub mod http;
 pub mod images;
 pub mod layer_paths;

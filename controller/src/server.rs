@@ -97,10 +97,27 @@ pub async fn serve(
         paths_dir: cfg.data_dir.join("layer-paths"),
         tmp_dir,
         deploy_lock: Default::default(),
+        gc_lock: Default::default(),
+        gc_min_age: http::GC_MIN_AGE,
     };
+    spawn_periodic_gc(api.clone());
     tracing::info!(http = ?cfg.http.local_addr().ok(), broker = %broker.address(), "controller serving");
     axum::serve(cfg.http, http::router(api))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServeError::Http)
+}
+
+/// Collects garbage at start and then hourly (orphans of interrupted
+/// uploads, deltas of layers no image uses any more).
+fn spawn_periodic_gc(api: Api) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            if let Err(e) = api.collect_garbage(Vec::new()).await {
+                tracing::warn!(error = %e.1, "garbage collection failed");
+            }
+        }
+    });
 }

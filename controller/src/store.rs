@@ -48,6 +48,9 @@ pub struct Store {
     events: sled::Tree,
     /// diff_id → layer descriptor (which blob holds that tar).
     layers: sled::Tree,
+    /// device id → the last generation of a forgotten device, so one that
+    /// comes back is never sent a generation it already passed.
+    retired: sled::Tree,
 }
 
 fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> Result<Option<T>, StoreError> {
@@ -89,6 +92,7 @@ impl Store {
             presence: db.open_tree("presence")?,
             events: db.open_tree("events")?,
             layers: db.open_tree("layers")?,
+            retired: db.open_tree("retired")?,
             db,
         })
     }
@@ -122,6 +126,28 @@ impl Store {
         all(&self.images)
     }
 
+    /// Removes an image record; `false` if there was none.
+    pub fn delete_image(&self, name: &str, tag: &str) -> Result<bool, StoreError> {
+        let removed = self.images.remove(format!("{name}:{tag}"))?.is_some();
+        self.db.flush()?;
+        Ok(removed)
+    }
+
+    /// Keeps only the layer records (diff_id → blob) `keep` accepts.
+    pub fn retain_layers(&self, keep: impl Fn(&Digest) -> bool) -> Result<(), StoreError> {
+        for k in self.layers.iter().keys() {
+            let k = k?;
+            let dead = String::from_utf8_lossy(&k)
+                .parse::<Digest>()
+                .map_or(true, |d| !keep(&d));
+            if dead {
+                self.layers.remove(k)?;
+            }
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// Stores a release; re-creating an identical one is a no-op, a
     /// different one under the same name@version is a conflict.
     pub fn put_release(&self, r: &ReleaseManifest) -> Result<(), StoreError> {
@@ -141,6 +167,13 @@ impl Store {
         all(&self.releases)
     }
 
+    /// Removes a release record; `false` if there was none.
+    pub fn delete_release(&self, r: &ReleaseRef) -> Result<bool, StoreError> {
+        let removed = self.releases.remove(r.to_string())?.is_some();
+        self.db.flush()?;
+        Ok(removed)
+    }
+
     /// Sets a device's desired release with the next generation; the
     /// returned state is durable before anything is published.
     pub fn set_desired(
@@ -150,10 +183,12 @@ impl Store {
         now_ms: u64,
     ) -> Result<Desired, StoreError> {
         let prev: Option<Desired> = get(&self.desired, device_id)?;
+        let retired: Option<u64> = get(&self.retired, device_id)?;
+        let last = prev.map(|p| p.generation).or(retired).unwrap_or(0);
         let desired = Desired {
             schema: SCHEMA,
             device_id: device_id.to_string(),
-            generation: prev.map_or(1, |p| p.generation + 1),
+            generation: last + 1,
             release,
             issued_at_ms: now_ms,
         };
@@ -194,6 +229,27 @@ impl Store {
             }
         }
         Ok(ids.into_iter().collect())
+    }
+
+    /// Forgets a device: its desired state, last report, presence and
+    /// events. `false` if nothing was known of it.
+    pub fn forget_device(&self, device_id: &str) -> Result<bool, StoreError> {
+        let mut known = false;
+        if let Some(d) = self.desired(device_id)? {
+            self.retired.insert(
+                device_id,
+                serde_json::to_vec(&d.generation).unwrap_or_default(),
+            )?;
+        }
+        for tree in [&self.desired, &self.reported, &self.presence] {
+            known |= tree.remove(device_id)?.is_some();
+        }
+        for k in self.events.scan_prefix(format!("{device_id}/")).keys() {
+            self.events.remove(k?)?;
+            known = true;
+        }
+        self.db.flush()?;
+        Ok(known)
     }
 
     /// Records an event; a re-sent duplicate (same seq) overwrites itself.

@@ -84,6 +84,11 @@ impl<R: Runtime> Driver<R> {
                 _ = &mut shutdown => break,
                 Some(msg) = incoming.recv() => match msg {
                     Incoming::Connected => self.report().await,
+                    // A cleared retained message (the device was forgotten
+                    // by the controller): nothing is asked, keep running.
+                    Incoming::Desired(bytes) if bytes.is_empty() => {
+                        tracing::info!("desired state cleared on the broker; keeping what runs");
+                    }
                     Incoming::Desired(bytes) => {
                         let input = match decode_desired(&bytes, &self.device_id, self.limits) {
                             Ok(d) => Input::Desired(d),

@@ -13,12 +13,15 @@
 //! - [`broker`]: the broker address (`mqtt://`, `mqtts://`), parsed once.
 //! - [`error_text`]: an error and its causes as one line of text.
 //! - [`codec`]: decoding with size limits and schema-version checks.
+//! - [`layer_policy`]: what a device does with each entry of a layer tar
+//!   (shared by the device's unpacker and the controller's import audit).
 
 pub mod broker;
 pub mod codec;
 pub mod digest;
 pub mod error_text;
 pub mod health;
+pub mod layer_policy;
 pub mod lifecycle;
 pub mod manifest;
 pub mod messages;
@@ -28,6 +31,7 @@ pub use broker::{BrokerUrl, BrokerUrlError};
 pub use codec::{decode, decode_desired, encode, DecodeError, Limits};
 pub use digest::{Digest, DigestError};
 pub use error_text::error_text;
+pub use layer_policy::{AuditSummary, EntryKind, LayerAudit, Treatment};
 pub use lifecycle::{Phase, Step, TransitionError};
 pub use manifest::{
     HealthCheck, ImageConfig, ImageManifest, LayerDescriptor, ManifestError, ReleaseManifest,

@@ -1,24 +1,19 @@
 //! Defensive unpacking of one layer blob (a zstd-compressed tar from outside
 //! the device) into a directory, verified against its `diff_id`.
 //!
-//! Every entry is checked here before anything is written (DESIGN,
-//! "Security"). `tar`'s own `unpack_in` is not used: it skips bad entries
-//! silently and still creates escaping symlinks (DESIGN, "Known behaviour of
-//! the chosen crates"). The rules:
-//! - entry paths are relative and contain no `..`; the root entry is skipped;
+//! Every entry is checked before anything is written, by the rules of
+//! `petrel_protocol::layer_policy` (DESIGN, "Security"), which the
+//! controller also runs when an image is imported, so an import reports
+//! exactly what devices will skip, strip or refuse. `tar`'s own `unpack_in`
+//! is not used: it skips bad entries silently and still creates escaping
+//! symlinks (DESIGN, "Known behaviour of the chosen crates"). On top of the
+//! policy, the filesystem is checked as it is written:
 //! - nothing is written through a symlink: every parent of an entry must be
 //!   a real directory of the tree, whatever is already at the path is removed
-//!   first and files are created with `O_EXCL`; an entry may not replace a
-//!   directory with a non-directory;
-//! - relative symlink targets must stay inside the tree, checked lexically
-//!   from the link's directory; absolute targets are allowed because the
-//!   runtime resolves them inside the rootfs, and nothing here follows links;
-//! - hard links must name a regular file unpacked earlier from this layer;
+//!   first and files are created with `O_EXCL`;
+//! - a hard link's source must be a regular file in the tree;
 //! - character and block devices are recorded and skipped, as Docker does
-//!   for layers made from a rootfs tarball (debootstrap, Yocto, Buildroot,
-//!   `docker import` ship `/dev/null`, `/dev/console`, …): the runtime
-//!   provides each service's `/dev`; FIFOs are allowed (they carry no data
-//!   and some images ship one); sparse and other types are rejected;
+//!   for layers made from a rootfs tarball: the runtime provides `/dev`;
 //! - [`UnpackLimits`] caps the stream, each file and the number of entries.
 //!
 //! Modes are kept (masked to `0o7777`) except the setuid and setgid bits,
@@ -41,12 +36,12 @@ use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{lchown, symlink, DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use tar::EntryType;
 
 mod guard;
 mod types;
 
-use guard::{relative_path, symlink_escapes, HashingReader};
+use guard::HashingReader;
+use petrel_protocol::layer_policy::{relative_path, EntryKind, LayerAudit, Treatment};
 pub use types::{UnpackError, UnpackLimits, UnpackStats};
 
 /// Unpacks `blob` into `dest` with the default [`UnpackLimits`].
@@ -83,6 +78,7 @@ pub fn unpack_layer_with(
         stats: UnpackStats::default(),
         dir_modes: BTreeMap::new(),
         as_root: nix::unistd::geteuid().is_root(),
+        audit: LayerAudit::new(limits.allow_setid),
         entry: PathBuf::new(),
     };
     let result = unpacker.run(expected_diff_id);
@@ -106,8 +102,6 @@ enum Plan {
     Symlink(PathBuf),
     HardLink(PathBuf),
     Fifo,
-    /// A device node: recorded, not created.
-    Skip,
 }
 
 struct Unpacker<'a> {
@@ -119,6 +113,9 @@ struct Unpacker<'a> {
     /// Directory modes, applied at the end so read-only dirs can be filled.
     dir_modes: BTreeMap<PathBuf, u32>,
     as_root: bool,
+    /// The shared entry rules (protocol's `layer_policy`), also run by the
+    /// controller when an image is imported.
+    audit: LayerAudit,
     /// The current entry's path as the tar spells it, for error messages.
     entry: PathBuf,
 }
@@ -151,6 +148,9 @@ impl Unpacker<'_> {
             });
         }
         self.apply_dir_modes()?;
+        let summary = self.audit.summary();
+        self.stats.devices_skipped = summary.devices_skipped;
+        self.stats.setid_stripped = summary.setid_stripped;
         Ok(self.stats)
     }
 
@@ -178,17 +178,20 @@ impl Unpacker<'_> {
             .path()
             .map_err(|e| self.corrupt(format_args!("bad entry path: {e}")))?
             .into_owned();
-        let rel = match relative_path(&self.entry) {
-            Ok(Some(rel)) => rel,
-            Ok(None) => return Ok(()),
+        let kind = EntryKind::from_typeflag(entry.header().entry_type().as_byte());
+        let link = match kind {
+            EntryKind::Symlink | EntryKind::HardLink => {
+                entry.link_name().map_err(|e| self.corrupt(e))?
+            }
+            _ => None,
+        };
+        let rel = match self.audit.admit(&self.entry, &kind, link.as_deref()) {
+            Ok(Treatment::Create(rel)) => rel,
+            Ok(Treatment::Ignore | Treatment::SkipDevice) => return Ok(()),
             Err(reason) => return Err(self.unsafe_entry(reason)),
         };
-        let plan = self.plan(entry, &rel)?;
-        if matches!(plan, Plan::Skip) {
-            self.stats.devices_skipped += 1;
-            return Ok(());
-        }
-        let mode = self.mode(entry)?;
+        let plan = self.plan(entry, &kind, link.as_deref())?;
+        let mode = self.mode(entry, &rel)?;
         let path = self.prepare(&rel, matches!(plan, Plan::Dir))?;
         let to_io = |e| self.io(&path, e);
         match &plan {
@@ -202,54 +205,40 @@ impl Unpacker<'_> {
             Plan::HardLink(source) => return fs::hard_link(source, &path).map_err(to_io),
             Plan::Fifo => nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRUSR)
                 .map_err(|e| to_io(e.into()))?,
-            Plan::Skip => {}
         }
         self.set_owner(entry, &path)?;
         match plan {
             Plan::Dir => _ = self.dir_modes.insert(path, mode),
             Plan::File(_) | Plan::Fifo => fs::set_permissions(&path, Permissions::from_mode(mode))
                 .map_err(|e| self.io(&path, e))?,
-            Plan::Symlink(_) | Plan::HardLink(_) | Plan::Skip => {}
+            Plan::Symlink(_) | Plan::HardLink(_) => {}
         }
         Ok(())
     }
 
-    /// The entry's permission bits, setuid/setgid stripped (and counted)
-    /// unless the limits allow them.
-    fn mode<R: Read>(&mut self, entry: &tar::Entry<R>) -> Result<u32, UnpackError> {
-        let mode = entry.header().mode().map_err(|e| self.corrupt(e))? & 0o7777;
-        if mode & 0o6000 != 0 && !self.limits.allow_setid {
-            self.stats.setid_stripped += 1;
-            return Ok(mode & !0o6000);
-        }
-        Ok(mode)
+    /// The entry's permission bits as the shared policy gives them
+    /// (setuid/setgid stripped unless the limits allow them).
+    fn mode<R: Read>(&mut self, entry: &tar::Entry<R>, rel: &Path) -> Result<u32, UnpackError> {
+        let mode = entry.header().mode().map_err(|e| self.corrupt(e))?;
+        Ok(self.audit.mode(rel, mode))
     }
 
-    /// Validates the entry's type, size and link target; writes nothing.
-    fn plan<R: Read>(&self, entry: &tar::Entry<R>, rel: &Path) -> Result<Plan, UnpackError> {
-        let link_target = || match entry.link_name() {
-            Ok(Some(target)) if !target.as_os_str().is_empty() => Ok(target.into_owned()),
-            Ok(_) => Err(self.corrupt("link without a target")),
-            Err(e) => Err(self.corrupt(e)),
-        };
-        match entry.header().entry_type() {
-            EntryType::Regular | EntryType::Continuous => {
-                self.check_size(entry.size()).map(Plan::File)
-            }
-            EntryType::Directory => Ok(Plan::Dir),
-            EntryType::Symlink => {
-                let target = link_target()?;
-                if symlink_escapes(rel, &target) {
-                    let reason =
-                        format!("symlink target {} escapes the layer root", target.display());
-                    return Err(self.unsafe_entry(reason));
-                }
-                Ok(Plan::Symlink(target))
-            }
-            EntryType::Link => self.hard_link_source(&link_target()?).map(Plan::HardLink),
-            EntryType::Fifo => Ok(Plan::Fifo),
-            EntryType::Char | EntryType::Block => Ok(Plan::Skip),
-            other => Err(self.unsafe_entry(format!("unsupported entry type {other:?}"))),
+    /// What an entry the policy admitted becomes; checks its size and, for
+    /// a hard link, that the tree really holds its source. Writes nothing.
+    fn plan<R: Read>(
+        &self,
+        entry: &tar::Entry<R>,
+        kind: &EntryKind,
+        link: Option<&Path>,
+    ) -> Result<Plan, UnpackError> {
+        let target = || link.map(Path::to_path_buf).unwrap_or_default();
+        match kind {
+            EntryKind::File => self.check_size(entry.size()).map(Plan::File),
+            EntryKind::Dir => Ok(Plan::Dir),
+            EntryKind::Symlink => Ok(Plan::Symlink(target())),
+            EntryKind::HardLink => self.hard_link_source(&target()).map(Plan::HardLink),
+            EntryKind::Fifo => Ok(Plan::Fifo),
+            other => Err(self.unsafe_entry(format!("entry type {other:?} admitted by mistake"))),
         }
     }
 
@@ -272,7 +261,7 @@ impl Unpacker<'_> {
         let rel = match relative_path(target) {
             Ok(Some(rel)) => rel,
             Ok(None) => return Err(reject("is the layer root")),
-            Err(reason) => return Err(reject(reason)),
+            Err(reason) => return Err(reject(&reason)),
         };
         let mut path = self.root.clone();
         let mut parts = rel.components().peekable();

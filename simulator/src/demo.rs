@@ -54,7 +54,10 @@ async fn rollout(fleet: &LocalFleet, tmp: &Path, timeout: Duration) -> Result<()
             ..Default::default()
         };
         let tag = format!("v{version}");
-        let image = client.build_image(&dir, "sample-app", &tag, config).await?;
+        let image = client
+            .build_image(&dir, "sample-app", &tag, config)
+            .await?
+            .image;
         println!(
             "built image sample-app:{tag} ({} layer, {} bytes compressed)",
             image.layers.len(),

@@ -50,7 +50,10 @@ pub async fn sample_image(
         working_dir: Some("/app".into()),
         ..Default::default()
     };
-    Ok(client.build_image(&dir, "sample-app", tag, config).await?)
+    Ok(client
+        .build_image(&dir, "sample-app", tag, config)
+        .await?
+        .image)
 }
 
 /// Creates release `demo@version` running sample-app:`tag`.

@@ -2,11 +2,16 @@
 //! oversized message, a blob with the wrong digest, a truncated blob, and
 //! layers with `../` or absolute paths are each rejected with a clear
 //! error event, nothing is half-applied, and the current release keeps
-//! running.
+//! running. The controller itself refuses to register an image with such a
+//! layer (its import audit runs the devices' rules), so the hostile layers
+//! reach the device in desired states published around the controller, as
+//! a compromised or buggy controller would send them.
 
 use anyhow::Context;
 use petrel_protocol::topics::{topic, Channel};
-use petrel_protocol::{EventKind, ImageConfig, Phase};
+use petrel_protocol::{
+    Desired, Envelope, EventKind, ImageConfig, LayerDescriptor, Phase, ReleaseManifest, SCHEMA,
+};
 use petrel_tests::*;
 use std::path::Path;
 
@@ -24,58 +29,99 @@ fn hostile_tar(name: &str) -> Vec<u8> {
     out
 }
 
-async fn hostile_release(ctl: &Controller, version: &str, entry: &str) -> anyhow::Result<()> {
+/// Registers nothing: the controller must refuse an image whose layer
+/// devices would refuse, naming the entry. Returns the uploaded layer.
+async fn controller_refuses_hostile_image(
+    ctl: &Controller,
+    entry: &str,
+) -> anyhow::Result<petrel_protocol::LayerDescriptor> {
     let client = ctl.client();
     let layer = client.upload_layer(hostile_tar(entry)).await?;
-    let config = ImageConfig {
-        entrypoint: vec!["/app/sample-app".into()],
-        ..Default::default()
+    let err = client
+        .put_image("hostile", "1", vec![layer.clone()], ImageConfig::default())
+        .await
+        .expect_err("the controller registered an image devices would refuse");
+    let text = err.to_string();
+    assert!(
+        text.contains("devices would refuse") && text.contains(entry),
+        "{text}"
+    );
+    Ok(layer)
+}
+
+/// Publishes, around the controller, a desired state whose one service
+/// runs `base` with its layers replaced by `layer`.
+async fn forge_desired(
+    ctl: &Controller,
+    agent: &Agent,
+    base: &ReleaseManifest,
+    version: &str,
+    layer: LayerDescriptor,
+) -> anyhow::Result<()> {
+    let mut release = base.clone();
+    release.version = version.into();
+    for service in release.services.values_mut() {
+        service.image.layers = vec![layer.clone()];
+    }
+    let views = ctl.client().devices().await?;
+    let view = views.iter().find(|v| v.id == agent.id).expect("listed");
+    let desired = Desired {
+        schema: SCHEMA,
+        device_id: agent.id.clone(),
+        generation: view.desired_generation.max(view.accepted_generation) + 1,
+        release: Some(release),
+        issued_at_ms: petrel_controller::now_ms(),
     };
-    client
-        .put_image("hostile", version, vec![layer], config)
-        .await?;
-    let compose = format!("services:\n  app:\n    image: hostile:{version}\n");
-    client.create_release("demo", version, &compose).await?;
-    Ok(())
+    let payload = petrel_protocol::encode(&Envelope::wrap(&desired));
+    publish_raw(ctl.mqtt_port, &topic(&agent.id, Channel::Desired), payload).await
 }
 
 fn blob_file(ctl: &Controller, digest: &petrel_protocol::Digest) -> std::path::PathBuf {
     ctl.dir.join("data/blobs/sha256").join(digest.hex())
 }
 
+/// What a bad input must cause, and the release that keeps running.
+struct Expect<'a> {
+    kind: EventKind,
+    needle: &'a str,
+    /// The version and pid of the app that must survive.
+    running: (&'a str, u32),
+}
+
+/// Runs `trigger` (a publish, a deploy) and checks the device answered
+/// with `expect.kind` naming `expect.needle` while its release kept
+/// running untouched.
 async fn expect_failure(
     ctl: &Controller,
     agent: &Agent,
-    version: &str,
-    kind: EventKind,
-    needle: &str,
-    v1_pid: u32,
+    trigger: impl std::future::Future<Output = anyhow::Result<()>>,
+    expect: Expect<'_>,
 ) -> anyhow::Result<()> {
     let client = ctl.client();
     let seq = last_seq(&client, &agent.id).await;
-    if kind == EventKind::UpdateFailed {
-        client
-            .deploy(&format!("demo@{version}"), std::slice::from_ref(&agent.id))
-            .await?;
-    }
-    let event = wait_event(&client, &agent.id, kind, seq)
+    trigger.await?;
+    let event = wait_event(&client, &agent.id, expect.kind, seq)
         .await
         .with_context(|| format!("agent log:\n{}", agent.log_tail(30)))?;
+    let (version, pid) = expect.running;
     assert!(
-        event.message.contains(needle),
-        "event {:?} should mention {needle:?}",
-        event.message
+        event.message.contains(expect.needle),
+        "event {:?} should mention {:?}",
+        event.message,
+        expect.needle
     );
-    // the current release still runs, untouched
-    assert!(pid_alive(v1_pid), "v1 app died after: {}", event.message);
-    assert_eq!(running_app(&agent.data_dir, "1").await?, v1_pid);
+    assert!(pid_alive(pid), "the app died after: {}", event.message);
+    assert_eq!(running_app(&agent.data_dir, version).await?, pid);
     let views = client.devices().await?;
     let view = views
         .iter()
         .find(|v| v.id == agent.id)
         .expect("device listed");
-    assert_eq!(view.current.as_ref().map(|c| c.version.as_str()), Some("1"));
-    if kind == EventKind::UpdateFailed {
+    assert_eq!(
+        view.current.as_ref().map(|c| c.version.as_str()),
+        Some(version)
+    );
+    if expect.kind == EventKind::UpdateFailed {
         let view = wait_for(CONVERGE, "a failed report", || async {
             client
                 .devices()
@@ -85,8 +131,21 @@ async fn expect_failure(
                 .find(|v| v.id == agent.id && v.phase == Phase::Failed)
         })
         .await?;
-        assert!(view.last_error.as_deref().unwrap_or("").contains(needle));
+        assert!(view
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains(expect.needle));
     }
+    Ok(())
+}
+
+async fn deploy(
+    client: &petrel_controller::client::Client,
+    release: &str,
+    device: &str,
+) -> anyhow::Result<()> {
+    client.deploy(release, &[device.to_string()]).await?;
     Ok(())
 }
 
@@ -107,42 +166,31 @@ async fn bad_input_is_rejected_with_clear_events_and_the_current_release_keeps_r
     let desired_topic = topic(&agent.id, Channel::Desired);
 
     // malformed JSON, unknown schema, oversized message on the desired topic
-    publish_raw(ctl.mqtt_port, &desired_topic, b"{not json".to_vec()).await?;
+    let rejected = |needle| Expect {
+        kind: EventKind::DesiredRejected,
+        needle,
+        running: ("1", v1_pid),
+    };
+    let port = ctl.mqtt_port;
+    let publish = |payload: Vec<u8>| publish_raw(port, &desired_topic, payload);
+    let malformed = publish(b"{not json".to_vec());
+    expect_failure(&ctl, &agent, malformed, rejected("malformed JSON")).await?;
+    let schema = publish(br#"{"schema":99,"payload":"{}"}"#.to_vec());
     expect_failure(
         &ctl,
         &agent,
-        "1",
-        EventKind::DesiredRejected,
-        "malformed JSON",
-        v1_pid,
+        schema,
+        rejected("unsupported schema version 99"),
     )
     .await?;
-    publish_raw(
-        ctl.mqtt_port,
-        &desired_topic,
-        br#"{"schema":99,"payload":"{}"}"#.to_vec(),
-    )
-    .await?;
-    expect_failure(
-        &ctl,
-        &agent,
-        "1",
-        EventKind::DesiredRejected,
-        "unsupported schema version 99",
-        v1_pid,
-    )
-    .await?;
-    publish_raw(ctl.mqtt_port, &desired_topic, vec![b' '; 1536 * 1024]).await?;
-    expect_failure(
-        &ctl,
-        &agent,
-        "1",
-        EventKind::DesiredRejected,
-        "exceeds the limit",
-        v1_pid,
-    )
-    .await?;
+    let oversized = publish(vec![b' '; 1536 * 1024]);
+    expect_failure(&ctl, &agent, oversized, rejected("exceeds the limit")).await?;
 
+    let failed = |needle, running| Expect {
+        kind: EventKind::UpdateFailed,
+        needle,
+        running,
+    };
     // a blob whose bytes do not match its digest
     // (a data layer sharing nothing with v1: no delta, the blob is fetched)
     let v3 = two_layer_release(&client, tmp.path(), "bad", "v3", "3", &noise(256 << 10, 3)).await?;
@@ -151,15 +199,9 @@ async fn bad_input_is_rejected_with_clear_events_and_the_current_release_keeps_r
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&blob, &bytes)?;
-    expect_failure(
-        &ctl,
-        &agent,
-        "3",
-        EventKind::UpdateFailed,
-        "failed verification",
-        v1_pid,
-    )
-    .await?;
+    let deploy3 = deploy(&client, "demo@3", &agent.id);
+    let corrupt = failed("failed verification", ("1", v1_pid));
+    expect_failure(&ctl, &agent, deploy3, corrupt).await?;
 
     // a blob truncated on the server
     let v4 = two_layer_release(&client, tmp.path(), "bad", "v4", "4", &noise(256 << 10, 4)).await?;
@@ -169,38 +211,28 @@ async fn bad_input_is_rejected_with_clear_events_and_the_current_release_keeps_r
         .write(true)
         .open(&blob)?
         .set_len(len / 2)?;
-    expect_failure(
-        &ctl,
-        &agent,
-        "4",
-        EventKind::UpdateFailed,
-        "truncated",
-        v1_pid,
-    )
-    .await?;
+    let deploy4 = deploy(&client, "demo@4", &agent.id);
+    let truncated = failed("truncated", ("1", v1_pid));
+    expect_failure(&ctl, &agent, deploy4, truncated).await?;
 
-    // layers with `../` and absolute paths
+    // and the device still updates normally afterwards
+    assert!(agent.is_alive(), "{}", agent.log());
+    sample_image(&client, tmp.path(), "v7", "7", &[]).await?;
+    sample_release(&client, "7", "v7").await?;
+    deploy(&client, "demo@7", &agent.id).await?;
+    wait_converged(&client, &agent.id, "7").await?;
+    let v7_pid = running_app(&agent.data_dir, "7").await?;
+    assert!(!pid_alive(v1_pid));
+    let v7 = client.release("demo", "7").await?;
+
+    // layers with `../` and absolute paths: refused by the controller, and
+    // by the device when a desired state carries them anyway
     let rootfs_before = rootfs_count(&agent.data_dir);
-    hostile_release(&ctl, "5", "../escaped-file").await?;
-    expect_failure(
-        &ctl,
-        &agent,
-        "5",
-        EventKind::UpdateFailed,
-        "../escaped-file",
-        v1_pid,
-    )
-    .await?;
-    hostile_release(&ctl, "6", "/abs-file").await?;
-    expect_failure(
-        &ctl,
-        &agent,
-        "6",
-        EventKind::UpdateFailed,
-        "/abs-file",
-        v1_pid,
-    )
-    .await?;
+    for (version, entry) in [("8", "../escaped-file"), ("9", "/abs-file")] {
+        let layer = controller_refuses_hostile_image(&ctl, entry).await?;
+        let forged = forge_desired(&ctl, &agent, &v7, version, layer);
+        expect_failure(&ctl, &agent, forged, failed(entry, ("7", v7_pid))).await?;
+    }
     assert!(
         !agent.data_dir.join("escaped-file").exists()
             && !agent.data_dir.join("layers/../escaped-file").exists()
@@ -211,16 +243,6 @@ async fn bad_input_is_rejected_with_clear_events_and_the_current_release_keeps_r
         rootfs_before,
         "no rootfs was assembled from a rejected layer"
     );
-
-    // and the device still updates normally afterwards
     assert!(agent.is_alive(), "{}", agent.log());
-    sample_image(&client, tmp.path(), "v7", "7", &[]).await?;
-    sample_release(&client, "7", "v7").await?;
-    client
-        .deploy("demo@7", std::slice::from_ref(&agent.id))
-        .await?;
-    wait_converged(&client, &agent.id, "7").await?;
-    running_app(&agent.data_dir, "7").await?;
-    assert!(!pid_alive(v1_pid));
     Ok(())
 }

@@ -74,14 +74,47 @@ pub async fn list_devices(State(api): State<Api>) -> ApiResult<Json<Vec<DeviceVi
     Ok(Json(out))
 }
 
+/// A known device id, or 404 naming it.
+fn known(api: &Api, id: &str) -> ApiResult<()> {
+    petrel_protocol::validate_device_id(id).map_err(super::bad_request)?;
+    if api.store.device_ids()?.iter().any(|d| d == id) {
+        return Ok(());
+    }
+    let msg = format!("unknown device {id}: no such device has connected");
+    Err(super::ApiError(axum::http::StatusCode::NOT_FOUND, msg))
+}
+
 pub async fn device_events(
     State(api): State<Api>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<Event>>> {
-    petrel_protocol::validate_device_id(&id).map_err(super::bad_request)?;
-    if !api.store.device_ids()?.contains(&id) {
-        let msg = format!("unknown device {id}: no such device has connected");
-        return Err(super::ApiError(axum::http::StatusCode::NOT_FOUND, msg));
-    }
+    known(&api, &id)?;
     Ok(Json(api.store.events(&id)?))
+}
+
+/// `GET /v1/devices/{id}`: one device's view.
+pub async fn show_device(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeviceView>> {
+    known(&api, &id)?;
+    Ok(Json(view(&api, &id)?))
+}
+
+/// `DELETE /v1/devices/{id}`: forgets a device (desired state, report,
+/// presence, events) and clears its retained desired state on the broker,
+/// so a device later provisioned under the same id starts clean. An agent
+/// still running under that id shows up again with its next report.
+pub async fn forget_device(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeviceView>> {
+    known(&api, &id)?;
+    let last = view(&api, &id)?;
+    api.store.forget_device(&id)?;
+    api.fleet
+        .clear_desired(&id)
+        .await
+        .map_err(super::internal)?;
+    Ok(Json(last))
 }

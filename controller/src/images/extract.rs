@@ -9,10 +9,11 @@
 //! resolved on lookup, so no write or read can pass through a link to
 //! somewhere else. Only regular files, directories and links are accepted.
 
+use super::layers::sniff_and_decompress;
 use super::ImageError;
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, BufReader};
+use std::io;
 use std::path::{Component, Path, PathBuf};
 use tar::EntryType;
 use tempfile::TempDir;
@@ -25,10 +26,13 @@ pub(crate) struct Unpacked {
     dir: TempDir,
     /// link name → target, both normalised relative to the archive root.
     links: HashMap<PathBuf, PathBuf>,
+    /// The user's name for the archive, for errors while reading it.
+    shown: String,
 }
 
-/// Unpacks `tarball` into a new temp directory under `scratch`.
-pub(crate) fn unpack(tarball: &Path, scratch: &Path) -> Result<Unpacked, ImageError> {
+/// Unpacks `tarball` (plain, gzip or zstd) into a new temp directory under
+/// `scratch`; `shown` names it in errors (the user's file, not the spool).
+pub(crate) fn unpack(tarball: &Path, shown: &str, scratch: &Path) -> Result<Unpacked, ImageError> {
     let io_err = |source| ImageError::Io {
         path: scratch.to_path_buf(),
         source,
@@ -40,27 +44,25 @@ pub(crate) fn unpack(tarball: &Path, scratch: &Path) -> Result<Unpacked, ImageEr
     let mut unpacked = Unpacked {
         dir,
         links: HashMap::new(),
+        shown: shown.to_string(),
     };
     let read_err = |source| ImageError::ReadTarball {
-        path: tarball.to_path_buf(),
+        file: shown.to_string(),
         source,
     };
     let file = File::open(tarball).map_err(read_err)?;
-    let mut archive = tar::Archive::new(BufReader::new(file));
+    let stream = sniff_and_decompress(file).map_err(read_err)?;
+    let mut archive = tar::Archive::new(stream);
     for entry in archive.entries().map_err(read_err)? {
-        unpacked.add(entry.map_err(read_err)?, tarball)?;
+        unpacked.add(entry.map_err(read_err)?, shown)?;
     }
     Ok(unpacked)
 }
 
 impl Unpacked {
-    fn add(
-        &mut self,
-        mut entry: tar::Entry<impl io::Read>,
-        tarball: &Path,
-    ) -> Result<(), ImageError> {
+    fn add(&mut self, mut entry: tar::Entry<impl io::Read>, shown: &str) -> Result<(), ImageError> {
         let raw = entry.path().map_err(|source| ImageError::ReadTarball {
-            path: tarball.to_path_buf(),
+            file: shown.to_string(),
             source,
         })?;
         let shown = raw.display().to_string();
@@ -102,8 +104,24 @@ impl Unpacked {
             path: path.clone(),
             source,
         })?;
-        io::copy(data, &mut file).map_err(|source| ImageError::Io { path, source })?;
-        Ok(())
+        // Read errors are the archive's (truncated, corrupt compression),
+        // write errors the scratch directory's.
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match data.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    let file = self.shown.clone();
+                    return Err(ImageError::ReadTarball { file, source });
+                }
+            };
+            io::Write::write_all(&mut file, &buf[..n]).map_err(|source| ImageError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
     }
 
     /// Whether the archive holds a regular file of this name (links followed).
@@ -192,7 +210,7 @@ mod tests {
     fn unpack_entries(entries: &[TarEntry]) -> (tempfile::TempDir, Result<Unpacked, ImageError>) {
         let dir = tempfile::tempdir().unwrap();
         let path = tarball(dir.path(), entries);
-        let unpacked = unpack(&path, dir.path());
+        let unpacked = unpack(&path, "probe.tar", dir.path());
         (dir, unpacked)
     }
 
@@ -201,7 +219,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("evil.tar");
         fs::write(&path, raw_entry("../evil", b"x")).unwrap();
-        let err = unpack(&path, dir.path()).err().expect("accepted ../");
+        let err = unpack(&path, "evil.tar", dir.path())
+            .err()
+            .expect("accepted ../");
         assert!(matches!(err, ImageError::UnsafeEntry { .. }), "{err}");
         assert!(err.to_string().contains("../evil"), "{err}");
         assert!(!dir.path().join("evil").exists());
@@ -212,7 +232,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("evil.tar");
         fs::write(&path, raw_entry("/tmp/evil", b"x")).unwrap();
-        let err = unpack(&path, dir.path()).err().expect("accepted /tmp/evil");
+        let err = unpack(&path, "evil.tar", dir.path())
+            .err()
+            .expect("accepted /tmp/evil");
         assert!(err.to_string().contains("/tmp/evil"), "{err}");
     }
 

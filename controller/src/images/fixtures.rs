@@ -118,3 +118,19 @@ pub fn docker_config(diff_ids: &[Digest]) -> Vec<u8> {
     .to_string()
     .into_bytes()
 }
+
+/// The members of a docker-save archive of one image with these layers.
+pub fn docker_save(layers: &[(&str, Vec<u8>)], diff_ids: &[Digest]) -> Vec<TarEntry> {
+    let config = docker_config(diff_ids);
+    let config_name = format!("{}.json", Digest::of(&config).hex());
+    let layer_names: Vec<&str> = layers.iter().map(|(n, _)| *n).collect();
+    let manifest = serde_json::json!([{
+        "Config": config_name, "RepoTags": ["probe:1"], "Layers": layer_names,
+    }]);
+    let mut entries = vec![
+        TarEntry::file("manifest.json", manifest.to_string().as_bytes()),
+        TarEntry::file(&config_name, &config),
+    ];
+    entries.extend(layers.iter().map(|(n, bytes)| TarEntry::file(n, bytes)));
+    entries
+}

@@ -65,16 +65,19 @@ pub(crate) fn decompressed(file: File, compression: Compression) -> io::Result<B
 /// The uncompressed tar stream of a layer file, compression told by its
 /// magic bytes (docker-save layers carry no media type).
 pub(crate) fn sniffed(file: File, path: &Path) -> Result<Box<dyn Read>, ImageError> {
-    let io_err = |source| ImageError::Io {
+    sniff_and_decompress(file).map_err(|source| ImageError::Io {
         path: path.to_path_buf(),
         source,
-    };
+    })
+}
+
+/// The uncompressed stream of a file that may be plain, gzip or zstd.
+pub(crate) fn sniff_and_decompress(file: File) -> io::Result<Box<dyn Read>> {
     let mut buffered = BufReader::new(file);
-    let compression = Compression::sniff(buffered.fill_buf().map_err(io_err)?);
-    let inner = buffered.into_inner();
+    let compression = Compression::sniff(buffered.fill_buf()?);
     // `fill_buf` consumed nothing, but the BufReader read ahead: rewind.
-    let file = rewind(inner).map_err(io_err)?;
-    decompressed(file, compression).map_err(io_err)
+    let file = rewind(buffered.into_inner())?;
+    decompressed(file, compression)
 }
 
 fn rewind(mut file: File) -> io::Result<File> {

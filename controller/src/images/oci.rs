@@ -206,7 +206,15 @@ mod tests {
         let (dir, blobs) = store();
         let tar = layer_tar(&[("srv/index.html", b"<h1>hi</h1>")]);
         let entries = layout(&tar, &Digest::of(&tar), plain_index);
-        let image = import_tarball(&tarball(dir.path(), &entries), "web", "2", &blobs).unwrap();
+        let image = import_tarball(
+            &tarball(dir.path(), &entries),
+            "image.tar",
+            "web",
+            "2",
+            &blobs,
+        )
+        .unwrap()
+        .image;
         assert_eq!(image.layers.len(), 1);
         assert_eq!(image.layers[0].diff_id, Digest::of(&tar));
         assert_eq!(image.config.entrypoint, ["/bin/app"]);
@@ -230,7 +238,15 @@ mod tests {
             );
             json!({"schemaVersion": 2, "manifests": [nested]})
         });
-        let image = import_tarball(&tarball(dir.path(), &entries), "web", "2", &blobs).unwrap();
+        let image = import_tarball(
+            &tarball(dir.path(), &entries),
+            "image.tar",
+            "web",
+            "2",
+            &blobs,
+        )
+        .unwrap()
+        .image;
         assert_eq!(image.layers[0].diff_id, Digest::of(&tar));
     }
 
@@ -246,7 +262,14 @@ mod tests {
         let digest = layer.name.trim_start_matches("blobs/sha256/").to_string();
         let crc = layer.data.len() - 8; // the gzip CRC: same size, other bytes
         layer.data[crc] ^= 0xff;
-        let err = import_tarball(&tarball(dir.path(), &entries), "web", "2", &blobs).unwrap_err();
+        let err = import_tarball(
+            &tarball(dir.path(), &entries),
+            "image.tar",
+            "web",
+            "2",
+            &blobs,
+        )
+        .unwrap_err();
         assert!(
             matches!(err, ImageError::BlobDigestMismatch { .. }),
             "{err}"
@@ -261,7 +284,14 @@ mod tests {
         let tar = layer_tar(&[("a", b"a")]);
         let claimed = Digest::of(b"another tar");
         let entries = layout(&tar, &claimed, plain_index);
-        let err = import_tarball(&tarball(dir.path(), &entries), "web", "2", &blobs).unwrap_err();
+        let err = import_tarball(
+            &tarball(dir.path(), &entries),
+            "image.tar",
+            "web",
+            "2",
+            &blobs,
+        )
+        .unwrap_err();
         assert!(matches!(err, ImageError::DiffIdMismatch { .. }), "{err}");
         assert!(err.to_string().contains(&claimed.to_string()), "{err}");
     }

@@ -2,6 +2,7 @@
 
 use super::*;
 use std::os::unix::fs::MetadataExt;
+use tar::EntryType;
 use tempfile::TempDir;
 
 /// One tar entry, its name written unchecked so hostile ones can be built.

@@ -1,0 +1,75 @@
+//! `petrel device show|forget` and the text of `petrel events`.
+
+use super::devices_table;
+use crate::client::Client;
+use anyhow::Result;
+use clap::Subcommand;
+use petrel_protocol::Event;
+
+#[derive(Subcommand)]
+pub enum DeviceCmd {
+    /// Show one device: its row, services, last error and recent events.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a device (decommissioned, or a typo): its desired state,
+    /// report and events go, and its retained desired state is cleared.
+    Forget { id: String },
+}
+
+/// Events shown under `device show`.
+const RECENT_EVENTS: usize = 10;
+
+pub(super) async fn run(client: &Client, cmd: DeviceCmd) -> Result<()> {
+    match cmd {
+        DeviceCmd::Show { id, json } => {
+            let view = client.device(&id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+                return Ok(());
+            }
+            print!(
+                "{}",
+                devices_table(std::slice::from_ref(&view), crate::now_ms())
+            );
+            for s in &view.services {
+                let pid = s.pid.map_or("-".into(), |p| p.to_string());
+                let exit = s
+                    .exit_code
+                    .map_or(String::new(), |c| format!(", exit code {c}"));
+                println!(
+                    "  service {}: {}, pid {pid}, {} restarts{exit}",
+                    s.name, s.state, s.restarts
+                );
+            }
+            let events = client.events(&id).await?;
+            let recent = &events[events.len().saturating_sub(RECENT_EVENTS)..];
+            if !recent.is_empty() {
+                println!("recent events:");
+                print!("{}", events_text(recent));
+            }
+        }
+        DeviceCmd::Forget { id } => {
+            let last = client.forget_device(&id).await?;
+            let note = match last.online {
+                true => " (it is online: it will show up again with its next report)",
+                false => "",
+            };
+            println!("device {id} forgotten{note}");
+        }
+    }
+    Ok(())
+}
+
+/// `petrel events`: one block per event; a service's output in a message
+/// may span lines, indented under it so each event stays one block.
+pub(super) fn events_text(events: &[Event]) -> String {
+    let mut out = String::new();
+    for e in events {
+        let message = e.message.trim_end().replace('\n', "\n                ");
+        out += &format!("{:>6} {:?} gen {} {message}\n", e.seq, e.kind, e.generation);
+    }
+    out
+}

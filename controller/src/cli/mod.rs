@@ -1,0 +1,185 @@
+//! The `petrel` operator CLI: a thin layer over [`crate::client::Client`].
+
+//!
+//! One file per command family: `image`, `release`, `devices` (the fleet
+//! table), `wait` (`deploy --wait`).
+
+mod device;
+mod devices;
+mod image;
+mod release;
+mod wait;
+
+pub use device::DeviceCmd;
+pub use devices::devices_table;
+pub use image::ImageCmd;
+pub use release::ReleaseCmd;
+
+use crate::client::Client;
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "petrel", about = "Operate a Petrel fleet", version)]
+pub struct Cli {
+    /// Controller HTTP API.
+    #[arg(
+        long,
+        env = "PETREL_CONTROLLER",
+        default_value = "http://127.0.0.1:7700"
+    )]
+    pub controller: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Import or build images.
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Define releases.
+    #[command(subcommand)]
+    Release(ReleaseCmd),
+    /// Set the desired release (NAME@VERSION) of devices.
+    Deploy {
+        /// NAME@VERSION
+        #[arg(value_parser = parse_release_ref)]
+        release: String,
+        #[arg(long = "device", required = true)]
+        devices: Vec<String>,
+        /// Accept device ids the controller has not seen yet.
+        #[arg(long)]
+        allow_new: bool,
+        /// Follow the devices until each runs the release (exit 0) or
+        /// fails or rolls back (exit 1), showing progress.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this many seconds (exit 1).
+        #[arg(long, default_value_t = 1800)]
+        timeout: u64,
+    },
+    /// Show every device: presence, desired vs current release, phase.
+    Devices {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One device: show it, or forget it.
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    /// Show a device's recent events.
+    Events {
+        device: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove blobs, cached deltas and path lists nothing references
+    /// (the controller also does so hourly and after each delete).
+    Gc,
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let client = Client::new(&cli.controller);
+    match cli.command {
+        Command::Image(cmd) => image::run(&client, cmd).await,
+        Command::Release(cmd) => release::run(&client, cmd).await,
+        Command::Deploy {
+            release,
+            devices,
+            allow_new,
+            wait,
+            timeout,
+        } => {
+            let deployed = client.deploy_with(&release, &devices, allow_new).await?;
+            for d in &deployed {
+                println!(
+                    "{}: desired {release} (generation {})",
+                    d.device, d.generation
+                );
+            }
+            if wait {
+                wait::wait_deployed(&client, &deployed, Duration::from_secs(timeout)).await?;
+            }
+            Ok(())
+        }
+        Command::Devices { json } => {
+            let devices = client.devices().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&devices)?);
+            } else {
+                print!("{}", devices_table(&devices, crate::now_ms()));
+            }
+            Ok(())
+        }
+        Command::Device(cmd) => device::run(&client, cmd).await,
+        Command::Events { device, json } => {
+            let events = client.events(&device).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&events)?);
+            } else {
+                print!("{}", device::events_text(&events));
+            }
+            Ok(())
+        }
+        Command::Gc => {
+            let gc = client.gc().await?;
+            println!("{}", gc_line(&gc));
+            Ok(())
+        }
+    }
+}
+
+/// `NAME@VERSION`, checked before the controller is asked, with an error
+/// that says what is missing.
+fn parse_release_ref(s: &str) -> Result<String, String> {
+    match s.split_once('@') {
+        None => Err(format!(
+            "{s:?} has no version: write NAME@VERSION (e.g. {s}@1.0)"
+        )),
+        Some((_, "")) => Err(format!("{s:?} has an empty version: write NAME@VERSION")),
+        Some(_) => s
+            .parse::<petrel_protocol::ReleaseRef>()
+            .map(|_| s.to_string())
+            .map_err(|e| e.to_string()),
+    }
+}
+
+pub(crate) fn phase_name(phase: petrel_protocol::Phase) -> String {
+    serde_json::to_value(phase)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// `NAME@VERSION` (already checked by [`parse_release_ref`]) in its parts.
+fn split_release_ref(s: &str) -> (&str, &str) {
+    s.split_once('@').unwrap_or((s, ""))
+}
+
+/// What a collection removed, as a sentence.
+fn gc_line(gc: &crate::gc::GcReport) -> String {
+    format!(
+        "removed {} blobs ({}), {} cached deltas ({}), {} path lists",
+        gc.blobs,
+        human_bytes(gc.blob_bytes),
+        gc.deltas,
+        human_bytes(gc.delta_bytes),
+        gc.path_lists
+    )
+}
+
+/// 1.5 MB, 820 KB, 12 B.
+pub fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 10_000_000 => format!("{} MB", n / 1_000_000),
+        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{} KB", n / 1_000),
+        n => format!("{n} B"),
+    }
+}
+
+/// Multi-line text (a process's output in an error) on one table line.
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

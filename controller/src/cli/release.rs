@@ -1,0 +1,125 @@
+//! `petrel release`: define releases from compose files, list, show and
+//! delete them.
+
+use super::{parse_release_ref, split_release_ref};
+use crate::client::Client;
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use petrel_protocol::ReleaseManifest;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum ReleaseCmd {
+    /// Create a release from a compose file.
+    Create {
+        name: String,
+        #[arg(long)]
+        version: String,
+        #[arg(long)]
+        compose: PathBuf,
+    },
+    /// List releases.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a release (NAME@VERSION): its services and their images.
+    Show {
+        #[arg(value_parser = parse_release_ref)]
+        release: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a release (NAME@VERSION); refused while a device is asked to
+    /// run it or runs it.
+    Delete {
+        #[arg(value_parser = parse_release_ref)]
+        release: String,
+    },
+}
+
+pub(super) async fn run(client: &Client, cmd: ReleaseCmd) -> Result<()> {
+    match cmd {
+        ReleaseCmd::Create {
+            name,
+            version,
+            compose,
+        } => {
+            let text = std::fs::read_to_string(&compose)
+                .with_context(|| format!("reading {}", compose.display()))?;
+            let r = client.create_release(&name, &version, &text).await?;
+            println!(
+                "release {}@{} created ({} services)",
+                r.name,
+                r.version,
+                r.services.len()
+            );
+        }
+        ReleaseCmd::List { json } => {
+            let releases = client.releases().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&releases)?);
+                return Ok(());
+            }
+            let mut table = crate::table::Table::new(&["RELEASE", "SERVICES", "IMAGES"]);
+            for r in &releases {
+                let names: Vec<&str> = r.services.keys().map(String::as_str).collect();
+                table.row(vec![r.reference().to_string(), names.join(", "), images(r)]);
+            }
+            print!("{}", table.render());
+        }
+        ReleaseCmd::Show { release, json } => {
+            let (name, version) = split_release_ref(&release);
+            let r = client.release(name, version).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                return Ok(());
+            }
+            print!("{}", show(&r));
+        }
+        ReleaseCmd::Delete { release } => {
+            let (name, version) = split_release_ref(&release);
+            let gc = client.delete_release(name, version).await?;
+            println!("release {release} deleted; {}", super::gc_line(&gc));
+        }
+    }
+    Ok(())
+}
+
+/// The distinct images of a release, `name:tag`, sorted.
+fn images(r: &ReleaseManifest) -> String {
+    let mut all: Vec<String> = r
+        .services
+        .values()
+        .map(|s| format!("{}:{}", s.image.name, s.image.tag))
+        .collect();
+    all.sort();
+    all.dedup();
+    all.join(", ")
+}
+
+/// `release show`: one block per service.
+fn show(r: &ReleaseManifest) -> String {
+    let mut out = format!("release {}\n", r.reference());
+    for (name, s) in &r.services {
+        let size: u64 = s.image.layers.iter().map(|l| l.size).sum();
+        out += &format!(
+            "  service {name}\n    image    {}:{} ({} layers, {})\n    command  {}\n",
+            s.image.name,
+            s.image.tag,
+            s.image.layers.len(),
+            super::human_bytes(size),
+            s.argv().join(" ")
+        );
+        if !s.ports.is_empty() {
+            out += &format!("    ports    {}\n", s.ports.join(", "));
+        }
+        if !s.volumes.is_empty() {
+            out += &format!("    volumes  {}\n", s.volumes.join(", "));
+        }
+        if let Some(h) = &s.healthcheck {
+            out += &format!("    health   {}\n", h.test.join(" "));
+        }
+    }
+    out
+}

@@ -1,0 +1,117 @@
+//! Serving what devices download: blobs and deltas (Range, ETag), layer
+//! path lists, and raw layer uploads.
+
+use super::{bad_request, internal, spool, Api, ApiError, ApiResult};
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use petrel_protocol::{Digest, LayerDescriptor};
+use tower::ServiceExt;
+
+pub(super) async fn get_blob(
+    State(api): State<Api>,
+    Path(digest): Path<String>,
+    req: Request,
+) -> Response {
+    let Ok(digest) = digest.parse::<Digest>() else {
+        return bad_request(format!("invalid digest {digest:?}")).into_response();
+    };
+    if !api.blobs.has(&digest) {
+        return ApiError(StatusCode::NOT_FOUND, format!("blob {digest} not found")).into_response();
+    }
+    serve_file(api.blobs.path(&digest), &digest, req).await
+}
+
+/// Serves a content-addressed file with Range support; the ETag is its
+/// digest, so a resuming client can tell the bytes did not change.
+async fn serve_file(path: std::path::PathBuf, digest: &Digest, req: Request) -> Response {
+    match tower_http::services::ServeFile::new(path)
+        .oneshot(req)
+        .await
+    {
+        Ok(mut resp) => {
+            if let Ok(v) = format!("\"{}\"", digest.hex()).parse() {
+                resp.headers_mut().insert(axum::http::header::ETAG, v);
+            }
+            resp.map(Body::new)
+        }
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+pub(super) async fn get_delta(
+    State(api): State<Api>,
+    Path((from, to)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let (Ok(from), Ok(to)) = (from.parse::<Digest>(), to.parse::<Digest>()) else {
+        return bad_request("invalid diff_id in delta path").into_response();
+    };
+    match api.deltas.get(&from, &to).await {
+        Ok(Some(delta)) => serve_file(delta.path, &delta.digest, req).await,
+        Ok(None) => ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no delta {from} -> {to} smaller than the blob: fetch the full blob"),
+        )
+        .into_response(),
+        // a delta is an optimisation: when it cannot be made (e.g. a
+        // source blob is damaged), the device falls back to the full blob
+        Err(e) => {
+            tracing::warn!(error = %e, "no delta served");
+            ApiError(StatusCode::NOT_FOUND, format!("no delta: {e}")).into_response()
+        }
+    }
+}
+
+/// The path list as JSON, zstd-compressed (`Content-Encoding: zstd`) when
+/// the client accepts it: a base layer lists thousands of paths that
+/// compress ~10x, and devices sit on metered links.
+pub(super) async fn get_layer_paths(
+    State(api): State<Api>,
+    Path(diff_id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Response> {
+    let diff_id: Digest = diff_id.parse().map_err(bad_request)?;
+    let (store, blobs, dir) = (api.store.clone(), api.blobs.clone(), api.paths_dir.clone());
+    let d = diff_id.clone();
+    let paths = tokio::task::spawn_blocking(move || {
+        crate::layer_paths::layer_paths(&store, &blobs, &dir, &d)
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
+    let paths = paths
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("layer {diff_id} not found")))?;
+    let accepts_zstd = headers
+        .get(axum::http::header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("zstd")));
+    if !accepts_zstd {
+        return Ok(Json(paths).into_response());
+    }
+    let json = serde_json::to_vec(&paths).map_err(internal)?;
+    let packed = zstd::bulk::compress(&json, 9).map_err(internal)?;
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "application/json"),
+        (axum::http::header::CONTENT_ENCODING, "zstd"),
+    ];
+    Ok((headers, packed).into_response())
+}
+
+/// `POST /v1/layers`: one uncompressed layer tar, stored zstd'd.
+pub(super) async fn upload_layer(
+    State(api): State<Api>,
+    body: Body,
+) -> ApiResult<Json<LayerDescriptor>> {
+    let path = spool(&api, body).await?;
+    let blobs = api.blobs.clone();
+    let layer = tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(&path).map_err(internal)?;
+        blobs.put_layer_tar(f).map_err(bad_request)
+    })
+    .await
+    .map_err(internal)??;
+    Ok(Json(layer))
+}

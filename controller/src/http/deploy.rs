@@ -1,0 +1,105 @@
+//! Deployments: a release set as the desired state of devices.
+
+use super::{bad_request, internal, Api, ApiError, ApiResult};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use petrel_protocol::ReleaseRef;
+use serde::Deserialize;
+
+/// Body of `POST /v1/deployments`.
+#[derive(Deserialize, serde::Serialize)]
+pub struct Deploy {
+    /// `name@version`
+    pub release: String,
+    pub devices: Vec<String>,
+    /// Accept devices the controller has never heard of (provisioned but
+    /// not yet connected). Off by default: a typo must not create a
+    /// phantom device that waits forever.
+    #[serde(default)]
+    pub allow_new: bool,
+}
+
+/// One device's new desired generation.
+#[derive(Deserialize, serde::Serialize, Debug)]
+pub struct Deployed {
+    pub device: String,
+    pub generation: u64,
+}
+
+pub(super) async fn deploy(
+    State(api): State<Api>,
+    Json(req): Json<Deploy>,
+) -> ApiResult<Json<Vec<Deployed>>> {
+    let rref: ReleaseRef = req.release.parse().map_err(bad_request)?;
+    if req.devices.is_empty() {
+        return Err(bad_request("no devices given"));
+    }
+    for id in &req.devices {
+        petrel_protocol::validate_device_id(id).map_err(bad_request)?;
+    }
+    if !req.allow_new {
+        let known = api.store.device_ids()?;
+        let unknown: Vec<&str> = req
+            .devices
+            .iter()
+            .filter(|id| !known.contains(id))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            let msg = format!(
+                "unknown device {}: no such device has connected; check the id, or allow new devices (petrel deploy --allow-new)",
+                unknown.join(", ")
+            );
+            return Err(ApiError(StatusCode::NOT_FOUND, msg));
+        }
+    }
+    let release = api.store.release(&rref)?;
+    let _guard = api.deploy_lock.lock().await;
+    let mut out = Vec::new();
+    for id in &req.devices {
+        prepare_deltas(&api, id, &release);
+        // durable first, then published: a broker restart re-publishes it
+        let desired = api
+            .store
+            .set_desired(id, Some(release.clone()), crate::now_ms())?;
+        api.fleet
+            .publish_desired(&desired)
+            .await
+            .map_err(internal)?;
+        out.push(Deployed {
+            device: id.clone(),
+            generation: desired.generation,
+        });
+    }
+    Ok(Json(out))
+}
+
+/// Starts generating, ahead of the device asking, the deltas it will want:
+/// each new layer against the layer at the same position of the same
+/// service in the release the device reports running.
+fn prepare_deltas(api: &Api, device: &str, release: &petrel_protocol::ReleaseManifest) {
+    let Some(current) = api
+        .store
+        .reported(device)
+        .ok()
+        .flatten()
+        .and_then(|r| r.current)
+    else {
+        return;
+    };
+    let Ok(old) = api.store.release(&current) else {
+        return;
+    };
+    for (name, svc) in &release.services {
+        let Some(old_svc) = old.services.get(name) else {
+            continue;
+        };
+        for (new_l, old_l) in svc.image.layers.iter().zip(&old_svc.image.layers) {
+            if new_l.diff_id != old_l.diff_id {
+                api.deltas
+                    .prepare(old_l.diff_id.clone(), new_l.diff_id.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The HTTP API: images, releases, deployments, the fleet view, and the
+//! blob server (`GET /v1/blobs/{digest}` with Range support).
+//!
+//! One file per concern: `blobs` (what devices download, layer uploads),
+//! `images`, `releases`, `deploy`, `views` (the fleet and its devices).
+
+use crate::blobs::BlobStore;
+use crate::fleet::Fleet;
+use crate::store::{Store, StoreError};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use futures_util::TryStreamExt;
+use petrel_protocol::Digest;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+
+mod blobs;
+mod deploy;
+mod images;
+mod releases;
+mod views;
+
+pub use deploy::{Deploy, Deployed};
+pub use images::ImageSpec;
+pub use releases::CreateRelease;
+pub use views::DeviceView;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct Api {
+    pub store: Store,
+    pub blobs: Arc<BlobStore>,
+    pub fleet: Fleet,
+    pub deltas: crate::deltas::DeltaCache,
+    pub tmp_dir: std::path::PathBuf,
+    /// Cache of layer path lists.
+    pub paths_dir: std::path::PathBuf,
+    /// Serialises deployments so generations are assigned one at a time.
+    pub deploy_lock: Arc<tokio::sync::Mutex<()>>,
+    /// One collection at a time.
+    pub gc_lock: Arc<std::sync::Mutex<()>>,
+    /// Blobs younger than this are kept by GC ([`GC_MIN_AGE`] by default).
+    pub gc_min_age: std::time::Duration,
+}
+
+/// An API error: status code and a message naming what failed.
+#[derive(Debug)]
+pub struct ApiError(pub StatusCode, pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let code = match e {
+            StoreError::NoRelease(_) => StatusCode::NOT_FOUND,
+            StoreError::ReleaseConflict(_) => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(code, e.to_string())
+    }
+}
+
+pub(super) fn bad_request(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, e.to_string())
+}
+
+pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+pub(super) type ApiResult<T> = Result<T, ApiError>;
+
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/v1/blobs/{digest}", get(blobs::get_blob))
+        .route("/v1/deltas/{from}/{to}", get(blobs::get_delta))
+        .route("/v1/layers/{diff_id}/paths", get(blobs::get_layer_paths))
+        .route("/v1/layers", post(blobs::upload_layer))
+        .route("/v1/images", get(images::list_images))
+        .route("/v1/images/import", post(images::import_image))
+        .route(
+            "/v1/images/{name}/{tag}",
+            put(images::put_image).delete(images::delete_image),
+        )
+        .route(
+            "/v1/releases",
+            get(releases::list_releases).post(releases::create_release),
+        )
+        .route(
+            "/v1/releases/{name}/{version}",
+            get(releases::show_release).delete(releases::delete_release),
+        )
+        .route("/v1/gc", post(collect_garbage))
+        .route("/v1/deployments", post(deploy::deploy))
+        .route("/v1/devices", get(views::list_devices))
+        .route(
+            "/v1/devices/{id}",
+            get(views::show_device).delete(views::forget_device),
+        )
+        .route("/v1/devices/{id}/events", get(views::device_events))
+        .with_state(api)
+}
+
+/// Streams a request body into a temp file (uploads can be large).
+pub(super) async fn spool(api: &Api, body: Body) -> ApiResult<tempfile::TempPath> {
+    let tmp = tempfile::NamedTempFile::new_in(&api.tmp_dir).map_err(internal)?;
+    let (std_file, path) = tmp.into_parts();
+    let mut file = tokio::fs::File::from_std(std_file);
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.try_next().await.map_err(bad_request)? {
+        file.write_all(&chunk).await.map_err(internal)?;
+    }
+    file.flush().await.map_err(internal)?;
+    Ok(path)
+}
+
+/// Blobs younger than this are never collected: an upload whose image is
+/// not registered yet (`POST /v1/layers`, then `PUT /v1/images/...`).
+pub const GC_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl Api {
+    /// Removes blobs, deltas and path lists nothing references; `doomed`
+    /// blobs (the layers of what was just deleted) go whatever their age.
+    pub async fn collect_garbage(
+        &self,
+        doomed: Vec<Digest>,
+    ) -> ApiResult<Json<crate::gc::GcReport>> {
+        let api = self.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            let _busy = api.gc_lock.lock();
+            let dirs = crate::gc::CacheDirs {
+                deltas: api.deltas.dir(),
+                paths: &api.paths_dir,
+            };
+            let doomed = doomed.into_iter().collect();
+            crate::gc::collect(&api.store, &api.blobs, dirs, api.gc_min_age, &doomed)
+        })
+        .await
+        .map_err(internal)??;
+        if report.blobs + report.deltas > 0 {
+            tracing::info!(?report, "garbage collected");
+        }
+        Ok(Json(report))
+    }
+}
+
+/// `POST /v1/gc`
+async fn collect_garbage(State(api): State<Api>) -> ApiResult<Json<crate::gc::GcReport>> {
+    api.collect_garbage(Vec::new()).await
+}

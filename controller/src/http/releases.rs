@@ -1,0 +1,115 @@
+//! Releases: created from compose files, listed, shown, deleted (refused
+//! while a device is asked to run it or runs it).
+
+use super::{bad_request, Api, ApiError, ApiResult};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use petrel_protocol::{ReleaseManifest, ReleaseRef};
+use serde::Deserialize;
+
+/// Body of `POST /v1/releases`.
+#[derive(Deserialize, serde::Serialize)]
+pub struct CreateRelease {
+    pub name: String,
+    pub version: String,
+    /// The compose document (YAML) defining the services.
+    pub compose: String,
+}
+
+pub(super) async fn create_release(
+    State(api): State<Api>,
+    Json(req): Json<CreateRelease>,
+) -> ApiResult<(StatusCode, Json<petrel_protocol::ReleaseManifest>)> {
+    let store = api.store.clone();
+    let release = crate::compose::to_release(&req.compose, &req.name, &req.version, |n, t| {
+        store.image(n, t).ok().flatten()
+    })
+    .map_err(|e| match &e {
+        crate::compose::ComposeError::UnknownImage { image, .. } => {
+            bad_request(format!("{e}; {}", known_tags(&api.store, image)))
+        }
+        _ => bad_request(e),
+    })?;
+    api.store.put_release(&release)?;
+    Ok((StatusCode::CREATED, Json(release)))
+}
+
+/// What the controller holds under an image reference's name (`image:`
+/// without a tag means `latest`): for the error of a compose file naming
+/// an image that is not there.
+fn known_tags(store: &crate::store::Store, image: &str) -> String {
+    let name = image.rsplit_once(':').map_or(image, |(n, _)| n);
+    let mut tags: Vec<String> = store
+        .images()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.name == name)
+        .map(|m| m.tag)
+        .collect();
+    tags.sort();
+    match tags.is_empty() {
+        true => format!("no image is named {name} (see petrel image list)"),
+        false => format!("{name} has the tags {}", tags.join(", ")),
+    }
+}
+
+pub(super) async fn list_releases(
+    State(api): State<Api>,
+) -> ApiResult<Json<Vec<petrel_protocol::ReleaseManifest>>> {
+    Ok(Json(api.store.releases()?))
+}
+
+fn release_ref(name: &str, version: &str) -> ApiResult<ReleaseRef> {
+    format!("{name}@{version}").parse().map_err(bad_request)
+}
+
+/// `GET /v1/releases/{name}/{version}`
+pub(super) async fn show_release(
+    State(api): State<Api>,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<ReleaseManifest>> {
+    Ok(Json(api.store.release(&release_ref(&name, &version)?)?))
+}
+
+/// `DELETE /v1/releases/{name}/{version}`: refused (409) while a device's
+/// desired, current or in-progress release is this one.
+pub(super) async fn delete_release(
+    State(api): State<Api>,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<crate::gc::GcReport>> {
+    let rref = release_ref(&name, &version)?;
+    let release = api.store.release(&rref)?;
+    let users = devices_using(&api, &rref)?;
+    if !users.is_empty() {
+        let msg = format!(
+            "release {rref} is in use by {}: deploy another release to them first",
+            users.join(", ")
+        );
+        return Err(ApiError(StatusCode::CONFLICT, msg));
+    }
+    api.store.delete_release(&rref)?;
+    let doomed = release
+        .services
+        .into_values()
+        .flat_map(|s| s.image.layers)
+        .map(|l| l.digest)
+        .collect();
+    api.collect_garbage(doomed).await
+}
+
+/// Devices whose desired, current or target release is `rref`.
+fn devices_using(api: &Api, rref: &ReleaseRef) -> ApiResult<Vec<String>> {
+    let mut users = Vec::new();
+    for id in api.store.device_ids()? {
+        let desired = api
+            .store
+            .desired(&id)?
+            .and_then(|d| d.release.map(|r| r.reference()));
+        let reported = api.store.reported(&id)?.unwrap_or_default();
+        if [desired, reported.current, reported.target].contains(&Some(rref.clone())) {
+            users.push(id);
+        }
+    }
+    Ok(users)
+}
