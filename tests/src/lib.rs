@@ -5,15 +5,18 @@
 //!
 //! Layout:
 //! - [`procs`]: controller, agent and Mosquitto processes.
+//! - [`cli`]: running the `petrel` CLI against a test controller.
 //! - [`proxy`]: a TCP proxy that counts and throttles bytes.
 //! - [`fleet`]: waiting for convergence, heartbeats, sample images.
 //! - [`images`]: incompressible payloads, multi-layer test images.
 
+pub mod cli;
 pub mod fleet;
 pub mod images;
 pub mod procs;
 pub mod proxy;
 
+pub use cli::{failed_saying, petrel, succeeded};
 pub use fleet::*;
 pub use images::*;
 pub use procs::*;

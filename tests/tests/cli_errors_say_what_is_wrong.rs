@@ -2,25 +2,7 @@
 //! real controller: each is refused with a message that says what is
 //! wrong, and nothing is deployed.
 
-use petrel_tests::procs::{bin, Controller};
-use std::process::{Command, Output};
-
-fn petrel(ctl: &Controller, args: &[&str]) -> Output {
-    Command::new(bin("petrel"))
-        .args(["--controller", &ctl.url()])
-        .args(args)
-        .output()
-        .expect("the petrel CLI runs")
-}
-
-fn failed_saying(out: &Output, needles: &[&str]) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "expected a failure, got: {err}");
-    for n in needles {
-        assert!(err.contains(n), "missing {n:?} in: {err}");
-    }
-    err
-}
+use petrel_tests::{failed_saying, petrel, Controller};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_without_a_version_to_an_unknown_device_or_events_of_nobody_are_clear_errors(
