@@ -6,11 +6,13 @@
 //! Layout:
 //! - [`procs`]: controller, agent and Mosquitto processes.
 //! - [`cli`]: running the `petrel` CLI against a test controller.
+//! - [`docker`]: the local Docker Engine (containers of a device, cleanup).
 //! - [`proxy`]: a TCP proxy that counts and throttles bytes.
 //! - [`fleet`]: waiting for convergence, heartbeats, sample images.
 //! - [`images`]: incompressible payloads, multi-layer test images.
 
 pub mod cli;
+pub mod docker;
 pub mod fleet;
 pub mod images;
 pub mod procs;

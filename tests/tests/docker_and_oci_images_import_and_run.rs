@@ -1,11 +1,17 @@
-//! Images made by a real Docker Engine (`docker import` + a legacy
-//! `docker build` layer on top, then `docker save`) and the same image
-//! converted to an OCI archive by skopeo are imported with `petrel image
-//! import` and run on a device: layer order and image config carry over.
-//! Needs a Docker Engine (no registry: images are built offline); the test
-//! says so and passes trivially where `docker info` fails.
+//! Images made by a real Docker Engine (`docker import` of a rootfs tarball
+//! holding device nodes in /dev and a setuid binary, as debootstrap, Yocto
+//! and Buildroot trees do, + a legacy `docker build` layer on top, then
+//! `docker save`) are imported with `petrel image import` in every form
+//! users have them: the docker-save archive, gzip'd, unpacked into a
+//! directory, and (with skopeo) as an OCI archive and an OCI layout
+//! directory. The import reports the device nodes and setuid bits devices
+//! will not keep; every form runs on a device: layer order and image
+//! config carry over, /dev is the runtime's. Needs a Docker Engine (no
+//! registry: images are built offline); the test says so and passes
+//! trivially where `docker info` fails.
 
 use petrel_simulator::sample;
+use petrel_tests::docker::{running, Cleanup};
 use petrel_tests::*;
 use std::path::Path;
 use std::process::Command;
@@ -37,7 +43,9 @@ fn fresh_heartbeats(data_dir: &Path, version: &str) -> usize {
         .count()
 }
 
-fn import(ctl: &Controller, file: &Path, name: &str) -> anyhow::Result<()> {
+/// Imports `file` as `name:2` and returns what the CLI printed; `nodes`:
+/// whether the base layer holds device nodes (made only as root).
+fn import(ctl: &Controller, file: &Path, name: &str, nodes: bool) -> anyhow::Result<String> {
     let out = Command::new(bin("petrel"))
         .args(["--controller", &ctl.url(), "image", "import"])
         .arg(file)
@@ -48,7 +56,24 @@ fn import(ctl: &Controller, file: &Path, name: &str) -> anyhow::Result<()> {
         "import {name}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Ok(())
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    // every form reports what devices will change in the base layer
+    let reported_nodes =
+        printed.contains("2 device nodes will not be created") && printed.contains("dev/null");
+    assert_eq!(reported_nodes, nodes, "{name}: {printed}");
+    assert!(
+        printed.contains("1 setuid/setgid bits will be stripped")
+            && printed.contains("bin/su-probe"),
+        "{name}: {printed}"
+    );
+    Ok(printed)
+}
+
+fn has_skopeo() -> bool {
+    Command::new("skopeo")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -65,6 +90,19 @@ async fn docker_save_and_oci_archives_import_and_run_on_a_device() -> anyhow::Re
         "base-1",
         &t.join("rootfs"),
     )?;
+    // what a rootfs tarball holds: device nodes, a setuid program
+    std::fs::create_dir_all(t.join("rootfs/dev"))?;
+    std::fs::create_dir_all(t.join("rootfs/bin"))?;
+    std::fs::write(t.join("rootfs/bin/su-probe"), "#!/bin/sh\n")?;
+    let r = t.display();
+    sh(&format!("chmod 4755 {r}/rootfs/bin/su-probe"))?;
+    let nodes = sh(&format!(
+        "mknod {r}/rootfs/dev/null c 1 3 && mknod {r}/rootfs/dev/full c 1 7"
+    ))
+    .is_ok();
+    if !nodes {
+        eprintln!("not root: no device nodes in the test rootfs");
+    }
     // a different size: the fuse-overlayfs naive diff misses same-size,
     // same-mtime rewrites
     std::fs::create_dir_all(t.join("ctx"))?;
@@ -73,7 +111,6 @@ async fn docker_save_and_oci_archives_import_and_run_on_a_device() -> anyhow::Re
         t.join("ctx/Dockerfile"),
         format!("FROM {tag}-base\nCOPY version.txt /app/version.txt\nENV GREETING=from-docker\n"),
     )?;
-    let r = t.display();
     sh(&format!("tar -C {r}/rootfs -c . | docker import --change 'ENTRYPOINT [\"/app/sample-app\"]' --change 'WORKDIR /app' - {tag}-base"))?;
     let built = sh(&format!(
         "DOCKER_BUILDKIT=0 docker build -q -t {tag} {r}/ctx && docker save -o {r}/image.tar {tag}"
@@ -83,23 +120,40 @@ async fn docker_save_and_oci_archives_import_and_run_on_a_device() -> anyhow::Re
 
     let ctl = Controller::start(&t.join("ctl"))?;
     let agent = Agent::start(t, "d-1", &ctl.broker_url(), &ctl.url())?;
-    import(&ctl, &t.join("image.tar"), "docker-app")?;
-    let mut services = "services:\n  from-docker:\n    image: docker-app:2\n".to_string();
-    let mut expected = 1;
-    if Command::new("skopeo")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
+    // the same images on the docker runtime
+    let docker_device = format!("imp-{}", std::process::id());
+    let _cleanup = Cleanup(docker_device.clone());
+    let docker_agent = Agent::start_with(
+        t,
+        &docker_device,
+        &ctl.broker_url(),
+        &ctl.url(),
+        "runtime = \"docker\"\n",
+    )?;
+    // the archive, gzip'd, and unpacked into a directory
+    sh(&format!(
+        "gzip -k {r}/image.tar && mkdir {r}/image-dir && tar -C {r}/image-dir -xf {r}/image.tar"
+    ))?;
+    let mut forms = vec![
+        ("docker-app", "image.tar"),
+        ("gz-app", "image.tar.gz"),
+        ("dir-app", "image-dir"),
+    ];
+    if has_skopeo() {
         sh(&format!(
-            "skopeo copy -q docker-archive:{r}/image.tar oci-archive:{r}/image-oci.tar"
+            "skopeo copy -q docker-archive:{r}/image.tar oci-archive:{r}/image-oci.tar && skopeo copy -q docker-archive:{r}/image.tar oci:{r}/oci-dir:app"
         ))?;
-        import(&ctl, &t.join("image-oci.tar"), "oci-app")?;
-        services += "  from-oci:\n    image: oci-app:2\n";
-        expected = 2;
+        forms.push(("oci-app", "image-oci.tar"));
+        forms.push(("ocidir-app", "oci-dir"));
     } else {
-        eprintln!("skopeo not installed: OCI archive import not exercised here");
+        eprintln!("skopeo not installed: OCI archive and layout import not exercised here");
     }
+    let mut services = "services:\n".to_string();
+    for (name, file) in &forms {
+        import(&ctl, &t.join(file), name, nodes)?;
+        services += &format!("  {name}:\n    image: {name}:2\n");
+    }
+    let expected = forms.len();
     let client = ctl.client();
     let images = client.images().await?;
     let docker_img = images
@@ -115,23 +169,39 @@ async fn docker_save_and_oci_archives_import_and_run_on_a_device() -> anyhow::Re
         .any(|e| e == "GREETING=from-docker"));
 
     client.create_release("imported", "2", &services).await?;
-    client
-        .deploy("imported@2", std::slice::from_ref(&agent.id))
-        .await?;
-    wait_for(CONVERGE, "imported@2 to run", || async {
-        let v = client
-            .devices()
-            .await
-            .ok()?
-            .into_iter()
-            .find(|d| d.id == agent.id)?;
-        v.converged().then_some(())
-    })
-    .await?;
+    let both = [agent.id.clone(), docker_agent.id.clone()];
+    client.deploy("imported@2", &both).await?;
+    for id in &both {
+        wait_converged(&client, id, "2").await?;
+    }
+    let containers = running(&docker_device);
+    assert_eq!(containers.len(), expected, "{containers:?}");
     // the upper layer's version.txt (2) wins over the base layer's (1)
     wait_for(CONVERGE, "every imported service's heartbeat", || async {
         (fresh_heartbeats(&agent.data_dir, "2") == expected).then_some(())
     })
     .await?;
+    // the layer's device nodes were not created; the setuid bit is gone
+    for rootfs in std::fs::read_dir(agent.data_dir.join("rootfs"))?.flatten() {
+        let probe = rootfs.path().join("bin/su-probe");
+        if let Ok(meta) = std::fs::metadata(&probe) {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                meta.permissions().mode() & 0o7777,
+                0o755,
+                "{}",
+                probe.display()
+            );
+        }
+        let null = rootfs.path().join("dev/null");
+        if let Ok(meta) = std::fs::symlink_metadata(&null) {
+            use std::os::unix::fs::FileTypeExt;
+            assert!(
+                !meta.file_type().is_char_device(),
+                "{} came from the layer",
+                null.display()
+            );
+        }
+    }
     Ok(())
 }

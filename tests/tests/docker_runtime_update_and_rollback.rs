@@ -5,52 +5,8 @@
 //! `docker info` fails the test says so and passes trivially.
 
 use petrel_protocol::{EventKind, Phase};
+use petrel_tests::docker::{docker, running, Cleanup};
 use petrel_tests::*;
-use std::process::Command;
-
-fn docker(args: &[&str]) -> String {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
-/// Removes the device's containers (and Petrel-built images) on drop.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let ids = docker(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=io.petrel.namespace={}", self.0),
-        ]);
-        for id in ids.lines().filter(|l| !l.is_empty()) {
-            docker(&["rm", "-f", id]);
-        }
-        let images = docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
-        for image in images.lines().filter(|i| i.starts_with("petrel/")) {
-            docker(&["rmi", "-f", image]);
-        }
-    }
-}
-
-/// Instance names of the device's running containers.
-fn running(device: &str) -> Vec<String> {
-    let out = docker(&[
-        "ps",
-        "--filter",
-        &format!("label=io.petrel.namespace={device}"),
-        "--format",
-        "{{.Label \"io.petrel.instance\"}}",
-    ]);
-    out.lines()
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect()
-}
 
 /// The heartbeat file inside the container (images carry no shell, so it
 /// is read with `docker cp`).
