@@ -2,7 +2,7 @@
 //! the simulator and the end-to-end tests.
 
 use crate::gc::GcReport;
-use crate::http::{CreateRelease, Deploy, Deployed, DeviceView, ImageSpec};
+use crate::http::{CreateRelease, CreatedRelease, Deploy, Deployed, DeviceView, ImageSpec};
 use crate::images::Imported;
 use petrel_protocol::{Event, ImageConfig, ImageManifest, LayerDescriptor, ReleaseManifest};
 use serde::de::DeserializeOwned;
@@ -186,7 +186,7 @@ impl Client {
         name: &str,
         version: &str,
         compose: &str,
-    ) -> Result<ReleaseManifest, ClientError> {
+    ) -> Result<CreatedRelease, ClientError> {
         let url = format!("{}/v1/releases", self.base);
         let req = CreateRelease {
             name: name.into(),

@@ -75,6 +75,23 @@ struct ComposeService {
     /// Petrel extension: `handover` (default) or `stop-first`.
     #[serde(default, rename = "x-petrel-swap")]
     swap: Option<petrel_protocol::SwapStrategy>,
+    /// Start order (a list, or compose's long form whose conditions are
+    /// read as "started").
+    #[serde(default)]
+    depends_on: Option<DependsOn>,
+    /// Accepted and ignored, with a warning (services run as the image
+    /// user; names are Petrel's own).
+    #[serde(default)]
+    user: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    container_name: Option<serde_yaml_ng::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DependsOn {
+    List(Vec<String>),
+    Map(BTreeMap<String, serde_yaml_ng::Value>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,10 +116,29 @@ pub fn to_release(
     version: &str,
     lookup: impl Fn(&str, &str) -> Option<ImageManifest>,
 ) -> Result<ReleaseManifest, ComposeError> {
+    to_release_with_warnings(yaml, name, version, lookup).map(|(r, _)| r)
+}
+
+/// As [`to_release`], with a warning per key accepted but ignored.
+pub fn to_release_with_warnings(
+    yaml: &str,
+    name: &str,
+    version: &str,
+    lookup: impl Fn(&str, &str) -> Option<ImageManifest>,
+) -> Result<(ReleaseManifest, Vec<String>), ComposeError> {
     let file: ComposeFile =
         serde_yaml_ng::from_str(yaml).map_err(|e| ComposeError::Parse(e.to_string()))?;
     let mut services = BTreeMap::new();
+    let mut warnings = Vec::new();
     for (svc_name, svc) in file.services {
+        if svc.user.is_some() {
+            warnings.push(format!(
+                "service {svc_name}: `user` is ignored: services run as their image's user"
+            ));
+        }
+        if svc.container_name.is_some() {
+            warnings.push(format!("service {svc_name}: `container_name` is ignored: Petrel names instances <service>-g<generation>"));
+        }
         let spec = service(&svc_name, svc, &lookup)?;
         services.insert(svc_name, spec);
     }
@@ -113,7 +149,7 @@ pub fn to_release(
         services,
     };
     release.validate()?;
-    Ok(release)
+    Ok((release, warnings))
 }
 
 fn service(
@@ -159,6 +195,11 @@ fn service(
             .map(|v| millicpus(&yaml_scalar(v)))
             .transpose()
             .map_err(invalid)?,
+        depends_on: match svc.depends_on {
+            None => vec![],
+            Some(DependsOn::List(l)) => l,
+            Some(DependsOn::Map(m)) => m.into_keys().collect(),
+        },
     })
 }
 
@@ -291,87 +332,4 @@ fn duration_s(s: &str) -> Result<u64, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use petrel_protocol::{Digest, ImageConfig, LayerDescriptor};
-
-    fn lookup(name: &str, tag: &str) -> Option<ImageManifest> {
-        (name == "app").then(|| ImageManifest {
-            schema: SCHEMA,
-            name: name.into(),
-            tag: tag.into(),
-            layers: vec![LayerDescriptor {
-                digest: Digest::of(b"b"),
-                diff_id: Digest::of(b"t"),
-                size: 1,
-            }],
-            config: ImageConfig {
-                entrypoint: vec!["/app".into()],
-                ..Default::default()
-            },
-        })
-    }
-
-    #[test]
-    fn a_plain_docker_compose_file_becomes_a_release() {
-        let yaml = r#"
-version: "3.8"
-services:
-  web:
-    image: app:v2
-    command: --greeting "hello world"
-    environment:
-      MODE: prod
-      COUNT: 3
-    ports: ["8080:8080"]
-    volumes: ["data:/data"]
-    restart: on-failure
-    x-petrel-swap: stop-first
-    mem_limit: 64m
-    cpus: 0.5
-    healthcheck:
-      test: ["CMD", "true"]
-      interval: 1m30s
-      retries: 3
-volumes:
-  data: {}
-"#;
-        let r = to_release(yaml, "demo", "2", lookup).unwrap();
-        let web = &r.services["web"];
-        assert_eq!(web.image.tag, "v2");
-        assert_eq!(
-            web.command.as_deref().unwrap(),
-            ["--greeting", "hello world"]
-        );
-        assert_eq!(web.environment["COUNT"], "3");
-        assert_eq!(web.restart, RestartPolicy::OnFailure);
-        assert_eq!(web.swap, petrel_protocol::SwapStrategy::StopFirst);
-        assert_eq!((web.mem_limit, web.cpu_millis), (Some(64 << 20), Some(500)));
-        assert_eq!(web.healthcheck.as_ref().unwrap().interval_s, Some(90));
-        assert_eq!(web.ports, ["8080:8080"]);
-    }
-
-    #[test]
-    fn unsupported_service_keys_are_refused_by_name() {
-        let yaml = "services:\n  web:\n    image: app:1\n    privileged: true\n";
-        let e = to_release(yaml, "demo", "1", lookup)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("privileged"), "{e}");
-    }
-
-    #[test]
-    fn an_unknown_image_is_a_clear_error() {
-        let yaml = "services:\n  web:\n    image: nope:1\n";
-        let e = to_release(yaml, "demo", "1", lookup).unwrap_err();
-        assert!(matches!(e, ComposeError::UnknownImage { .. }), "{e}");
-    }
-
-    #[test]
-    fn bad_restart_policies_and_durations_are_rejected() {
-        let yaml = "services:\n  web:\n    image: app:1\n    restart: sometimes\n";
-        assert!(to_release(yaml, "demo", "1", lookup).is_err());
-        assert!(duration_s("10x").is_err());
-        assert_eq!(duration_s("1500ms").unwrap(), 2);
-    }
-}
+mod tests;

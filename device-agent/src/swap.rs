@@ -22,12 +22,14 @@ pub struct Planned {
     pub swap: SwapStrategy,
 }
 
-/// The instances a release runs at a generation.
+/// The instances a release runs at a generation, in start order (each
+/// after what it `depends_on`); stops go in reverse.
 pub fn plan(rootfs_dir: &Path, generation: u64, release: &Option<ReleaseManifest>) -> Vec<Planned> {
     let Some(r) = release else {
         return vec![];
     };
-    r.services
+    let mut planned: Vec<Planned> = r
+        .services
         .iter()
         .zip(instances(rootfs_dir, generation, release))
         .map(|((name, svc), spec)| Planned {
@@ -36,7 +38,11 @@ pub fn plan(rootfs_dir: &Path, generation: u64, release: &Option<ReleaseManifest
             health: svc.healthcheck.clone(),
             swap: svc.swap,
         })
-        .collect()
+        .collect();
+    // validated on arrival, so the order exists; by name if it ever did not
+    let order = r.start_order().unwrap_or_default();
+    planned.sort_by_key(|p| order.iter().position(|n| *n == p.service));
+    planned
 }
 
 fn applied_plan(rootfs_dir: &Path, a: &Option<Applied>) -> Vec<Planned> {
@@ -56,7 +62,11 @@ pub async fn swap<R: Runtime>(
     let new = plan(rootfs_dir, to.generation, &to.release);
     let old = applied_plan(rootfs_dir, from);
     let is_new = |name: &str| new.iter().any(|n| n.spec.name == name);
-    for n in new.iter().filter(|n| n.swap == SwapStrategy::StopFirst) {
+    for n in new
+        .iter()
+        .rev()
+        .filter(|n| n.swap == SwapStrategy::StopFirst)
+    {
         for o in old
             .iter()
             .filter(|o| o.service == n.service && !is_new(&o.spec.name))
@@ -85,7 +95,7 @@ pub async fn swap<R: Runtime>(
             });
         }
     }
-    for o in old.iter().filter(|o| !is_new(&o.spec.name)) {
+    for o in old.iter().rev().filter(|o| !is_new(&o.spec.name)) {
         runtime
             .stop(&o.spec.name)
             .await
@@ -103,7 +113,10 @@ pub async fn rollback<R: Runtime>(
     restore: &Option<Applied>,
 ) -> Result<(), String> {
     let restore_plan = applied_plan(rootfs_dir, restore);
-    for n in plan(rootfs_dir, failed.generation, &failed.release) {
+    for n in plan(rootfs_dir, failed.generation, &failed.release)
+        .iter()
+        .rev()
+    {
         if !restore_plan.iter().any(|r| r.spec.name == n.spec.name) {
             runtime
                 .stop(&n.spec.name)

@@ -8,6 +8,7 @@
 //! - [`topics`]: the only function that builds and parses MQTT topic names.
 //! - [`manifest`]: image and release manifests (what a device runs).
 //! - [`health`]: what a health check probes, and its timing.
+//! - [`start_order`]: the order a release's services start (`depends_on`).
 //! - [`messages`]: desired / reported / event / status messages.
 //! - [`lifecycle`]: the update phase enum and its legal transitions.
 //! - [`broker`]: the broker address (`mqtt://`, `mqtts://`), parsed once.
@@ -25,6 +26,7 @@ pub mod layer_policy;
 pub mod lifecycle;
 pub mod manifest;
 pub mod messages;
+pub mod start_order;
 pub mod topics;
 
 pub use broker::{BrokerUrl, BrokerUrlError};

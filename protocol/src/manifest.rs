@@ -112,6 +112,10 @@ pub struct ServiceSpec {
     /// CPU limit in thousandths of a CPU (compose `cpus: 0.5` is 500).
     #[serde(default)]
     pub cpu_millis: Option<u32>,
+    /// Services of the same release started before this one (and stopped
+    /// after it): compose `depends_on`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
 }
 
 /// How a service is swapped for its new version.
@@ -289,9 +293,9 @@ impl ReleaseManifest {
             svc.volume_mounts().map_err(invalid)?;
             svc.listen_ports().map_err(invalid)?;
         }
+        self.start_order()?;
         Ok(())
     }
-
     /// Every distinct layer of the release, in first-use order.
     pub fn layers(&self) -> Vec<&LayerDescriptor> {
         let mut seen = std::collections::HashSet::new();
@@ -334,6 +338,7 @@ pub(crate) mod tests {
             swap: Default::default(),
             mem_limit: None,
             cpu_millis: None,
+            depends_on: vec![],
         };
         ReleaseManifest {
             schema: SCHEMA,

@@ -47,7 +47,11 @@ pub(super) async fn run(client: &Client, cmd: ReleaseCmd) -> Result<()> {
         } => {
             let text = std::fs::read_to_string(&compose)
                 .with_context(|| format!("reading {}", compose.display()))?;
-            let r = client.create_release(&name, &version, &text).await?;
+            let created = client.create_release(&name, &version, &text).await?;
+            for w in &created.warnings {
+                eprintln!("warning: {w}");
+            }
+            let r = created.release;
             println!(
                 "release {}@{} created ({} services)",
                 r.name,

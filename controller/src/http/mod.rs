@@ -26,7 +26,7 @@ mod views;
 
 pub use deploy::{Deploy, Deployed};
 pub use images::ImageSpec;
-pub use releases::CreateRelease;
+pub use releases::{CreateRelease, CreatedRelease};
 pub use views::DeviceView;
 
 /// Shared state of the handlers.

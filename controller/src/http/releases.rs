@@ -20,19 +20,33 @@ pub struct CreateRelease {
 pub(super) async fn create_release(
     State(api): State<Api>,
     Json(req): Json<CreateRelease>,
-) -> ApiResult<(StatusCode, Json<petrel_protocol::ReleaseManifest>)> {
+) -> ApiResult<(StatusCode, Json<CreatedRelease>)> {
     let store = api.store.clone();
-    let release = crate::compose::to_release(&req.compose, &req.name, &req.version, |n, t| {
-        store.image(n, t).ok().flatten()
-    })
-    .map_err(|e| match &e {
-        crate::compose::ComposeError::UnknownImage { image, .. } => {
-            bad_request(format!("{e}; {}", known_tags(&api.store, image)))
-        }
-        _ => bad_request(e),
-    })?;
+    let compose =
+        crate::compose::to_release_with_warnings(&req.compose, &req.name, &req.version, |n, t| {
+            store.image(n, t).ok().flatten()
+        })
+        .map_err(|e| match &e {
+            crate::compose::ComposeError::UnknownImage { image, .. } => {
+                bad_request(format!("{e}; {}", known_tags(&api.store, image)))
+            }
+            _ => bad_request(e),
+        })?;
+    let (release, warnings) = compose;
     api.store.put_release(&release)?;
-    Ok((StatusCode::CREATED, Json(release)))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedRelease { release, warnings }),
+    ))
+}
+
+/// A release as created, with the compose keys it accepted but ignores.
+#[derive(Debug, serde::Serialize, Deserialize)]
+pub struct CreatedRelease {
+    #[serde(flatten)]
+    pub release: ReleaseManifest,
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// What the controller holds under an image reference's name (`image:`

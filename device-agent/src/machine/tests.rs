@@ -20,6 +20,7 @@ fn release(version: &str) -> ReleaseManifest {
         swap: Default::default(),
         mem_limit: None,
         cpu_millis: None,
+        depends_on: vec![],
     };
     ReleaseManifest {
         schema: SCHEMA,
