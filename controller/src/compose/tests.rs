@@ -1,3 +1,4 @@
+
 use super::*;
 use petrel_protocol::{Digest, ImageConfig, LayerDescriptor};
 
@@ -24,21 +25,21 @@ fn a_plain_docker_compose_file_becomes_a_release() {
 version: "3.8"
 services:
   web:
-image: app:v2
-command: --greeting "hello world"
-environment:
-  MODE: prod
-  COUNT: 3
-ports: ["8080:8080"]
-volumes: ["data:/data"]
-restart: on-failure
-x-petrel-swap: stop-first
-mem_limit: 64m
-cpus: 0.5
-healthcheck:
-  test: ["CMD", "true"]
-  interval: 1m30s
-  retries: 3
+    image: app:v2
+    command: --greeting "hello world"
+    environment:
+      MODE: prod
+      COUNT: 3
+    ports: ["8080:8080"]
+    volumes: ["data:/data"]
+    restart: on-failure
+    x-petrel-swap: stop-first
+    mem_limit: 64m
+    cpus: 0.5
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 1m30s
+      retries: 3
 volumes:
   data: {}
 "#;
