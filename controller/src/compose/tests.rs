@@ -1,4 +1,3 @@
-
 use super::*;
 use petrel_protocol::{Digest, ImageConfig, LayerDescriptor};
 
