@@ -150,7 +150,11 @@ impl Client {
         config: ImageConfig,
     ) -> Result<Imported, ClientError> {
         let url = format!("{}/v1/images/{name}/{tag}", self.base);
-        let spec = ImageSpec { layers, config };
+        let spec = ImageSpec {
+            layers,
+            config,
+            platform: None,
+        };
         self.send(self.http.put(&url).json(&spec), &url).await
     }
 

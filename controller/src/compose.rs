@@ -200,6 +200,7 @@ fn service(
             Some(DependsOn::List(l)) => l,
             Some(DependsOn::Map(m)) => m.into_keys().collect(),
         },
+        variants: vec![],
     })
 }
 

@@ -253,6 +253,7 @@ mod tests {
             tag: "1".into(),
             layers: layers.clone(),
             config: Default::default(),
+            platform: None,
         };
         store.put_image(&image).expect("image");
         let cache = DeltaCache::new(dir.join("deltas"), blobs, store).expect("cache");

@@ -48,6 +48,9 @@ pub struct Store {
     events: sled::Tree,
     /// diff_id → layer descriptor (which blob holds that tar).
     layers: sled::Tree,
+    /// `name:tag` → every platform variant of a multi-platform image (the
+    /// `images` record is its default variant).
+    variants: sled::Tree,
     /// device id → the last generation of a forgotten device, so one that
     /// comes back is never sent a generation it already passed.
     retired: sled::Tree,
@@ -93,6 +96,7 @@ impl Store {
             events: db.open_tree("events")?,
             layers: db.open_tree("layers")?,
             retired: db.open_tree("retired")?,
+            variants: db.open_tree("variants")?,
             db,
         })
     }
@@ -104,13 +108,49 @@ impl Store {
     }
 
     pub fn put_image(&self, m: &ImageManifest) -> Result<(), StoreError> {
+        self.put_layers(m)?;
+        self.put(&self.images, &format!("{}:{}", m.name, m.tag), m)
+    }
+
+    fn put_layers(&self, m: &ImageManifest) -> Result<(), StoreError> {
         for l in &m.layers {
             self.layers.insert(
                 l.diff_id.to_string(),
                 serde_json::to_vec(l).unwrap_or_default(),
             )?;
         }
-        self.put(&self.images, &format!("{}:{}", m.name, m.tag), m)
+        Ok(())
+    }
+
+    /// Stores an image with its platform variants (`variants` empty for a
+    /// single-platform image).
+    pub fn put_image_variants(
+        &self,
+        default: &ImageManifest,
+        variants: &[ImageManifest],
+    ) -> Result<(), StoreError> {
+        let key = format!("{}:{}", default.name, default.tag);
+        match variants.len() {
+            0 | 1 => _ = self.variants.remove(&key)?,
+            _ => {
+                for v in variants {
+                    self.put_layers(v)?;
+                }
+                self.variants
+                    .insert(&key, serde_json::to_vec(variants).unwrap_or_default())?;
+            }
+        }
+        self.put_image(default)
+    }
+
+    /// Every platform variant of `name:tag` (the one image when it has a
+    /// single platform); empty if there is no such image.
+    pub fn image_variants(&self, name: &str, tag: &str) -> Result<Vec<ImageManifest>, StoreError> {
+        let key = format!("{name}:{tag}");
+        if let Some(all) = get::<Vec<ImageManifest>>(&self.variants, &key)? {
+            return Ok(all);
+        }
+        Ok(self.image(name, tag)?.into_iter().collect())
     }
 
     /// The stored layer whose uncompressed tar has this diff_id.
@@ -122,12 +162,18 @@ impl Store {
         get(&self.images, &format!("{name}:{tag}"))
     }
 
+    /// Every image, one entry per platform variant.
     pub fn images(&self) -> Result<Vec<ImageManifest>, StoreError> {
-        all(&self.images)
+        let mut out = Vec::new();
+        for image in all::<ImageManifest>(&self.images)? {
+            out.extend(self.image_variants(&image.name, &image.tag)?);
+        }
+        Ok(out)
     }
 
     /// Removes an image record; `false` if there was none.
     pub fn delete_image(&self, name: &str, tag: &str) -> Result<bool, StoreError> {
+        self.variants.remove(format!("{name}:{tag}"))?;
         let removed = self.images.remove(format!("{name}:{tag}"))?.is_some();
         self.db.flush()?;
         Ok(removed)

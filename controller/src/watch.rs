@@ -171,6 +171,7 @@ mod tests {
             services: Vec::new(),
             last_error: Some("app exited with code 1\nafter 2 s".into()),
             reported_at_ms: 1,
+            platform: None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! The agent's TOML configuration file.
 
-use petrel_protocol::BrokerUrl;
+use petrel_protocol::{BrokerUrl, Platform};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -26,6 +26,11 @@ pub struct Config {
     /// Seconds between heartbeat reports.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_s: u64,
+    /// The platform this device runs images for, `OS/ARCH[/VARIANT]`
+    /// (default: what the agent was built for, e.g. linux/arm64). Set it
+    /// when they differ (an armv6 Pi running an armv7-built agent).
+    #[serde(default)]
+    pub platform: Option<String>,
 }
 
 fn default_runtime() -> String {
@@ -72,6 +77,7 @@ impl Config {
                 cfg.controller_url
             ));
         }
+        cfg.platform()?;
         if cfg.runtime != "native" && cfg.runtime != "docker" {
             return Err(format!(
                 "unknown runtime {:?} (supported: native, docker)",
@@ -79,6 +85,16 @@ impl Config {
             ));
         }
         Ok(cfg)
+    }
+
+    /// The device's platform: the configured one, else the build's.
+    pub fn platform(&self) -> Result<Platform, String> {
+        match &self.platform {
+            Some(p) => p
+                .parse()
+                .map_err(|e: petrel_protocol::InvalidPlatform| e.to_string()),
+            None => Ok(Platform::host()),
+        }
     }
 
     /// The broker address ([`BrokerUrl`]). TLS (`mqtts://`) is parsed but

@@ -27,6 +27,9 @@ pub struct Driver<R: Runtime> {
     pub paths: Paths,
     pub limits: Limits,
     pub progress: Arc<ProgressCounter>,
+    /// What this device runs images for; reported, and checked against
+    /// every image a desired state names.
+    pub platform: petrel_protocol::Platform,
     task: Option<(JoinHandle<()>, bool)>,
     /// A desired state that arrived during a swap, handled after it.
     deferred: Option<Input>,
@@ -53,6 +56,7 @@ impl<R: Runtime> Driver<R> {
             paths,
             limits,
             progress: Default::default(),
+            platform: petrel_protocol::Platform::host(),
             task: None,
             deferred: None,
             results_tx,
@@ -90,7 +94,8 @@ impl<R: Runtime> Driver<R> {
                         tracing::info!("desired state cleared on the broker; keeping what runs");
                     }
                     Incoming::Desired(bytes) => {
-                        let input = match decode_desired(&bytes, &self.device_id, self.limits) {
+                        let decoded = decode_desired(&bytes, &self.device_id, self.limits);
+                        let input = match decoded.map_err(|e| e.to_string()).and_then(|d| self.runs_here(d)) {
                             Ok(d) => Input::Desired(d),
                             Err(e) => Input::Rejected(format!("desired state rejected: {e}")),
                         };
@@ -325,8 +330,29 @@ impl<R: Runtime> Driver<R> {
             // unreachable controller_url, say) is the error to show.
             last_error: problem.or_else(|| st.last_error.clone()),
             updated_at_ms: now_ms(),
+            platform: Some(self.platform.clone()),
         };
         self.publisher.report(&r);
+    }
+
+    /// A desired state whose images are all built for this device (or for
+    /// no platform in particular); else why not.
+    fn runs_here(&self, d: petrel_protocol::Desired) -> Result<petrel_protocol::Desired, String> {
+        let services = d.release.iter().flat_map(|r| &r.services);
+        for (name, svc) in services {
+            if let Some(p) = svc
+                .image
+                .platform
+                .as_ref()
+                .filter(|p| !p.runs_on(&self.platform))
+            {
+                return Err(format!(
+                    "service {name}: image {}:{} is built for {p}, this device is {}",
+                    svc.image.name, svc.image.tag, self.platform
+                ));
+            }
+        }
+        Ok(d)
     }
 
     /// On start-up: make the runtime match the journal. Instances of the

@@ -87,7 +87,7 @@ pub async fn run<R: Runtime>(
         cfg.max_message_bytes,
         store.clone(),
     );
-    let driver = driver::Driver::new(
+    let mut driver = driver::Driver::new(
         cfg.device_id.clone(),
         store,
         publisher,
@@ -95,6 +95,9 @@ pub async fn run<R: Runtime>(
         paths,
         limits,
     );
+    driver.platform = cfg
+        .platform()
+        .unwrap_or_else(|_| petrel_protocol::Platform::host());
     driver
         .run(
             incoming,

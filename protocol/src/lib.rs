@@ -9,6 +9,7 @@
 //! - [`manifest`]: image and release manifests (what a device runs).
 //! - [`health`]: what a health check probes, and its timing.
 //! - [`start_order`]: the order a release's services start (`depends_on`).
+//! - [`platform`]: image and device platforms, a release resolved for one.
 //! - [`messages`]: desired / reported / event / status messages.
 //! - [`lifecycle`]: the update phase enum and its legal transitions.
 //! - [`broker`]: the broker address (`mqtt://`, `mqtts://`), parsed once.
@@ -26,6 +27,7 @@ pub mod layer_policy;
 pub mod lifecycle;
 pub mod manifest;
 pub mod messages;
+pub mod platform;
 pub mod start_order;
 pub mod topics;
 
@@ -40,6 +42,7 @@ pub use manifest::{
     ReleaseRef, RestartPolicy, ServiceSpec, SwapStrategy, VolumeMount,
 };
 pub use messages::{Desired, Envelope, Event, EventKind, Progress, Reported, ServiceState, Status};
+pub use platform::{InvalidPlatform, Platform};
 
 /// Schema version carried by every message and manifest this crate writes.
 pub const SCHEMA: u32 = 1;

@@ -41,6 +41,10 @@ pub struct ImageManifest {
     pub layers: Vec<LayerDescriptor>,
     #[serde(default)]
     pub config: ImageConfig,
+    /// What the image is built for (from its config at import); `None`
+    /// for an image built from a directory, which runs anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<crate::Platform>,
 }
 
 impl ImageManifest {
@@ -116,6 +120,10 @@ pub struct ServiceSpec {
     /// after it): compose `depends_on`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// Every platform variant of a multi-platform image (`image` is the
+    /// default one); emptied when the release is resolved for a device.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<ImageManifest>,
 }
 
 /// How a service is swapped for its new version.
@@ -326,6 +334,7 @@ pub(crate) mod tests {
                 entrypoint: vec!["/app/run".into()],
                 ..Default::default()
             },
+            platform: None,
         };
         let svc = ServiceSpec {
             image,
@@ -339,6 +348,7 @@ pub(crate) mod tests {
             mem_limit: None,
             cpu_millis: None,
             depends_on: vec![],
+            variants: vec![],
         };
         ReleaseManifest {
             schema: SCHEMA,

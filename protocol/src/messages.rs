@@ -82,6 +82,10 @@ pub struct Reported {
     #[serde(default)]
     pub last_error: Option<String>,
     pub updated_at_ms: u64,
+    /// What the device runs images for (`linux/arm64` …); agents before
+    /// multi-platform support send none.
+    #[serde(default)]
+    pub platform: Option<crate::Platform>,
 }
 
 /// What happened, for the `events` topic.

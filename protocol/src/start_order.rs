@@ -71,6 +71,7 @@ mod tests {
                 entrypoint: vec!["/app".into()],
                 ..Default::default()
             },
+            platform: None,
         };
         let services = deps
             .iter()

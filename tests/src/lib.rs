@@ -10,11 +10,13 @@
 //! - [`proxy`]: a TCP proxy that counts and throttles bytes.
 //! - [`fleet`]: waiting for convergence, heartbeats, sample images.
 //! - [`images`]: incompressible payloads, multi-layer test images.
+//! - [`oci`]: a multi-platform OCI layout directory built by hand.
 
 pub mod cli;
 pub mod docker;
 pub mod fleet;
 pub mod images;
+pub mod oci;
 pub mod procs;
 pub mod proxy;
 

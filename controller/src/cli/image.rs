@@ -89,11 +89,13 @@ pub(super) async fn run(client: &Client, cmd: ImageCmd) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&images)?);
                 return Ok(());
             }
-            let mut table = crate::table::Table::new(&["IMAGE", "LAYERS", "SIZE", "ID"]);
+            let mut table =
+                crate::table::Table::new(&["IMAGE", "PLATFORM", "LAYERS", "SIZE", "ID"]);
             for m in images {
                 let size: u64 = m.layers.iter().map(|l| l.size).sum();
                 table.row(vec![
                     format!("{}:{}", m.name, m.tag),
+                    m.platform.as_ref().map_or("any".into(), |p| p.to_string()),
                     m.layers.len().to_string(),
                     human_bytes(size),
                     m.id().to_string(),
@@ -124,6 +126,14 @@ pub fn import_report(m: &Imported) -> String {
         human_bytes(size),
         image.id()
     );
+    if !m.variants.is_empty() {
+        let platforms: Vec<String> = m
+            .variants
+            .iter()
+            .map(|v| v.platform.as_ref().map_or("any".into(), |p| p.to_string()))
+            .collect();
+        out += &format!("  platforms {}\n", platforms.join(", "));
+    }
     let a = &m.audit;
     let list = |count: u64, sample: &[String]| {
         let more = count.saturating_sub(sample.len() as u64);

@@ -15,6 +15,7 @@ fn lookup(name: &str, tag: &str) -> Option<ImageManifest> {
             entrypoint: vec!["/app".into()],
             ..Default::default()
         },
+        platform: None,
     })
 }
 

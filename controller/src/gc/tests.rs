@@ -17,6 +17,7 @@ fn image(name: &str, layers: Vec<LayerDescriptor>) -> ImageManifest {
         tag: "1".into(),
         layers,
         config: ImageConfig::default(),
+        platform: None,
     }
 }
 

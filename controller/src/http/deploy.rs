@@ -55,14 +55,33 @@ pub(super) async fn deploy(
         }
     }
     let release = api.store.release(&rref)?;
+    // each device gets the variant of every image for its platform; one
+    // that cannot run the release stops the whole deployment
+    let mut resolved = Vec::new();
+    let mut refused = Vec::new();
+    for id in &req.devices {
+        let platform = api.store.reported(id)?.and_then(|r| r.platform);
+        match release.for_platform(platform.as_ref()) {
+            Ok(r) => resolved.push((id, r)),
+            Err(e) => refused.push(format!(
+                "{id} ({}): {e}",
+                platform.map_or("?".into(), |p| p.to_string())
+            )),
+        }
+    }
+    if !refused.is_empty() {
+        let msg = format!(
+            "release {rref} cannot run on {}; nothing was deployed",
+            refused.join("; ")
+        );
+        return Err(bad_request(msg));
+    }
     let _guard = api.deploy_lock.lock().await;
     let mut out = Vec::new();
-    for id in &req.devices {
+    for (id, release) in resolved {
         prepare_deltas(&api, id, &release);
         // durable first, then published: a broker restart re-publishes it
-        let desired = api
-            .store
-            .set_desired(id, Some(release.clone()), crate::now_ms())?;
+        let desired = api.store.set_desired(id, Some(release), crate::now_ms())?;
         api.fleet
             .publish_desired(&desired)
             .await
@@ -88,7 +107,18 @@ fn prepare_deltas(api: &Api, device: &str, release: &petrel_protocol::ReleaseMan
     else {
         return;
     };
-    let Ok(old) = api.store.release(&current) else {
+    let platform = api
+        .store
+        .reported(device)
+        .ok()
+        .flatten()
+        .and_then(|r| r.platform);
+    let Some(old) = api
+        .store
+        .release(&current)
+        .ok()
+        .and_then(|r| r.for_platform(platform.as_ref()).ok())
+    else {
         return;
     };
     for (name, svc) in &release.services {

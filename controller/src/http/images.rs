@@ -33,7 +33,8 @@ pub(super) async fn import_image(
     })
     .await
     .map_err(internal)??;
-    api.store.put_image(&manifest.image)?;
+    api.store
+        .put_image_variants(&manifest.image, &manifest.variants)?;
     Ok((StatusCode::CREATED, Json(manifest)))
 }
 
@@ -43,6 +44,9 @@ pub struct ImageSpec {
     pub layers: Vec<LayerDescriptor>,
     #[serde(default)]
     pub config: ImageConfig,
+    /// What the layers are built for; none: runs anywhere.
+    #[serde(default)]
+    pub platform: Option<petrel_protocol::Platform>,
 }
 
 pub(super) async fn put_image(
@@ -67,6 +71,7 @@ pub(super) async fn put_image(
         tag,
         layers: spec.layers,
         config: spec.config,
+        platform: spec.platform,
     };
     let blobs = api.blobs.clone();
     let imported =
@@ -109,7 +114,13 @@ pub(super) async fn delete_image(
         );
         return Err(ApiError(StatusCode::CONFLICT, msg));
     }
+    let variants = api.store.image_variants(&name, &tag)?;
     api.store.delete_image(&name, &tag)?;
-    let doomed = image.layers.into_iter().map(|l| l.digest).collect();
+    let doomed = variants
+        .into_iter()
+        .chain([image])
+        .flat_map(|v| v.layers)
+        .map(|l| l.digest)
+        .collect();
     api.collect_garbage(doomed).await
 }

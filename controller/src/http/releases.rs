@@ -32,7 +32,15 @@ pub(super) async fn create_release(
             }
             _ => bad_request(e),
         })?;
-    let (release, warnings) = compose;
+    let (mut release, warnings) = compose;
+    // a multi-platform image reaches the release with all its variants;
+    // each device gets its own at deploy
+    for svc in release.services.values_mut() {
+        let variants = api.store.image_variants(&svc.image.name, &svc.image.tag)?;
+        if variants.len() > 1 {
+            svc.variants = variants;
+        }
+    }
     api.store.put_release(&release)?;
     Ok((
         StatusCode::CREATED,

@@ -29,6 +29,9 @@ pub struct DeviceView {
     pub last_error: Option<String>,
     /// When the device wrote its last report (its clock).
     pub reported_at_ms: u64,
+    /// What the device runs images for, as it reports.
+    #[serde(default)]
+    pub platform: Option<petrel_protocol::Platform>,
 }
 
 impl DeviceView {
@@ -63,6 +66,7 @@ fn view(api: &Api, id: &str) -> ApiResult<DeviceView> {
         services: reported.services,
         last_error: reported.last_error,
         reported_at_ms: reported.updated_at_ms,
+        platform: reported.platform,
     })
 }
 

@@ -32,7 +32,12 @@ pub fn build_from_dir(
     let mut writer = blobs.layer_writer()?;
     tar_dir(dir, &mut writer)?;
     let layer = writer.finish(None)?;
-    Ok(manifest(name, tag, vec![layer], config))
+    let variant = super::Variant {
+        layers: vec![layer],
+        config,
+        platform: None,
+    };
+    Ok(manifest(name, tag, variant))
 }
 
 /// Writes the deterministic tar of `dir` (see the module doc) to `out`.

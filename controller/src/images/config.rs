@@ -3,7 +3,7 @@
 //! metadata files from an unpacked tarball.
 
 use super::ImageError;
-use petrel_protocol::{Digest, ImageConfig};
+use petrel_protocol::{Digest, ImageConfig, Platform};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -20,10 +20,19 @@ pub(crate) struct ParsedConfig {
     pub config: ImageConfig,
     /// `rootfs.diff_ids`, when the config has a `rootfs` section.
     pub diff_ids: Option<Vec<Digest>>,
+    /// `os`/`architecture`/`variant`, when the config names both of the
+    /// first two.
+    pub platform: Option<Platform>,
 }
 
 #[derive(Deserialize)]
 struct RawImage {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
     #[serde(default)]
     config: Option<RawProcess>,
     #[serde(default)]
@@ -63,9 +72,15 @@ pub(crate) fn parse_config(bytes: &[u8], entry: &str) -> Result<ParsedConfig, Im
             .into_keys()
             .collect(),
     };
+    let platform = (!raw.os.is_empty() && !raw.architecture.is_empty()).then(|| Platform {
+        os: raw.os,
+        architecture: raw.architecture,
+        variant: non_empty(raw.variant),
+    });
     Ok(ParsedConfig {
         config,
         diff_ids: raw.rootfs.map(|r| r.diff_ids),
+        platform,
     })
 }
 
@@ -98,7 +113,14 @@ pub(crate) fn read_small(path: &Path, entry: &str) -> Result<Vec<u8>, ImageError
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io_err)?;
+    let file = match std::fs::File::open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ImageError::Missing {
+                entry: entry.to_string(),
+            })
+        }
+        other => other.map_err(io_err)?,
+    };
     let mut bytes = Vec::new();
     file.take(METADATA_LIMIT + 1)
         .read_to_end(&mut bytes)

@@ -10,9 +10,9 @@
 use super::config::{check_layer_count, json, parse_config, read_small};
 use super::extract::Unpacked;
 use super::layers::{sniffed, store_layer, verify_bytes, verify_file};
-use super::ImageError;
+use super::{ImageError, Variant};
 use crate::blobs::BlobStore;
-use petrel_protocol::{Digest, ImageConfig, LayerDescriptor};
+use petrel_protocol::{Digest, LayerDescriptor};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -23,10 +23,7 @@ struct Entry {
 }
 
 /// Imports the one image of an unpacked docker-save tarball.
-pub(crate) fn import(
-    src: &Unpacked,
-    blobs: &BlobStore,
-) -> Result<(Vec<LayerDescriptor>, ImageConfig), ImageError> {
+pub(crate) fn import(src: &Unpacked, blobs: &BlobStore) -> Result<Variant, ImageError> {
     let entry = read_manifest(src)?;
     let config_bytes = read_small(&src.resolve(&entry.config)?, &entry.config)?;
     if let Some(expected) = digest_in_name(&entry.config) {
@@ -41,7 +38,11 @@ pub(crate) fn import(
         .enumerate()
         .map(|(i, name)| import_layer(src, blobs, name, expected.get(i)))
         .collect::<Result<_, _>>()?;
-    Ok((layers, parsed.config))
+    Ok(Variant {
+        layers,
+        config: parsed.config,
+        platform: parsed.platform,
+    })
 }
 
 fn read_manifest(src: &Unpacked) -> Result<Entry, ImageError> {

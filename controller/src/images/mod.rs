@@ -11,6 +11,7 @@
 //! - `layers`: compression detection, digest checks, storing layers.
 //! - `build`: a deterministic layer tar from a directory.
 //! - `audit`: every stored layer run through the devices' entry rules.
+//! - `imported`: an image as registered, its platform variants and report.
 //!
 //! Decision: imported layers are decompressed and recompressed with zstd,
 //! never stored as received, so devices need one decompressor and deltas
@@ -24,17 +25,17 @@ mod docker;
 mod extract;
 #[cfg(test)]
 mod fixtures;
+mod imported;
 mod layers;
 mod oci;
 
 pub use audit::audit_layer;
 pub use build::{build_from_dir, tar_dir};
+pub use imported::Imported;
+pub(crate) use imported::Variant;
 
 use crate::blobs::{BlobError, BlobStore};
-use petrel_protocol::{
-    validate_name, AuditSummary, Digest, ImageConfig, ImageManifest, InvalidName, LayerDescriptor,
-    SCHEMA,
-};
+use petrel_protocol::{validate_name, Digest, ImageManifest, InvalidName, SCHEMA};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -74,7 +75,7 @@ pub enum ImageError {
     },
     #[error("manifest.json lists {found} images; save exactly one image per tarball")]
     ImageCount { found: usize },
-    #[error("OCI index lists no manifests")]
+    #[error("the OCI index lists no image manifest this archive holds (attestations and platforms whose blobs are absent are skipped)")]
     NoManifest,
     #[error("OCI blob {digest} is an index nested more than one level deep")]
     NestedIndex { digest: Digest },
@@ -115,31 +116,6 @@ pub enum ImageError {
     UnsupportedFile { path: PathBuf, reason: &'static str },
 }
 
-/// An image as registered, with what devices will change in it (device
-/// nodes not created, setuid/setgid bits stripped): the import report.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Imported {
-    #[serde(flatten)]
-    pub image: ImageManifest,
-    #[serde(default)]
-    pub audit: AuditSummary,
-}
-
-impl Imported {
-    /// Audits `image`'s layers (already in `blobs`); an entry devices
-    /// would refuse is [`ImageError::Refused`], naming layer and entry.
-    pub fn audit(image: ImageManifest, blobs: &BlobStore) -> Result<Imported, ImageError> {
-        let named = image.layers.iter().enumerate().map(|(i, l)| {
-            (
-                l,
-                format!("{} (layer {} of {})", l.diff_id, i + 1, image.layers.len()),
-            )
-        });
-        let audit = audit::audit_layers(blobs, named)?;
-        Ok(Imported { image, audit })
-    }
-}
-
 /// The two tarball formats `import_tarball` understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -164,12 +140,16 @@ pub fn import_tarball(
     validate_name(name, 128)?;
     validate_name(tag, 128)?;
     let unpacked = extract::unpack(path, shown, &blobs.tmp_dir())?;
-    let (layers, config) = match detect(&unpacked) {
+    let variants = match detect(&unpacked) {
         Some(Format::Oci) => oci::import(&unpacked, blobs)?,
-        Some(Format::Docker) => docker::import(&unpacked, blobs)?,
+        Some(Format::Docker) => vec![docker::import(&unpacked, blobs)?],
         None => return Err(ImageError::UnknownFormat { file: shown.into() }),
     };
-    Imported::audit(manifest(name, tag, layers, config), blobs)
+    let manifests = variants
+        .into_iter()
+        .map(|v| manifest(name, tag, v))
+        .collect();
+    Imported::audit_variants(manifests, blobs)
 }
 
 fn detect(unpacked: &extract::Unpacked) -> Option<Format> {
@@ -182,18 +162,14 @@ fn detect(unpacked: &extract::Unpacked) -> Option<Format> {
     }
 }
 
-fn manifest(
-    name: &str,
-    tag: &str,
-    layers: Vec<LayerDescriptor>,
-    config: ImageConfig,
-) -> ImageManifest {
+fn manifest(name: &str, tag: &str, variant: Variant) -> ImageManifest {
     ImageManifest {
         schema: SCHEMA,
         name: name.to_string(),
         tag: tag.to_string(),
-        layers,
-        config,
+        layers: variant.layers,
+        config: variant.config,
+        platform: variant.platform,
     }
 }
 

@@ -4,15 +4,17 @@
 //!
 //! Every blob is checked against its descriptor's digest and size before it
 //! is used, and every layer's computed `diff_id` against the config's
-//! `rootfs.diff_ids`. Among several manifests, linux/amd64 is picked, else
-//! the first.
+//! `rootfs.diff_ids`. A multi-platform index is imported whole: one variant
+//! per platform. Attestation manifests (platform `unknown/unknown`) and
+//! manifests whose blobs the archive does not hold (`docker save` of a
+//! multi-platform image keeps only the local platform's) are skipped.
 
 use super::config::{check_layer_count, json, parse_config, read_small};
 use super::extract::Unpacked;
 use super::layers::{decompressed, store_layer, verify_bytes, verify_file, Compression};
-use super::ImageError;
+use super::{ImageError, Variant};
 use crate::blobs::BlobStore;
-use petrel_protocol::{Digest, ImageConfig, LayerDescriptor};
+use petrel_protocol::{Digest, LayerDescriptor};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -30,6 +32,18 @@ struct Descriptor {
 struct Platform {
     architecture: String,
     os: String,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+impl Platform {
+    fn to_protocol(&self) -> petrel_protocol::Platform {
+        petrel_protocol::Platform {
+            os: self.os.clone(),
+            architecture: self.architecture.clone(),
+            variant: self.variant.clone().filter(|v| !v.is_empty()),
+        }
+    }
 }
 
 /// An index or a manifest: told apart by which fields are present, since
@@ -51,11 +65,8 @@ struct Layout {
     image_layout_version: String,
 }
 
-/// Imports the image an unpacked OCI layout's `index.json` points to.
-pub(crate) fn import(
-    src: &Unpacked,
-    blobs: &BlobStore,
-) -> Result<(Vec<LayerDescriptor>, ImageConfig), ImageError> {
+/// Imports every platform variant `index.json` points to.
+pub(crate) fn import(src: &Unpacked, blobs: &BlobStore) -> Result<Vec<Variant>, ImageError> {
     let _: Layout = json(
         &read_small(&src.resolve("oci-layout")?, "oci-layout")?,
         "oci-layout",
@@ -64,7 +75,23 @@ pub(crate) fn import(
         &read_small(&src.resolve("index.json")?, "index.json")?,
         "index.json",
     )?;
-    let (digest, manifest) = find_manifest(src, index)?;
+    let manifests = find_manifests(src, index.manifests.unwrap_or_default(), 0)?;
+    if manifests.is_empty() {
+        return Err(ImageError::NoManifest);
+    }
+    manifests
+        .into_iter()
+        .map(|(digest, manifest, platform)| import_variant(src, blobs, digest, manifest, platform))
+        .collect()
+}
+
+fn import_variant(
+    src: &Unpacked,
+    blobs: &BlobStore,
+    digest: Digest,
+    manifest: Document,
+    platform: Option<petrel_protocol::Platform>,
+) -> Result<Variant, ImageError> {
     let config_desc = manifest.config.ok_or(ImageError::NotAManifest { digest })?;
     let config_name = blob_name(&config_desc.digest);
     let parsed = parse_config(&read_blob(src, &config_desc)?, &config_name)?;
@@ -76,39 +103,46 @@ pub(crate) fn import(
         .enumerate()
         .map(|(i, layer)| import_layer(src, blobs, layer, expected.get(i)))
         .collect::<Result<_, _>>()?;
-    Ok((layers, parsed.config))
+    Ok(Variant {
+        layers,
+        config: parsed.config,
+        // the config says what the binaries are; the index may say more
+        platform: parsed.platform.or(platform),
+    })
 }
 
-/// Follows `index.json` to an image manifest, through at most one nested
-/// index; returns the manifest's digest and document.
-fn find_manifest(src: &Unpacked, index: Document) -> Result<(Digest, Document), ImageError> {
-    let desc = pick(index.manifests.unwrap_or_default())?;
-    let doc: Document = json(&read_blob(src, &desc)?, &blob_name(&desc.digest))?;
-    let Some(nested) = doc.manifests else {
-        return Ok((desc.digest, doc));
-    };
-    let desc = pick(nested)?;
-    let doc: Document = json(&read_blob(src, &desc)?, &blob_name(&desc.digest))?;
-    match doc.manifests {
-        Some(_) => Err(ImageError::NestedIndex {
-            digest: desc.digest,
-        }),
-        None => Ok((desc.digest, doc)),
+/// A manifest the archive holds: digest, document, platform from the index.
+type Found = (Digest, Document, Option<petrel_protocol::Platform>);
+
+/// Follows index entries to image manifests, through at most one nested
+/// index. Attestations and manifests whose blob is absent are skipped.
+fn find_manifests(
+    src: &Unpacked,
+    entries: Vec<Descriptor>,
+    depth: usize,
+) -> Result<Vec<Found>, ImageError> {
+    let mut found = Vec::new();
+    for desc in entries {
+        let platform = desc.platform.as_ref().map(Platform::to_protocol);
+        if platform.as_ref().is_some_and(|p| p.os == "unknown") {
+            continue; // buildx attestation (SBOM, provenance)
+        }
+        let bytes = match read_blob(src, &desc) {
+            Err(ImageError::Missing { .. }) => continue,
+            other => other?,
+        };
+        let doc: Document = json(&bytes, &blob_name(&desc.digest))?;
+        match doc.manifests {
+            None => found.push((desc.digest, doc, platform)),
+            Some(_) if depth > 0 => {
+                return Err(ImageError::NestedIndex {
+                    digest: desc.digest,
+                })
+            }
+            Some(nested) => found.extend(find_manifests(src, nested, depth + 1)?),
+        }
     }
-}
-
-/// linux/amd64 if listed, else the first manifest.
-fn pick(manifests: Vec<Descriptor>) -> Result<Descriptor, ImageError> {
-    let is_amd64 = |d: &Descriptor| {
-        d.platform
-            .as_ref()
-            .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
-    };
-    let chosen = manifests.iter().position(is_amd64).unwrap_or(0);
-    manifests
-        .into_iter()
-        .nth(chosen)
-        .ok_or(ImageError::NoManifest)
+    Ok(found)
 }
 
 fn blob_name(digest: &Digest) -> String {
@@ -248,6 +282,54 @@ mod tests {
         .unwrap()
         .image;
         assert_eq!(image.layers[0].diff_id, Digest::of(&tar));
+    }
+
+    #[test]
+    fn oci_multi_platform_index_imports_every_variant_and_skips_attestations() {
+        let (dir, blobs) = store();
+        let amd = layer_tar(&[("a", b"amd64")]);
+        let arm = layer_tar(&[("a", b"arm64 binary")]);
+        let entries = layout(&amd, &Digest::of(&amd), |entries, mut desc| {
+            desc["platform"] = json!({"os": "linux", "architecture": "amd64"});
+            let mut config: serde_json::Value =
+                serde_json::from_slice(&docker_config(&[Digest::of(&arm)])).unwrap();
+            config["architecture"] = json!("arm64");
+            let config = blob(
+                entries,
+                "application/vnd.oci.image.config.v1+json",
+                config.to_string().as_bytes(),
+            );
+            let layer = blob(entries, GZIP_LAYER, &gzip(&arm));
+            let manifest =
+                json!({"schemaVersion": 2, "config": config, "layers": [layer]}).to_string();
+            let mut arm_desc = blob(
+                entries,
+                "application/vnd.oci.image.manifest.v1+json",
+                manifest.as_bytes(),
+            );
+            arm_desc["platform"] = json!({"os": "linux", "architecture": "arm64"});
+            let mut attestation = desc.clone();
+            attestation["platform"] = json!({"os": "unknown", "architecture": "unknown"});
+            json!({"schemaVersion": 2, "manifests": [arm_desc, desc, attestation]})
+        });
+        let imported = import_tarball(
+            &tarball(dir.path(), &entries),
+            "image.tar",
+            "web",
+            "2",
+            &blobs,
+        )
+        .unwrap();
+        assert_eq!(imported.variants.len(), 2, "the attestation is skipped");
+        let platforms: Vec<String> = imported
+            .variants
+            .iter()
+            .map(|v| v.platform.as_ref().unwrap().to_string())
+            .collect();
+        assert_eq!(platforms, ["linux/arm64", "linux/amd64"]);
+        // the default variant is linux/amd64
+        assert_eq!(imported.image.layers[0].diff_id, Digest::of(&amd));
+        assert_eq!(imported.variants[0].layers[0].diff_id, Digest::of(&arm));
     }
 
     #[test]

@@ -8,6 +8,7 @@ fn release(version: &str) -> ReleaseManifest {
         tag: version.into(),
         layers: vec![],
         config: ImageConfig::default(),
+        platform: None,
     };
     let svc = ServiceSpec {
         image,
@@ -21,6 +22,7 @@ fn release(version: &str) -> ReleaseManifest {
         mem_limit: None,
         cpu_millis: None,
         depends_on: vec![],
+        variants: vec![],
     };
     ReleaseManifest {
         schema: SCHEMA,
