@@ -5,7 +5,9 @@
 use crate::fetch::Fetcher;
 use crate::machine::Target;
 use petrel_protocol::ReleaseManifest;
-use petrel_runtime::{rootfs, InstanceSpec, LayerError, LayerStore, Mount, UnpackError};
+use petrel_runtime::{
+    rootfs, ImageLayers, InstanceSpec, LayerError, LayerStore, Mount, UnpackError,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -96,6 +98,11 @@ pub fn volumes_dir(rootfs_dir: &Path) -> PathBuf {
     rootfs_dir.parent().unwrap_or(rootfs_dir).join("volumes")
 }
 
+/// Where the layer store is, beside the root filesystems.
+pub fn layers_dir(rootfs_dir: &Path) -> PathBuf {
+    rootfs_dir.parent().unwrap_or(rootfs_dir).join("layers")
+}
+
 /// The instance specs of a release at a generation.
 pub fn instances(
     rootfs_dir: &Path,
@@ -148,6 +155,17 @@ pub fn instances(
                 ports: svc.listen_ports().unwrap_or_default(),
                 memory_limit: svc.mem_limit,
                 cpu_millis: svc.cpu_millis,
+                image: Some(ImageLayers {
+                    name: svc.image.name.clone(),
+                    tag: svc.image.tag.clone(),
+                    layers: svc
+                        .image
+                        .layers
+                        .iter()
+                        .map(|l| layers_dir(rootfs_dir).join(l.diff_id.hex()))
+                        .collect(),
+                    created: svc.image.config.created.clone(),
+                }),
             }
         })
         .collect()

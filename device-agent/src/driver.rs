@@ -196,10 +196,18 @@ impl<R: Runtime> Driver<R> {
                     });
                 }
                 Action::Collect(keep) => {
+                    let images = gc::images_of(&keep);
                     let paths = self.paths.clone();
                     let removed =
                         tokio::task::spawn_blocking(move || gc::collect(&paths, &keep)).await;
                     tracing::info!(?removed, "collected unused layers and root filesystems");
+                    match self.runtime.prune_images(&images).await {
+                        Ok(gone) if !gone.is_empty() => {
+                            tracing::info!(?gone, "removed unneeded images")
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not remove unneeded images"),
+                    }
                 }
                 Action::Swap { from, to } => {
                     let (rt, dir, tx) = (

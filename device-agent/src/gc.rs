@@ -50,6 +50,19 @@ pub fn collect(paths: &Paths, keep: &[ReleaseManifest]) -> Collected {
     done
 }
 
+/// The images (name and tag) of the releases kept, for the runtime's own
+/// image pruning.
+pub fn images_of(keep: &[ReleaseManifest]) -> Vec<petrel_runtime::ImageLayers> {
+    keep.iter()
+        .flat_map(|r| r.services.values())
+        .map(|s| petrel_runtime::ImageLayers {
+            name: s.image.name.clone(),
+            tag: s.image.tag.clone(),
+            ..Default::default()
+        })
+        .collect()
+}
+
 /// Removes the entries of `dir` whose name `keep` rejects; returns how many.
 fn remove_unlisted(dir: &std::path::Path, keep: impl Fn(&str) -> bool) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {

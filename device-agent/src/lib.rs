@@ -77,6 +77,7 @@ pub async fn run<R: Runtime>(
         fetcher: fetch::Fetcher::new(&cfg.controller_url, &cfg.data_dir)?,
         layers: Arc::new(layers),
         rootfs_dir: cfg.data_dir.join("rootfs"),
+        // layers live beside it: apply::layers_dir(rootfs_dir)
     };
     let limits = petrel_protocol::Limits {
         max_message_bytes: cfg.max_message_bytes,

@@ -30,6 +30,10 @@ pub struct ImageConfig {
     pub working_dir: Option<String>,
     pub user: Option<String>,
     pub exposed_ports: Vec<String>,
+    /// When the image was created (RFC 3339, from its config or set at
+    /// registration); runtimes that keep images show it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
 }
 
 /// An image: ordered layers (base first) and its config.

@@ -26,5 +26,5 @@ pub mod unpack;
 pub use docker::DockerRuntime;
 pub use layers::{LayerError, LayerStore};
 pub use native::NativeRuntime;
-pub use runtime::{InstanceSpec, InstanceStatus, Mount, Runtime, RuntimeError};
+pub use runtime::{ImageLayers, InstanceSpec, InstanceStatus, Mount, Runtime, RuntimeError};
 pub use unpack::{UnpackError, UnpackLimits, UnpackStats};

@@ -18,6 +18,22 @@ pub struct Mount {
     pub read_only: bool,
 }
 
+/// An instance's image layer by layer, for a runtime that keeps layers
+/// (docker: unchanged layers are shared between releases in the engine);
+/// the native runtime runs `rootfs`, assembled from the same layers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageLayers {
+    /// The image's name and tag as the controller knows them.
+    pub name: String,
+    pub tag: String,
+    /// Unpacked, validated layer directories (layer store), base first;
+    /// OCI whiteouts are their `.wh.` files.
+    pub layers: Vec<PathBuf>,
+    /// When the image was created (RFC 3339), from its config.
+    #[serde(default)]
+    pub created: Option<String>,
+}
+
 /// Everything needed to run one service instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceSpec {
@@ -44,6 +60,9 @@ pub struct InstanceSpec {
     /// CPU limit in thousandths of a CPU.
     #[serde(default)]
     pub cpu_millis: Option<u32>,
+    /// The image layer by layer (`None`: only `rootfs` is known).
+    #[serde(default)]
+    pub image: Option<ImageLayers>,
 }
 
 /// What the runtime knows of an instance.
@@ -100,6 +119,17 @@ pub trait Runtime: Send + Sync + 'static {
         name: &str,
         tail: usize,
     ) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+
+    /// Removes images the runtime keeps (docker) that none of `keep` (the
+    /// images of the current and previous release) needs; returns what
+    /// went. A runtime that keeps no images has nothing to do.
+    fn prune_images(
+        &self,
+        keep: &[ImageLayers],
+    ) -> impl Future<Output = Result<Vec<String>, RuntimeError>> + Send {
+        let _ = keep;
+        async { Ok(Vec::new()) }
+    }
 
     /// Runs `argv` (a health probe) in `spec`'s root filesystem and
     /// environment; its exit code, or -1 if it ran past `timeout`.

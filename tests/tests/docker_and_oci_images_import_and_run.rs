@@ -11,7 +11,7 @@
 //! trivially where `docker info` fails.
 
 use petrel_simulator::sample;
-use petrel_tests::docker::{running, Cleanup};
+use petrel_tests::docker::{docker, running, Cleanup};
 use petrel_tests::*;
 use std::path::Path;
 use std::process::Command;
@@ -176,6 +176,24 @@ async fn docker_save_and_oci_archives_import_and_run_on_a_device() -> anyhow::Re
     }
     let containers = running(&docker_device);
     assert_eq!(containers.len(), expected, "{containers:?}");
+    // every form is the same two layers: the engine holds them once, and
+    // each load after the first sent only what the engine lacked
+    let layers_of = |tag: &str| docker(&["image", "inspect", "-f", "{{json .RootFS.Layers}}", tag]);
+    let first = layers_of(&format!("petrel/{}:2", forms[0].0));
+    assert!(first.contains("sha256:"), "{first}");
+    for (name, _) in &forms[1..] {
+        assert_eq!(layers_of(&format!("petrel/{name}:2")), first, "{name}");
+    }
+    let log = docker_agent.log();
+    assert!(
+        !log.contains("loading them all"),
+        "the engine needed a held layer"
+    );
+    assert!(
+        log.matches("held=2").count() >= expected - 1,
+        "{}",
+        docker_agent.log_tail(40)
+    );
     // the upper layer's version.txt (2) wins over the base layer's (1)
     wait_for(CONVERGE, "every imported service's heartbeat", || async {
         (fresh_heartbeats(&agent.data_dir, "2") == expected).then_some(())

@@ -1,8 +1,10 @@
 //! The `docker` runtime end to end on the real Docker Engine: an agent
 //! configured with `runtime = "docker"` updates v1 → v2 (handover) and
-//! v2 → a broken v3, which is rolled back to v2. Images are built into the
-//! engine from Petrel's own layers (no registry is reachable). Where
-//! `docker info` fails the test says so and passes trivially.
+//! v2 → a broken v3, which is rolled back to v2, then to v4. Images are
+//! loaded into the engine from Petrel's own layers (no registry is
+//! reachable), tagged `petrel/<name>:<tag>` with their creation date, and
+//! those neither the current nor the previous release needs are removed.
+//! Where `docker info` fails the test says so and passes trivially.
 
 use petrel_protocol::{EventKind, Phase};
 use petrel_tests::docker::{docker, running, Cleanup};
@@ -111,5 +113,35 @@ async fn docker_runtime_hands_over_to_v2_and_rolls_a_broken_v3_back() -> anyhow:
         "{}",
         agent.log_tail(20)
     );
+
+    // images are the engine's own: named and dated as imported
+    let tags = |repo: &str| {
+        let mut t: Vec<String> = docker(&["images", repo, "--format", "{{.Tag}}"])
+            .lines()
+            .map(String::from)
+            .collect();
+        t.sort();
+        t
+    };
+    assert_eq!(tags("petrel/sample-app"), ["v1", "v2", "v3"]);
+    let created = docker(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.Created}}",
+        "petrel/sample-app:v2",
+    ]);
+    assert!(created.starts_with("20"), "created {created:?}");
+    // after the next update only the current and previous release's
+    // images stay
+    sample_image(&client, tmp.path(), "v4", "4", &[]).await?;
+    let compose = "services:\n  app:\n    image: sample-app:v4\n";
+    client.create_release("demo", "4", compose).await?;
+    client.deploy("demo@4", &devices).await?;
+    wait_converged(&client, &device, "4").await?;
+    wait_for(CONVERGE, "v1's and v3's images to be removed", || async {
+        (tags("petrel/sample-app") == ["v2", "v4"]).then_some(())
+    })
+    .await?;
     Ok(())
 }

@@ -65,12 +65,14 @@ pub(super) async fn put_image(
             l.digest
         )));
     }
+    let mut config = spec.config;
+    config.created.get_or_insert_with(crate::now_rfc3339);
     let manifest = ImageManifest {
         schema: SCHEMA,
         name,
         tag,
         layers: spec.layers,
-        config: spec.config,
+        config,
         platform: spec.platform,
     };
     let blobs = api.blobs.clone();

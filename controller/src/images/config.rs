@@ -34,6 +34,8 @@ struct RawImage {
     #[serde(default)]
     variant: Option<String>,
     #[serde(default)]
+    created: Option<String>,
+    #[serde(default)]
     config: Option<RawProcess>,
     #[serde(default)]
     rootfs: Option<RawRootFs>,
@@ -71,6 +73,7 @@ pub(crate) fn parse_config(bytes: &[u8], entry: &str) -> Result<ParsedConfig, Im
             .unwrap_or_default()
             .into_keys()
             .collect(),
+        created: non_empty(raw.created),
     };
     let platform = (!raw.os.is_empty() && !raw.architecture.is_empty()).then(|| Platform {
         os: raw.os,

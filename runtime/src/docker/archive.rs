@@ -34,30 +34,56 @@ pub(super) struct LayerSum {
     pub size: u64,
 }
 
-/// Measures the layer tar of `rootfs` without storing it.
+/// Measures the layer tar of `rootfs` (or of one layer's tree) without
+/// storing it.
 pub(super) fn layer_sum(rootfs: &Path) -> io::Result<LayerSum> {
     let mut out = Summing::new(io::sink());
     write_layer(rootfs, &mut out)?;
     Ok(out.sum())
 }
 
-/// Image config bytes for a layer; the engine's image id is their sha256.
-pub(super) fn image_config(layer: &LayerSum) -> Vec<u8> {
+/// What an image config says besides its layers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ImageMeta {
+    /// RFC 3339; the epoch when unknown (so ids stay reproducible).
+    pub created: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for ImageMeta {
+    /// An assembled rootfs: created at the epoch, labelled managed.
+    fn default() -> ImageMeta {
+        ImageMeta {
+            created: EPOCH.into(),
+            labels: [(MANAGED_LABEL.to_string(), "true".to_string())].into(),
+        }
+    }
+}
+
+/// Image config bytes for `layers` (base first); the engine's image id is
+/// their sha256.
+pub(super) fn image_config(layers: &[LayerSum], meta: &ImageMeta) -> Vec<u8> {
     let config = ImageConfig {
         architecture: go_arch(),
         os: "linux",
-        created: EPOCH,
+        created: meta.created.clone(),
         config: Config {
-            labels: [(MANAGED_LABEL, "true")].into(),
+            labels: meta.labels.clone(),
         },
         rootfs: RootFs {
             kind: "layers",
-            diff_ids: vec![format!("sha256:{}", layer.diff_id)],
+            diff_ids: layers
+                .iter()
+                .map(|l| format!("sha256:{}", l.diff_id))
+                .collect(),
         },
-        history: vec![History {
-            created: EPOCH,
-            created_by: "petrel: assembled rootfs",
-        }],
+        history: layers
+            .iter()
+            .map(|_| History {
+                created: meta.created.clone(),
+                created_by: "petrel: layer",
+            })
+            .collect(),
     };
     // Serialising plain structs of strings cannot fail.
     serde_json::to_vec(&config).unwrap_or_default()
@@ -68,6 +94,15 @@ pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// One layer of a save archive: its tree, its measured sum, and whether
+/// its bytes are written (`false`: the engine holds that layer chain
+/// already and does not read the file, so it is left empty).
+pub(super) struct ArchiveLayer<'a> {
+    pub tree: &'a Path,
+    pub sum: LayerSum,
+    pub include: bool,
+}
+
 /// Writes the docker-save archive of `rootfs` tagged `tag` to `out`.
 /// `layer` must come from [`layer_sum`] of the same, unchanged, rootfs.
 pub(super) fn write_save_archive<W: Write>(
@@ -76,34 +111,72 @@ pub(super) fn write_save_archive<W: Write>(
     layer: &LayerSum,
     tag: &str,
 ) -> io::Result<W> {
-    let config = image_config(layer);
-    let config_name = format!("{}.json", sha256_hex(&config));
-    let layer_name = format!("{}/layer.tar", layer.diff_id);
+    let layers = [ArchiveLayer {
+        tree: rootfs,
+        sum: layer.clone(),
+        include: true,
+    }];
+    let config = image_config(std::slice::from_ref(layer), &ImageMeta::default());
+    write_archive(out, &layers, &config, tag)
+}
+
+/// Writes a docker-save archive of `layers` (base first) with `config`
+/// (from [`image_config`] of the same sums), tagged `tag`.
+pub(super) fn write_archive<W: Write>(
+    out: W,
+    layers: &[ArchiveLayer],
+    config: &[u8],
+    tag: &str,
+) -> io::Result<W> {
+    let config_name = format!("{}.json", sha256_hex(config));
+    let layer_names: Vec<String> = layers
+        .iter()
+        .map(|l| format!("{}/layer.tar", l.sum.diff_id))
+        .collect();
     let manifest = [Manifest {
         config: &config_name,
         repo_tags: [tag],
-        layers: [&layer_name],
+        layers: layer_names.iter().map(String::as_str).collect(),
     }];
     let manifest = serde_json::to_vec(&manifest).map_err(io::Error::other)?;
     let mut archive = Builder::new(out);
     append_bytes(&mut archive, "manifest.json", &manifest)?;
-    append_bytes(&mut archive, &config_name, &config)?;
-    let mut header = file_header(layer.size);
-    header.set_path(&layer_name)?;
+    append_bytes(&mut archive, &config_name, config)?;
+    let mut written = std::collections::HashSet::new();
+    for (layer, name) in layers.iter().zip(&layer_names) {
+        // a layer listed twice is stored once, as docker save does
+        if written.insert(name) {
+            append_layer(&mut archive, layer, name)?;
+        }
+    }
+    archive.into_inner()
+}
+
+/// Streams one layer tar straight into the outer tar: header, body, pad.
+fn append_layer<W: Write>(
+    archive: &mut Builder<W>,
+    layer: &ArchiveLayer,
+    name: &str,
+) -> io::Result<()> {
+    let size = if layer.include { layer.sum.size } else { 0 };
+    let mut header = file_header(size);
+    header.set_path(name)?;
     header.set_cksum();
-    // The layer is streamed straight into the outer tar: header, body, pad.
     let raw = archive.get_mut();
     raw.write_all(header.as_bytes())?;
-    let mut body = Summing::new(&mut *raw);
-    write_layer(rootfs, &mut body)?;
-    if body.sum() != *layer {
-        return Err(io::Error::other(
-            "rootfs changed while it was being archived",
-        ));
+    if !layer.include {
+        return Ok(());
     }
-    let pad = (512 - layer.size % 512) % 512;
-    raw.write_all(&[0; 512][..pad as usize])?;
-    archive.into_inner()
+    let mut body = Summing::new(&mut *raw);
+    write_layer(layer.tree, &mut body)?;
+    if body.sum() != layer.sum {
+        return Err(io::Error::other(format!(
+            "{} changed while it was being archived",
+            layer.tree.display()
+        )));
+    }
+    let pad = (512 - size % 512) % 512;
+    raw.write_all(&[0; 512][..pad as usize])
 }
 
 fn append_bytes<W: Write>(archive: &mut Builder<W>, path: &str, bytes: &[u8]) -> io::Result<()> {
@@ -227,14 +300,14 @@ fn go_arch() -> &'static str {
 struct Manifest<'a> {
     config: &'a str,
     repo_tags: [&'a str; 1],
-    layers: [&'a str; 1],
+    layers: Vec<&'a str>,
 }
 
 #[derive(Serialize)]
 struct ImageConfig {
     architecture: &'static str,
     os: &'static str,
-    created: &'static str,
+    created: String,
     config: Config,
     rootfs: RootFs,
     history: Vec<History>,
@@ -243,7 +316,7 @@ struct ImageConfig {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct Config {
-    labels: std::collections::BTreeMap<&'static str, &'static str>,
+    labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -255,7 +328,7 @@ struct RootFs {
 
 #[derive(Serialize)]
 struct History {
-    created: &'static str,
+    created: String,
     created_by: &'static str,
 }
 

@@ -40,7 +40,10 @@ pub(super) async fn ensure(docker: &Docker, rootfs: &Path) -> Result<LoadedImage
     let tag = format!("{IMAGE_REPOSITORY}:{}", layer.diff_id);
     let id = format!(
         "sha256:{}",
-        archive::sha256_hex(&archive::image_config(&layer))
+        archive::sha256_hex(&archive::image_config(
+            std::slice::from_ref(&layer),
+            &archive::ImageMeta::default(),
+        ))
     );
     if current_id(docker, &tag).await?.as_deref() == Some(id.as_str()) {
         return Ok(LoadedImage {
@@ -50,7 +53,11 @@ pub(super) async fn ensure(docker: &Docker, rootfs: &Path) -> Result<LoadedImage
         });
     }
     tracing::info!(rootfs = %rootfs.display(), %tag, size = layer.size, "loading image");
-    load(docker, rootfs, layer, &tag).await?;
+    let (tree, archive_tag) = (rootfs.to_path_buf(), tag.clone());
+    let write: ArchiveWriter = Box::new(move |out| {
+        archive::write_save_archive(out, &tree, &layer, &archive_tag).map(drop)
+    });
+    load(docker, rootfs, &tag, write).await?;
     match current_id(docker, &tag).await? {
         Some(found) if found == id => Ok(LoadedImage {
             tag,
@@ -79,7 +86,7 @@ async fn measure(rootfs: &Path) -> Result<LayerSum, RuntimeError> {
 }
 
 /// Id of the image `tag` names, `None` if there is none.
-async fn current_id(docker: &Docker, tag: &str) -> Result<Option<String>, RuntimeError> {
+pub(super) async fn current_id(docker: &Docker, tag: &str) -> Result<Option<String>, RuntimeError> {
     match docker.inspect_image(tag).await {
         Ok(image) => Ok(image.id),
         Err(e) if is_not_found(&e) => Ok(None),
@@ -87,18 +94,19 @@ async fn current_id(docker: &Docker, tag: &str) -> Result<Option<String>, Runtim
     }
 }
 
-/// Streams the archive of `rootfs` to the engine's image load.
-async fn load(
+/// Writes a docker-save archive (blocking); runs on a blocking thread.
+pub(super) type ArchiveWriter = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
+
+/// Streams the archive `write` produces to the engine's image load;
+/// `rootfs` names what is loaded in errors.
+pub(super) async fn load(
     docker: &Docker,
     rootfs: &Path,
-    layer: LayerSum,
     tag: &str,
+    write: ArchiveWriter,
 ) -> Result<(), RuntimeError> {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
-    let producer = {
-        let (rootfs, tag) = (rootfs.to_path_buf(), tag.to_string());
-        tokio::task::spawn_blocking(move || produce(tx, &rootfs, &layer, &tag))
-    };
+    let producer = tokio::task::spawn_blocking(move || produce(tx, write));
     let body = stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (chunk, rx))
     });
@@ -126,15 +134,9 @@ async fn load(
 
 /// Writes the archive into the channel; a failure is sent as the last item
 /// so the engine sees a broken body rather than a short, valid-looking one.
-fn produce(
-    tx: mpsc::Sender<io::Result<Bytes>>,
-    rootfs: &Path,
-    layer: &LayerSum,
-    tag: &str,
-) -> io::Result<()> {
-    let out = BufWriter::with_capacity(CHUNK, ChannelWriter(tx.clone()));
-    let result =
-        archive::write_save_archive(out, rootfs, layer, tag).and_then(|mut out| out.flush());
+fn produce(tx: mpsc::Sender<io::Result<Bytes>>, write: ArchiveWriter) -> io::Result<()> {
+    let mut out = BufWriter::with_capacity(CHUNK, ChannelWriter(tx.clone()));
+    let result = write(&mut out).and_then(|()| out.flush());
     if let Err(e) = &result {
         // The receiver may be gone already; then there is no one to tell.
         let _ = tx.blocking_send(Err(io::Error::new(e.kind(), e.to_string())));
@@ -142,7 +144,7 @@ fn produce(
     result
 }
 
-fn load_error(rootfs: &Path, reason: String) -> RuntimeError {
+pub(super) fn load_error(rootfs: &Path, reason: String) -> RuntimeError {
     RuntimeError::Io {
         op: "load image from rootfs",
         path: PathBuf::from(rootfs),

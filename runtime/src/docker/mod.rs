@@ -9,14 +9,17 @@
 //! adopts them without any file of its own, and services keep running while
 //! no agent is there.
 //!
-//! Nothing can be pulled on a device: the assembled rootfs of the spec is
-//! loaded into the engine as a one-layer image, once per content (see
-//! [`image`]). The spec's argv, env and working dir go into the container,
-//! not the image, so services sharing a rootfs share its image.
+//! Nothing can be pulled on a device: the spec's image is loaded into the
+//! engine layer by layer from the device's layer store, tagged
+//! `petrel/<name>:<tag>` (see [`layered`]), so releases share unchanged
+//! layers; a spec without layers falls back to its assembled rootfs as a
+//! one-layer image (see [`image`]). The spec's argv, env and working dir
+//! go into the container, not the image.
 //!
 //! Layout:
 //! - [`archive`]: the deterministic docker-save archive of a rootfs.
 //! - [`image`]: loading it into the engine unless it is already there.
+//! - [`layered`]: an image with its real layers; pruning unneeded images.
 //! - [`container`]: names, labels, create body, state mapping.
 //! - [`error`]: engine failures as [`RuntimeError`]s.
 
@@ -24,15 +27,16 @@ mod archive;
 mod container;
 mod error;
 mod image;
+mod layered;
 
 pub use image::{LoadedImage, IMAGE_REPOSITORY};
+pub use layered::docker_tag;
 
-use crate::runtime::{InstanceSpec, InstanceStatus, Runtime, RuntimeError};
+use crate::runtime::{ImageLayers, InstanceSpec, InstanceStatus, Runtime, RuntimeError};
 use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum as State};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptions,
-    StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use error::{engine_failed, is_conflict, is_not_found, is_not_modified, start_failed};
@@ -58,6 +62,8 @@ pub struct DockerRuntime {
     namespace: String,
     stop_grace: Duration,
     locks: Arc<Locks>,
+    /// Layer sums computed so far (layer trees never change).
+    sums: Arc<layered::SumCache>,
 }
 
 /// Serialises the operations of this process on one instance, and image
@@ -93,6 +99,7 @@ impl DockerRuntime {
             namespace: label_namespace.to_string(),
             stop_grace: DEFAULT_STOP_GRACE,
             locks: Arc::default(),
+            sums: Arc::default(),
         })
     }
 
@@ -141,32 +148,16 @@ impl DockerRuntime {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// Removes every Petrel image that no container (of any namespace)
-    /// uses; returns the removed tags. Images in use are kept by the engine.
-    pub async fn prune_images(&self) -> Result<Vec<String>, RuntimeError> {
-        let _loading = self.locks.images.lock().await;
-        let filters = HashMap::from([("label", vec![format!("{}=true", archive::MANAGED_LABEL)])]);
-        let options = ListImagesOptionsBuilder::new().filters(&filters).build();
-        let images = self
-            .docker
-            .list_images(Some(options))
-            .await
-            .map_err(engine_failed("list images", IMAGE_REPOSITORY))?;
-        let prefix = format!("{IMAGE_REPOSITORY}:");
-        let tags = images.into_iter().flat_map(|image| image.repo_tags);
-        let mut removed = Vec::new();
-        for tag in tags.filter(|tag| tag.starts_with(&prefix)) {
-            match self
-                .docker
-                .remove_image(&tag, None::<RemoveImageOptions>, None)
-                .await
-            {
-                Ok(_) => removed.push(tag),
-                Err(e) if is_conflict(&e) || is_not_found(&e) => {}
-                Err(e) => return Err(engine_failed("remove image", &tag)(e)),
+    /// The image of `spec`: its layers when the layer store has them all,
+    /// else its assembled rootfs.
+    pub async fn load_image(&self, spec: &InstanceSpec) -> Result<LoadedImage, RuntimeError> {
+        match &spec.image {
+            Some(image) if !image.layers.is_empty() && image.layers.iter().all(|l| l.is_dir()) => {
+                let _loading = self.locks.images.lock().await;
+                self.ensure_layers(image).await
             }
+            _ => self.load_rootfs(&spec.rootfs).await,
         }
-        Ok(removed)
     }
 
     fn container_name(&self, name: &str) -> String {
@@ -208,7 +199,7 @@ impl DockerRuntime {
     }
 
     async fn create_and_start(&self, spec: &InstanceSpec) -> Result<(), RuntimeError> {
-        let image = self.load_rootfs(&spec.rootfs).await?;
+        let image = self.load_image(spec).await?;
         let cname = self.container_name(&spec.name);
         let body = container::create_body(&self.namespace, spec, &image.tag, self.stop_grace)?;
         let options = CreateContainerOptionsBuilder::new().name(&cname).build();
@@ -218,7 +209,7 @@ impl DockerRuntime {
             .await;
         if created.as_ref().is_err_and(is_not_found) {
             // Pruned (by another namespace's runtime) since we checked it.
-            self.load_rootfs(&spec.rootfs).await?;
+            self.load_image(spec).await?;
             created = self.docker.create_container(Some(options), body).await;
         }
         created.map_err(|e| {
@@ -288,6 +279,10 @@ impl DockerRuntime {
 }
 
 impl Runtime for DockerRuntime {
+    async fn prune_images(&self, keep: &[ImageLayers]) -> Result<Vec<String>, RuntimeError> {
+        self.prune_unneeded(keep).await
+    }
+
     async fn logs(&self, name: &str, tail: usize) -> Result<String, RuntimeError> {
         DockerRuntime::logs(self, name, tail).await
     }

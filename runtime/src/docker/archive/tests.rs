@@ -69,7 +69,7 @@ fn save_archive_holds_manifest_config_and_the_measured_layer() {
     let layer = layer_sum(&root).unwrap();
     let bytes = write_save_archive(Vec::new(), &root, &layer, "petrel/rootfs:t").unwrap();
     let outer = entries(&bytes);
-    let config = image_config(&layer);
+    let config = image_config(std::slice::from_ref(&layer), &ImageMeta::default());
     let config_name = format!("{}.json", sha256_hex(&config));
     assert_eq!(outer[&config_name].1, config);
     let manifest: serde_json::Value = serde_json::from_slice(&outer["manifest.json"].1).unwrap();
@@ -99,7 +99,11 @@ fn config_lists_the_layer_and_the_managed_label() {
         diff_id: "ab".repeat(32),
         size: 1024,
     };
-    let config: serde_json::Value = serde_json::from_slice(&image_config(&layer)).unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&image_config(
+        std::slice::from_ref(&layer),
+        &ImageMeta::default(),
+    ))
+    .unwrap();
     assert_eq!(
         config["rootfs"]["diff_ids"][0],
         format!("sha256:{}", "ab".repeat(32))
