@@ -1,6 +1,7 @@
 //! The compose subset that defines a release: `services.<name>.{image,
 //! command, environment, ports, volumes, restart, healthcheck}`, plus the
-//! Petrel extension `x-petrel-swap: handover | stop-first`. A plain
+//! Petrel extensions `x-petrel-swap: handover | stop-first` and
+//! `x-petrel-allow-setid: true`. A plain
 //! docker-compose.yml using only these keys is accepted; any other service
 //! key is refused by name, since silently ignoring it would run something
 //! other than what the operator wrote.
@@ -75,6 +76,9 @@ struct ComposeService {
     /// Petrel extension: `handover` (default) or `stop-first`.
     #[serde(default, rename = "x-petrel-swap")]
     swap: Option<petrel_protocol::SwapStrategy>,
+    /// Petrel extension: keep the image's setuid/setgid bits.
+    #[serde(default, rename = "x-petrel-allow-setid")]
+    allow_setid: bool,
     /// Start order (a list, or compose's long form whose conditions are
     /// read as "started").
     #[serde(default)]
@@ -201,6 +205,7 @@ fn service(
             Some(DependsOn::Map(m)) => m.into_keys().collect(),
         },
         variants: vec![],
+        allow_setid: svc.allow_setid,
     })
 }
 

@@ -4,7 +4,7 @@
 
 use crate::fetch::Fetcher;
 use crate::machine::Target;
-use petrel_protocol::ReleaseManifest;
+use petrel_protocol::{ReleaseManifest, ServiceSpec};
 use petrel_runtime::{
     rootfs, ImageLayers, InstanceSpec, LayerError, LayerStore, Mount, UnpackError,
 };
@@ -16,8 +16,22 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Paths {
     pub fetcher: Fetcher,
+    /// Layers as the policy unpacks them: setuid/setgid bits stripped.
     pub layers: Arc<LayerStore>,
+    /// The same layers with their setuid/setgid bits, unpacked only for
+    /// services that allow them (`x-petrel-allow-setid`).
+    pub setid_layers: Arc<LayerStore>,
     pub rootfs_dir: PathBuf,
+}
+
+impl Paths {
+    /// The layer store a service's image is unpacked into.
+    pub fn store_for(&self, svc: &ServiceSpec) -> &LayerStore {
+        match svc.allow_setid {
+            true => &self.setid_layers,
+            false => &self.layers,
+        }
+    }
 }
 
 /// Bytes done / total of the download in progress, and what keeps it
@@ -55,23 +69,26 @@ pub fn install(paths: &Paths, target: &Target) -> Result<(), String> {
     let Some(release) = &target.release else {
         return Ok(());
     };
-    for layer in release.layers() {
-        let blob = paths.fetcher.base_path(&layer.diff_id);
-        paths.layers.install(&blob, &layer.diff_id).map_err(|e| {
-            if blob_is_useless(&e) {
-                let _ = std::fs::remove_file(&blob);
-            }
-            format!("layer {}: {e}", layer.diff_id)
-        })?;
+    for svc in release.services.values() {
+        let store = paths.store_for(svc);
+        for layer in &svc.image.layers {
+            let blob = paths.fetcher.base_path(&layer.diff_id);
+            store.install(&blob, &layer.diff_id).map_err(|e| {
+                if blob_is_useless(&e) {
+                    let _ = std::fs::remove_file(&blob);
+                }
+                format!("layer {}: {e}", layer.diff_id)
+            })?;
+        }
     }
     for svc in release.services.values() {
         let dirs: Vec<PathBuf> = svc
             .image
             .layers
             .iter()
-            .map(|l| paths.layers.path(&l.diff_id))
+            .map(|l| paths.store_for(svc).path(&l.diff_id))
             .collect();
-        let dest = rootfs_path(&paths.rootfs_dir, &svc.image);
+        let dest = rootfs_path(&paths.rootfs_dir, svc);
         rootfs::assemble(&dirs, &dest).map_err(|e| format!("rootfs {}: {e}", dest.display()))?;
     }
     Ok(())
@@ -88,19 +105,45 @@ fn blob_is_useless(e: &LayerError) -> bool {
     )
 }
 
-fn rootfs_path(dir: &Path, image: &petrel_protocol::ImageManifest) -> PathBuf {
-    dir.join(image.id().hex())
+/// The root filesystem of a service's image: one per image, and one more
+/// with setuid/setgid bits for services that allow them.
+pub fn rootfs_name(svc: &ServiceSpec) -> String {
+    let id = svc.image.id();
+    match svc.allow_setid {
+        true => format!("{}-setid", id.hex()),
+        false => id.hex().to_string(),
+    }
+}
+
+fn rootfs_path(dir: &Path, svc: &ServiceSpec) -> PathBuf {
+    dir.join(rootfs_name(svc))
+}
+
+/// A service's image as a layered runtime loads it: the layer trees of
+/// its store, tagged `<tag>-setid` when its bits are kept.
+pub fn image_layers(rootfs_dir: &Path, svc: &ServiceSpec) -> ImageLayers {
+    let (dir, tag) = match svc.allow_setid {
+        true => ("layers-setid", format!("{}-setid", svc.image.tag)),
+        false => ("layers", svc.image.tag.clone()),
+    };
+    let store = rootfs_dir.parent().unwrap_or(rootfs_dir).join(dir);
+    ImageLayers {
+        name: svc.image.name.clone(),
+        tag,
+        layers: svc
+            .image
+            .layers
+            .iter()
+            .map(|l| store.join(l.diff_id.hex()))
+            .collect(),
+        created: svc.image.config.created.clone(),
+    }
 }
 
 /// Named volumes live beside the root filesystems, outside any release,
 /// so they persist across updates and are never collected.
 pub fn volumes_dir(rootfs_dir: &Path) -> PathBuf {
     rootfs_dir.parent().unwrap_or(rootfs_dir).join("volumes")
-}
-
-/// Where the layer store is, beside the root filesystems.
-pub fn layers_dir(rootfs_dir: &Path) -> PathBuf {
-    rootfs_dir.parent().unwrap_or(rootfs_dir).join("layers")
 }
 
 /// The instance specs of a release at a generation.
@@ -136,7 +179,7 @@ pub fn instances(
             }
             InstanceSpec {
                 name: format!("{name}-g{generation}"),
-                rootfs: rootfs_path(rootfs_dir, &svc.image),
+                rootfs: rootfs_path(rootfs_dir, svc),
                 argv: svc.argv(),
                 env,
                 working_dir: svc.image.config.working_dir.clone(),
@@ -155,17 +198,7 @@ pub fn instances(
                 ports: svc.listen_ports().unwrap_or_default(),
                 memory_limit: svc.mem_limit,
                 cpu_millis: svc.cpu_millis,
-                image: Some(ImageLayers {
-                    name: svc.image.name.clone(),
-                    tag: svc.image.tag.clone(),
-                    layers: svc
-                        .image
-                        .layers
-                        .iter()
-                        .map(|l| layers_dir(rootfs_dir).join(l.diff_id.hex()))
-                        .collect(),
-                    created: svc.image.config.created.clone(),
-                }),
+                image: Some(image_layers(rootfs_dir, svc)),
             }
         })
         .collect()

@@ -196,7 +196,7 @@ impl<R: Runtime> Driver<R> {
                     });
                 }
                 Action::Collect(keep) => {
-                    let images = gc::images_of(&keep);
+                    let images = gc::images_of(&self.paths, &keep);
                     let paths = self.paths.clone();
                     let removed =
                         tokio::task::spawn_blocking(move || gc::collect(&paths, &keep)).await;

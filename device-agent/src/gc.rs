@@ -18,20 +18,32 @@ pub struct Collected {
 
 /// Removes everything `keep` does not need. Blocking.
 pub fn collect(paths: &Paths, keep: &[ReleaseManifest]) -> Collected {
-    let images = keep
-        .iter()
-        .flat_map(|r| r.services.values())
-        .map(|s| &s.image);
+    let services: Vec<&petrel_protocol::ServiceSpec> =
+        keep.iter().flat_map(|r| r.services.values()).collect();
     let diff_ids: HashSet<String> = keep
         .iter()
         .flat_map(|r| r.layers())
         .map(|l| l.diff_id.hex().to_string())
         .collect();
-    let image_ids: HashSet<String> = images.map(|i| i.id().hex().to_string()).collect();
+    let setid_ids: HashSet<String> = services
+        .iter()
+        .filter(|s| s.allow_setid)
+        .flat_map(|s| &s.image.layers)
+        .map(|l| l.diff_id.hex().to_string())
+        .collect();
+    let image_ids: HashSet<String> = services
+        .iter()
+        .map(|s| crate::apply::rootfs_name(s))
+        .collect();
     let mut done = Collected::default();
-    for d in paths.layers.list() {
-        if !diff_ids.contains(d.hex()) && paths.layers.remove(&d).is_ok() {
-            done.layers += 1;
+    for (store, live) in [
+        (&paths.layers, &diff_ids),
+        (&paths.setid_layers, &setid_ids),
+    ] {
+        for d in store.list() {
+            if !live.contains(d.hex()) && store.remove(&d).is_ok() {
+                done.layers += 1;
+            }
         }
     }
     done.bases = remove_unlisted(paths.fetcher.bases_dir(), |name| {
@@ -52,14 +64,10 @@ pub fn collect(paths: &Paths, keep: &[ReleaseManifest]) -> Collected {
 
 /// The images (name and tag) of the releases kept, for the runtime's own
 /// image pruning.
-pub fn images_of(keep: &[ReleaseManifest]) -> Vec<petrel_runtime::ImageLayers> {
+pub fn images_of(paths: &Paths, keep: &[ReleaseManifest]) -> Vec<petrel_runtime::ImageLayers> {
     keep.iter()
         .flat_map(|r| r.services.values())
-        .map(|s| petrel_runtime::ImageLayers {
-            name: s.image.name.clone(),
-            tag: s.image.tag.clone(),
-            ..Default::default()
-        })
+        .map(|s| crate::apply::image_layers(&paths.rootfs_dir, s))
         .collect()
 }
 

@@ -73,11 +73,18 @@ pub async fn run<R: Runtime>(
     let store = store::AgentStore::open(&cfg.data_dir.join("db"))?;
     let layers = LayerStore::open(cfg.data_dir.join("layers"))
         .map_err(|e| AgentError::Layers(e.to_string()))?;
+    let setid_layers = LayerStore::open(cfg.data_dir.join("layers-setid"))
+        .map_err(|e| AgentError::Layers(e.to_string()))?
+        .with_limits(petrel_runtime::UnpackLimits {
+            allow_setid: true,
+            ..Default::default()
+        });
+    // both stores sit beside rootfs/ (apply::image_layers relies on it)
     let paths = apply::Paths {
         fetcher: fetch::Fetcher::new(&cfg.controller_url, &cfg.data_dir)?,
         layers: Arc::new(layers),
+        setid_layers: Arc::new(setid_layers),
         rootfs_dir: cfg.data_dir.join("rootfs"),
-        // layers live beside it: apply::layers_dir(rootfs_dir)
     };
     let limits = petrel_protocol::Limits {
         max_message_bytes: cfg.max_message_bytes,

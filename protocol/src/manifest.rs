@@ -128,6 +128,10 @@ pub struct ServiceSpec {
     /// default one); emptied when the release is resolved for a device.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub variants: Vec<ImageManifest>,
+    /// Keep the setuid/setgid bits of the image's files (compose
+    /// `x-petrel-allow-setid: true`); stripped by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_setid: bool,
 }
 
 /// How a service is swapped for its new version.
@@ -353,6 +357,7 @@ pub(crate) mod tests {
             cpu_millis: None,
             depends_on: vec![],
             variants: vec![],
+            allow_setid: false,
         };
         ReleaseManifest {
             schema: SCHEMA,

@@ -153,7 +153,9 @@ async fn docker_save_and_oci_archives_import_and_run_on_a_device() -> anyhow::Re
         import(&ctl, &t.join(file), name, nodes)?;
         services += &format!("  {name}:\n    image: {name}:2\n");
     }
-    let expected = forms.len();
+    // one more service of the same image keeps its setuid bits (opt-in)
+    services += "  kept-setid:\n    image: docker-app:2\n    x-petrel-allow-setid: true\n";
+    let expected = forms.len() + 1;
     let client = ctl.client();
     let images = client.images().await?;
     let docker_img = images
@@ -190,7 +192,7 @@ async fn docker_save_and_oci_archives_import_and_run_on_a_device() -> anyhow::Re
         "the engine needed a held layer"
     );
     assert!(
-        log.matches("held=2").count() >= expected - 1,
+        log.matches("held=2").count() >= forms.len() - 1,
         "{}",
         docker_agent.log_tail(40)
     );
@@ -200,13 +202,18 @@ async fn docker_save_and_oci_archives_import_and_run_on_a_device() -> anyhow::Re
     })
     .await?;
     // the layer's device nodes were not created; the setuid bit is gone
+    // except where the service allowed it
+    let mut kept = 0;
     for rootfs in std::fs::read_dir(agent.data_dir.join("rootfs"))?.flatten() {
         let probe = rootfs.path().join("bin/su-probe");
         if let Ok(meta) = std::fs::metadata(&probe) {
             use std::os::unix::fs::PermissionsExt;
+            let setid = rootfs.file_name().to_string_lossy().ends_with("-setid");
+            kept += usize::from(setid);
+            let mode = if setid { 0o4755 } else { 0o755 };
             assert_eq!(
                 meta.permissions().mode() & 0o7777,
-                0o755,
+                mode,
                 "{}",
                 probe.display()
             );
@@ -221,5 +228,16 @@ async fn docker_save_and_oci_archives_import_and_run_on_a_device() -> anyhow::Re
             );
         }
     }
+    assert_eq!(kept, 1, "the opted-in service has its own root filesystem");
+    // and in the engine: its own image, the bit kept
+    let copied = t.join("su-probe-from-docker");
+    docker(&[
+        "cp",
+        &format!("petrel-{docker_device}.kept-setid-g1:/bin/su-probe"),
+        &copied.display().to_string(),
+    ]);
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&copied)?.permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o4755, "the docker image kept the bit");
     Ok(())
 }

@@ -153,7 +153,7 @@ pub fn import_report(m: &Imported) -> String {
     }
     if a.setid_stripped > 0 {
         out += &format!(
-            "  {} setuid/setgid bits will be stripped (devices run no privilege-gaining programs): {}\n",
+            "  {} setuid/setgid bits will be stripped unless a service sets x-petrel-allow-setid: true: {}\n",
             a.setid_stripped,
             list(a.setid_stripped, &a.setid_paths)
         );

@@ -23,6 +23,7 @@ fn release(version: &str) -> ReleaseManifest {
         cpu_millis: None,
         depends_on: vec![],
         variants: vec![],
+        allow_setid: false,
     };
     ReleaseManifest {
         schema: SCHEMA,
