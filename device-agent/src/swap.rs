@@ -78,6 +78,7 @@ pub async fn swap<R: Runtime>(
         }
     }
     for n in &new {
+        tracing::info!(instance = %n.spec.name, "starting");
         runtime.start(&n.spec).await.map_err(|e| e.to_string())?;
     }
     let checks = new
@@ -96,6 +97,7 @@ pub async fn swap<R: Runtime>(
         }
     }
     for o in old.iter().rev().filter(|o| !is_new(&o.spec.name)) {
+        tracing::info!(instance = %o.spec.name, "stopping");
         runtime
             .stop(&o.spec.name)
             .await
