@@ -308,6 +308,9 @@ impl ReleaseManifest {
             };
             svc.volume_mounts().map_err(invalid)?;
             svc.listen_ports().map_err(invalid)?;
+            if let Some(check) = &svc.healthcheck {
+                check.probe().map_err(invalid)?;
+            }
         }
         self.start_order()?;
         Ok(())
