@@ -26,11 +26,17 @@ fn agent_refuses_a_config_with_an_invalid_device_id() {
 }
 
 #[test]
-fn agent_names_a_missing_config_file() {
-    let out = Command::new(env!("CARGO_BIN_EXE_petrel-agent"))
-        .args(["run", "--config", "/nonexistent/agent.toml"])
-        .output()
-        .expect("run petrel-agent");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/agent.toml"));
+fn agent_names_a_missing_config_file_once_without_a_backtrace() {
+    for cmd in ["run", "stop-services"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_petrel-agent"))
+            .args([cmd, "--config", "/nonexistent/agent.toml"])
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .expect("run petrel-agent");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("/nonexistent/agent.toml"), "{err}");
+        assert_eq!(err.matches("No such file").count(), 1, "{err}");
+        assert!(!err.contains("backtrace"), "{err}");
+    }
 }

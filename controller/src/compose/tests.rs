@@ -106,8 +106,14 @@ fn depends_on_orders_the_start_and_ignored_keys_warn() {
 #[test]
 fn a_healthcheck_the_device_could_not_run_is_refused_at_creation() {
     let yaml = "services:\n  web:\n    image: app:1\n    healthcheck:\n      test: [\"RUNNING\", \"soon\"]\n";
-    let err = to_release(yaml, "demo", "1", lookup).unwrap_err().to_string();
-    assert!(err.contains("web") && err.contains("RUNNING takes whole seconds"), "{err}");
-    let ok = "services:\n  web:\n    image: app:1\n    healthcheck:\n      test: [\"RUNNING\", \"5\"]\n";
+    let err = to_release(yaml, "demo", "1", lookup)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("web") && err.contains("RUNNING takes whole seconds"),
+        "{err}"
+    );
+    let ok =
+        "services:\n  web:\n    image: app:1\n    healthcheck:\n      test: [\"RUNNING\", \"5\"]\n";
     assert!(to_release(ok, "demo", "1", lookup).is_ok());
 }
