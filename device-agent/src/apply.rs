@@ -137,6 +137,7 @@ pub fn image_layers(rootfs_dir: &Path, svc: &ServiceSpec) -> ImageLayers {
             .map(|l| store.join(l.diff_id.hex()))
             .collect(),
         created: svc.image.config.created.clone(),
+        config: svc.image.config.clone(),
     }
 }
 

@@ -32,6 +32,10 @@ pub struct ImageLayers {
     /// When the image was created (RFC 3339), from its config.
     #[serde(default)]
     pub created: Option<String>,
+    /// The image's own process settings (entrypoint, cmd, env, working
+    /// dir), kept in the runtime's image.
+    #[serde(default)]
+    pub config: petrel_protocol::ImageConfig,
 }
 
 /// Everything needed to run one service instance.

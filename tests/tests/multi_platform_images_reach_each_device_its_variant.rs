@@ -9,6 +9,7 @@
 use petrel_protocol::topics::{topic, Channel};
 use petrel_protocol::{Desired, Envelope, EventKind, SCHEMA};
 use petrel_simulator::sample;
+use petrel_tests::docker::{docker, Cleanup};
 use petrel_tests::oci::{oci_layout_dir, PlatformVariant};
 use petrel_tests::*;
 
@@ -71,6 +72,19 @@ async fn each_device_runs_the_variant_for_its_platform_and_a_missing_one_is_refu
         (agent("gateway", None)?, "amd64"), // this machine: linux/amd64
     ];
     let riscv = agent("rv-1", Some("linux/riscv64"))?;
+    // an arm64 device on the docker runtime, where the engine is here
+    let docker_pi = format!("pi-dock-{}", std::process::id());
+    let _cleanup = Cleanup(docker_pi.clone());
+    let docker_agent = match docker_available() {
+        true => Some(Agent::start_with(
+            t,
+            &docker_pi,
+            &ctl.broker_url(),
+            &ctl.url(),
+            "platform = \"linux/arm64\"\nruntime = \"docker\"\n",
+        )?),
+        false => None,
+    };
     for id in ["pi-64", "pi-v7", "gateway", "rv-1"] {
         wait_for(
             CONVERGE,
@@ -123,12 +137,33 @@ async fn each_device_runs_the_variant_for_its_platform_and_a_missing_one_is_refu
         event.message
     );
 
-    let ids: Vec<String> = devices.iter().map(|(a, _)| a.id.clone()).collect();
+    let mut ids: Vec<String> = devices.iter().map(|(a, _)| a.id.clone()).collect();
+    ids.extend(docker_agent.iter().map(|a| a.id.clone()));
+    for id in &ids {
+        wait_for(
+            CONVERGE,
+            &format!("{id} to report its platform"),
+            || async { client.device(id).await.ok()?.platform },
+        )
+        .await?;
+    }
     client.deploy("multi@1", &ids).await?;
     for (agent, marker) in &devices {
         wait_converged(&client, &agent.id, "1").await?;
         // the app of this device's variant runs (its marker is its version)
         running_app(&agent.data_dir, marker).await?;
+    }
+    if let Some(agent) = &docker_agent {
+        wait_converged(&client, &agent.id, "1").await?;
+        let copied = t.join("version-from-docker");
+        docker(&[
+            "cp",
+            &format!("petrel-{docker_pi}.app-g1:/app/version.txt"),
+            &copied.display().to_string(),
+        ]);
+        assert_eq!(std::fs::read_to_string(&copied)?, "arm64\n");
+    } else {
+        eprintln!("no Docker Engine here: the docker runtime's variant not exercised");
     }
     Ok(())
 }

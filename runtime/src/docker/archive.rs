@@ -48,6 +48,9 @@ pub(super) struct ImageMeta {
     /// RFC 3339; the epoch when unknown (so ids stay reproducible).
     pub created: String,
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The image's process settings, so `docker inspect` (and `docker
+    /// run`) see what the image says; containers get theirs from the spec.
+    pub process: petrel_protocol::ImageConfig,
 }
 
 impl Default for ImageMeta {
@@ -56,6 +59,7 @@ impl Default for ImageMeta {
         ImageMeta {
             created: EPOCH.into(),
             labels: [(MANAGED_LABEL.to_string(), "true".to_string())].into(),
+            process: Default::default(),
         }
     }
 }
@@ -69,6 +73,10 @@ pub(super) fn image_config(layers: &[LayerSum], meta: &ImageMeta) -> Vec<u8> {
         created: meta.created.clone(),
         config: Config {
             labels: meta.labels.clone(),
+            entrypoint: meta.process.entrypoint.clone(),
+            cmd: meta.process.cmd.clone(),
+            env: meta.process.env.clone(),
+            working_dir: meta.process.working_dir.clone(),
         },
         rootfs: RootFs {
             kind: "layers",
@@ -317,6 +325,14 @@ struct ImageConfig {
 #[serde(rename_all = "PascalCase")]
 struct Config {
     labels: std::collections::BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    entrypoint: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cmd: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    env: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    working_dir: Option<String>,
 }
 
 #[derive(Serialize)]

@@ -76,6 +76,7 @@ impl DockerRuntime {
                 ),
             ]
             .into(),
+            process: image.config.clone(),
         };
         let config = archive::image_config(&sums, &meta);
         let id = format!("sha256:{}", archive::sha256_hex(&config));
