@@ -31,13 +31,17 @@ async fn services_start_after_their_dependencies_and_stop_in_reverse() -> anyhow
         )
     };
     client.create_release("deps", "1", &compose("")).await?;
-    client.deploy("deps@1", std::slice::from_ref(&agent.id)).await?;
+    client
+        .deploy("deps@1", std::slice::from_ref(&agent.id))
+        .await?;
     wait_converged(&client, &agent.id, "1").await?;
     assert_eq!(logged(&agent, "starting"), ["b-g1", "c-g1", "a-g1"]);
 
     let env = "    environment: {V: \"2\"}\n";
     client.create_release("deps", "2", &compose(env)).await?;
-    client.deploy("deps@2", std::slice::from_ref(&agent.id)).await?;
+    client
+        .deploy("deps@2", std::slice::from_ref(&agent.id))
+        .await?;
     wait_converged(&client, &agent.id, "2").await?;
     assert_eq!(
         logged(&agent, "starting"),
