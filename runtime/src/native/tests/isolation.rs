@@ -35,15 +35,25 @@ async fn a_root_service_is_pid_2_of_its_own_namespace_and_a_stop_still_terminate
     let log = fx.rt.logs("isolated", 10).await.expect("logs");
     assert!(log.contains("inside=2"), "log: {log}");
     // Shim, init, shell and both sleeps: a stop before the pipeline is
-    // whole would leave a sleep that never got the SIGTERM.
+    // whole would leave a sleep that never got the SIGTERM. Both must have
+    // exec'd `sleep`: a shell child between fork and exec still has the
+    // shell's TERM trap, which swallows the signal, and the pipeline then
+    // outlives the grace period.
     let pgid = pgid_of(pid);
-    eventually("the pipeline to start", || group_members(pgid).len() == 5).await;
+    let sleeping = || {
+        let comm = |p: &u32| read(PathBuf::from(format!("/proc/{p}/comm")));
+        let members = group_members(pgid);
+        members.len() == 5 && members.iter().filter(|p| comm(p).trim() == "sleep").count() == 2
+    };
+    eventually("the pipeline to start", sleeping).await;
 
+    let begun = std::time::Instant::now();
     fx.rt.stop("isolated").await.expect("stop");
+    let took = begun.elapsed();
     let log = fx.rt.logs("isolated", 10).await.expect("logs");
     assert!(
         log.contains("got-term"),
-        "SIGTERM reached the service: {log}"
+        "SIGTERM reached the service: {log} (stop took {took:?})"
     );
     assert!(fx.rt.inspect("isolated").await.is_none(), "stop removes it");
     assert!(!alive(pid));
@@ -79,7 +89,14 @@ async fn processes_left_behind_by_a_namespaced_service_die_with_it() {
         .expect("start");
     let pid = running_pid(&fx.rt.inspect("leaver").await.expect("known"));
     let ns = fs::read_link(format!("/proc/{pid}/ns/pid")).expect("pid ns of the service");
-    eventually("the helper to start", || in_namespace(&ns).len() == 3).await;
+    // (the wait loop's own short sleeps come and go: look for the helper)
+    let helper = || {
+        let cmdline = |p: &u32| fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        in_namespace(&ns)
+            .iter()
+            .any(|p| cmdline(p) == b"sleep\x0060\x00")
+    };
+    eventually("the helper to start", helper).await;
     fs::write(fx.rootfs.join("go"), b"").expect("release the service");
     wait_for(&fx.rt, "leaver", |s| s.state == "exited").await;
     eventually("the namespace to be empty", || in_namespace(&ns).is_empty()).await;
