@@ -281,4 +281,16 @@ impl Client {
         let url = format!("{}/v1/gc", self.base);
         self.send(self.http.post(&url), &url).await
     }
+
+    /// The controller's signing key (what agents pin).
+    pub async fn signing_key(&self) -> Result<crate::http::KeyView, ClientError> {
+        let url = format!("{}/v1/keys", self.base);
+        self.send(self.http.get(&url), &url).await
+    }
+
+    /// Rotates the signing key; returns the new one.
+    pub async fn rotate_key(&self) -> Result<crate::http::KeyView, ClientError> {
+        let url = format!("{}/v1/keys/rotate", self.base);
+        self.send(self.http.post(&url), &url).await
+    }
 }

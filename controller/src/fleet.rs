@@ -5,25 +5,38 @@
 //! and rumqttc does not resubscribe, so on every ConnAck the session
 //! resubscribes and re-publishes all desired states from the store.
 
+use crate::keys::Keyring;
 use crate::store::{Presence, Store};
 use petrel_protocol::topics::{self, Channel};
 use petrel_protocol::{
-    decode, encode, BrokerUrl, Desired, Envelope, Event, Limits, Reported, Status,
+    decode, encode, BrokerUrl, Desired, Event, Limits, PublicKey, Reported, Status,
 };
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, Publish, QoS};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 /// Handle used by the HTTP API to publish desired states.
 #[derive(Clone)]
 pub struct Fleet {
     client: AsyncClient,
+    keys: Arc<RwLock<Keyring>>,
 }
 
+/// Every stored desired state is re-signed and re-published this often,
+/// so none reaches its expiry while it stands.
+const REFRESH: Duration = Duration::from_secs(24 * 3600);
+
 impl Fleet {
-    /// Publishes one desired state, retained. The payload is never empty
+    /// Publishes one desired state, signed and valid for
+    /// [`crate::keys::VALIDITY_MS`], retained. The payload is never empty
     /// (an empty payload would clear the retained message).
     pub async fn publish_desired(&self, d: &Desired) -> Result<(), rumqttc::ClientError> {
-        let payload = encode(&Envelope::wrap(d));
+        let envelope = self
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sign(d, crate::now_ms());
+        let payload = encode(&envelope);
         let topic = topics::topic(&d.device_id, Channel::Desired);
         self.client
             .publish(topic, QoS::AtLeastOnce, true, payload)
@@ -32,6 +45,26 @@ impl Fleet {
 
     /// Clears a device's retained desired state (an empty retained
     /// message); agents ignore the empty message and keep what they run.
+    /// Rotates the signing key (endorsed by the current one) and
+    /// re-publishes every desired state signed by the new key, with the
+    /// endorsement that lets agents trust it.
+    pub async fn rotate_key(&self, store: &Store) -> Result<PublicKey, String> {
+        let public = {
+            let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+            keys.rotate(None).map_err(|e| e.to_string())?
+        };
+        republish(self, store).await;
+        Ok(public)
+    }
+
+    /// The current public key (what agents pin).
+    pub fn public_key(&self) -> PublicKey {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .public()
+    }
+
     pub async fn clear_desired(&self, device_id: &str) -> Result<(), rumqttc::ClientError> {
         let topic = topics::topic(device_id, Channel::Desired);
         self.client
@@ -40,8 +73,9 @@ impl Fleet {
     }
 }
 
-/// Connects to the broker and spawns the session loop.
-pub fn start(broker: &BrokerUrl, store: Store, limits: Limits) -> Fleet {
+/// Connects to the broker and spawns the session loop (and the daily
+/// refresh of every desired state's signature).
+pub fn start(broker: &BrokerUrl, store: Store, limits: Limits, keys: Keyring) -> Fleet {
     let mut opts = MqttOptions::new("petrel-controller", broker.host.clone(), broker.port);
     if let Some(user) = &broker.username {
         opts.set_credentials(user.clone(), broker.password.clone().unwrap_or_default());
@@ -53,8 +87,20 @@ pub fn start(broker: &BrokerUrl, store: Store, limits: Limits) -> Fleet {
         limits.max_message_bytes + 4096,
     );
     let (client, eventloop) = AsyncClient::new(opts, 1024);
-    let fleet = Fleet { client };
-    tokio::spawn(run(eventloop, fleet.clone(), store, limits));
+    let fleet = Fleet {
+        client,
+        keys: Arc::new(RwLock::new(keys)),
+    };
+    tokio::spawn(run(eventloop, fleet.clone(), store.clone(), limits));
+    let refresher = fleet.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REFRESH);
+        tick.tick().await; // the first tick is now: on_connect publishes
+        loop {
+            tick.tick().await;
+            republish(&refresher, &store).await;
+        }
+    });
     fleet
 }
 
@@ -88,6 +134,12 @@ async fn on_connect(fleet: &Fleet, store: &Store) {
             tracing::warn!(error = %e, "subscribe failed");
         }
     }
+    republish(fleet, store).await;
+}
+
+/// Re-signs and re-publishes every stored desired state (same generation:
+/// devices take it silently, refreshing expiry and learning a new key).
+async fn republish(fleet: &Fleet, store: &Store) {
     match store.all_desired() {
         Ok(all) => {
             for d in all {

@@ -11,6 +11,7 @@
 //! - [`http`]: the HTTP API and the blob server (Range support).
 //! - [`deltas`]: the delta cache behind `GET /v1/deltas/{from}/{to}`.
 //! - [`layer_paths`]: file paths of a layer, for choosing a delta base.
+//! - [`keys`]: the signing key of desired states, its rotation chain.
 //! - [`gc`]: removes blobs, deltas and path lists nothing references.
 //! - [`compose`]: the compose subset that defines a release.
 //! - [`blobs`], [`images`]: content-addressed layer blobs; image import/build.
@@ -27,6 +28,7 @@ pub mod fleet;
 pub mod gc;
 pub mod http;
 pub mod images;
+pub mod keys;
 pub mod layer_paths;
 pub mod server;
 pub mod store;

@@ -41,6 +41,8 @@ pub enum ServeError {
     BrokerUrl(String),
     #[error("http server: {0}")]
     Http(std::io::Error),
+    #[error("signing keys: {0}")]
+    Keys(String),
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -82,7 +84,10 @@ pub async fn serve(
             parsed
         }
     };
-    let fleet = crate::fleet::start(&broker, store.clone(), cfg.limits);
+    let keys = crate::keys::Keyring::load_or_create(&cfg.data_dir.join("keys"))
+        .map_err(|e| ServeError::Keys(e.to_string()))?;
+    tracing::info!(key = %keys.public().id(), path = %cfg.data_dir.join("keys/signing.pub").display(), "signing desired states; agents pin this public key");
+    let fleet = crate::fleet::start(&broker, store.clone(), cfg.limits, keys);
     let deltas =
         crate::deltas::DeltaCache::new(cfg.data_dir.join("deltas"), blobs.clone(), store.clone())
             .map_err(|source| ServeError::DataDir {

@@ -237,6 +237,7 @@ impl Store {
             generation: last + 1,
             release,
             issued_at_ms: now_ms,
+            expires_at_ms: None,
         };
         self.put(&self.desired, device_id, &desired)?;
         Ok(desired)

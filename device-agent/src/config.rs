@@ -31,6 +31,18 @@ pub struct Config {
     /// when they differ (an armv6 Pi running an armv7-built agent).
     #[serde(default)]
     pub platform: Option<String>,
+    /// The controller's public signing key (hex, `petrel key show` or the
+    /// controller's `keys/signing.pub`): only desired states it signed (or
+    /// a key it endorsed) are accepted. Required unless `accept_unsigned`.
+    #[serde(default)]
+    pub controller_key: Option<String>,
+    /// An offline root key (hex) that may also endorse controller keys.
+    #[serde(default)]
+    pub root_key: Option<String>,
+    /// Accept unsigned desired states: anyone who can publish on the broker
+    /// can then run anything on this device. For a lab only.
+    #[serde(default)]
+    pub accept_unsigned: bool,
 }
 
 fn default_runtime() -> String {
@@ -78,6 +90,10 @@ impl Config {
             ));
         }
         cfg.platform()?;
+        cfg.pinned_keys()?;
+        if cfg.controller_key.is_none() && !cfg.accept_unsigned {
+            return Err("controller_key is missing: set it to the controller's public signing key (`petrel key show`, or its keys/signing.pub), or set accept_unsigned = true to run without signatures (insecure)".into());
+        }
         if cfg.runtime != "native" && cfg.runtime != "docker" {
             return Err(format!(
                 "unknown runtime {:?} (supported: native, docker)",
@@ -85,6 +101,20 @@ impl Config {
             ));
         }
         Ok(cfg)
+    }
+
+    /// The keys pinned in the config (controller key, root key).
+    pub fn pinned_keys(&self) -> Result<Vec<petrel_protocol::PublicKey>, String> {
+        [
+            ("controller_key", &self.controller_key),
+            ("root_key", &self.root_key),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| v.as_ref().map(|v| (name, v)))
+        .map(|(name, v)| {
+            petrel_protocol::PublicKey::from_hex(v).map_err(|e| format!("{name}: {e}"))
+        })
+        .collect()
     }
 
     /// The device's platform: the configured one, else the build's.
@@ -115,11 +145,14 @@ impl Config {
 mod tests {
     use super::*;
 
+    const KEY: &str =
+        "controller_key = \"3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c\"\n";
+
     #[test]
     fn a_minimal_config_gets_defaults() {
-        let c = Config::parse(
-            "device_id = \"pi-1\"\nbroker = \"mqtt://127.0.0.1:1883\"\ncontroller_url = \"http://127.0.0.1:7700\"\ndata_dir = \"/tmp/x\"\n",
-        )
+        let c = Config::parse(&format!(
+            "device_id = \"pi-1\"\nbroker = \"mqtt://127.0.0.1:1883\"\ncontroller_url = \"http://127.0.0.1:7700\"\ndata_dir = \"/tmp/x\"\n{KEY}",
+        ))
         .unwrap();
         assert_eq!(c.runtime, "native");
         let broker = c.broker_url().unwrap();
@@ -128,15 +161,27 @@ mod tests {
 
     #[test]
     fn bad_device_ids_brokers_and_unknown_keys_are_clear_errors() {
-        let base = "broker = \"mqtt://h:1\"\ncontroller_url = \"http://h\"\ndata_dir = \"/x\"\n";
+        let base = format!(
+            "broker = \"mqtt://h:1\"\ncontroller_url = \"http://h\"\ndata_dir = \"/x\"\n{KEY}"
+        );
         assert!(Config::parse(&format!("device_id = \"a/b\"\n{base}")).is_err());
         assert!(Config::parse(&format!("device_id = \"a\"\n{base}typo = 1\n")).is_err());
         for broker in ["http://h:1", "h:notaport", "mqtt://h/topic", "mqtts://h"] {
             let e = Config::parse(&format!(
-                "device_id = \"a\"\nbroker = \"{broker}\"\ncontroller_url = \"http://h\"\ndata_dir = \"/x\"\n"
+                "device_id = \"a\"\nbroker = \"{broker}\"\ncontroller_url = \"http://h\"\ndata_dir = \"/x\"\n{KEY}"
             ));
             let e = e.unwrap_err();
             assert!(e.contains(broker), "{broker}: {e}");
         }
+    }
+
+    #[test]
+    fn a_config_without_a_pinned_key_is_refused_unless_unsigned_is_chosen() {
+        let base = "device_id = \"a\"\nbroker = \"mqtt://h:1\"\ncontroller_url = \"http://h\"\ndata_dir = \"/x\"\n";
+        let e = Config::parse(base).unwrap_err();
+        assert!(e.contains("controller_key is missing"), "{e}");
+        assert!(Config::parse(&format!("{base}accept_unsigned = true\n")).is_ok());
+        let e = Config::parse(&format!("{base}controller_key = \"abc\"\n")).unwrap_err();
+        assert!(e.contains("controller_key") && e.contains("64 hex"), "{e}");
     }
 }

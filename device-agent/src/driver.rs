@@ -9,7 +9,8 @@ use crate::session::{Incoming, Publisher};
 use crate::store::AgentStore;
 use crate::{gc, swap, transfer};
 use petrel_protocol::{
-    decode_desired, Event, EventKind, Limits, Progress, Reported, ServiceState, SCHEMA,
+    decode_desired_trusted, Event, EventKind, Limits, Progress, Reported, ServiceState, Trust,
+    SCHEMA,
 };
 use petrel_runtime::Runtime;
 use std::sync::atomic::Ordering;
@@ -30,6 +31,11 @@ pub struct Driver<R: Runtime> {
     /// What this device runs images for; reported, and checked against
     /// every image a desired state names.
     pub platform: petrel_protocol::Platform,
+    /// The keys whose signatures it accepts (`None`: unsigned accepted,
+    /// insecure, chosen in the config).
+    pub trusted: Option<Vec<petrel_protocol::PublicKey>>,
+    /// Ids of keys rotated out: their signatures are refused.
+    pub retired: Vec<String>,
     task: Option<(JoinHandle<()>, bool)>,
     /// A desired state that arrived during a swap, handled after it.
     deferred: Option<Input>,
@@ -57,6 +63,8 @@ impl<R: Runtime> Driver<R> {
             limits,
             progress: Default::default(),
             platform: petrel_protocol::Platform::host(),
+            trusted: Some(Vec::new()),
+            retired: Vec::new(),
             task: None,
             deferred: None,
             results_tx,
@@ -94,8 +102,8 @@ impl<R: Runtime> Driver<R> {
                         tracing::info!("desired state cleared on the broker; keeping what runs");
                     }
                     Incoming::Desired(bytes) => {
-                        let decoded = decode_desired(&bytes, &self.device_id, self.limits);
-                        let input = match decoded.map_err(|e| e.to_string()).and_then(|d| self.runs_here(d)) {
+                        let decoded = self.accept(&bytes);
+                        let input = match decoded.and_then(|d| self.runs_here(d)) {
                             Ok(d) => Input::Desired(d),
                             Err(e) => Input::Rejected(format!("desired state rejected: {e}")),
                         };
@@ -341,6 +349,34 @@ impl<R: Runtime> Driver<R> {
             platform: Some(self.platform.clone()),
         };
         self.publisher.report(&r);
+    }
+
+    /// Decodes a desired state as the device's trust says (signature,
+    /// endorsements, expiry), persisting any key its endorsements taught.
+    fn accept(&mut self, bytes: &[u8]) -> Result<petrel_protocol::Desired, String> {
+        let trust = match &self.trusted {
+            Some(keys) => Trust::Keys {
+                keys,
+                retired: &self.retired,
+                now_ms: now_ms(),
+            },
+            None => Trust::Unsigned,
+        };
+        let accepted = decode_desired_trusted(bytes, &self.device_id, self.limits, trust)
+            .map_err(|e| e.to_string())?;
+        let learned = accepted.learned;
+        if !learned.keys.is_empty() {
+            let ids: Vec<String> = learned.keys.iter().map(|k| k.id()).collect();
+            tracing::info!(keys = ?ids, retired = ?learned.retired, "trusting rotated controller keys (endorsed by a trusted key)");
+            if let Err(e) = self.store.learn_keys(&learned) {
+                tracing::warn!(error = %e, "could not persist the learned keys");
+            }
+            if let Some(keys) = self.trusted.as_mut() {
+                keys.extend(learned.keys);
+            }
+            self.retired.extend(learned.retired);
+        }
+        Ok(accepted.desired)
     }
 
     /// A desired state whose images are all built for this device (or for

@@ -106,6 +106,18 @@ pub async fn run<R: Runtime>(
     driver.platform = cfg
         .platform()
         .unwrap_or_else(|_| petrel_protocol::Platform::host());
+    driver.trusted = match cfg.accept_unsigned {
+        true => {
+            tracing::warn!("accept_unsigned = true: this device runs whatever anyone who can publish on the broker asks (insecure)");
+            None
+        }
+        false => {
+            let mut keys = cfg.pinned_keys().map_err(AgentError::Config)?;
+            keys.extend(driver.store.learned_keys());
+            driver.retired = driver.store.retired_keys();
+            Some(keys)
+        }
+    };
     driver
         .run(
             incoming,

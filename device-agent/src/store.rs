@@ -25,6 +25,10 @@ pub struct AgentStore {
 }
 
 const STATE_KEY: &str = "state";
+/// Signing keys learned through endorsements (hex), beside the pinned ones.
+const KEYS_KEY: &str = "trusted-keys";
+/// Ids of keys rotated out (they endorsed a newer key).
+const RETIRED_KEY: &str = "retired-keys";
 const SEQ_KEY: &str = "event-seq";
 
 impl AgentStore {
@@ -61,6 +65,59 @@ impl AgentStore {
     pub fn save_state(&self, s: &AgentState) -> Result<(), StoreError> {
         self.db
             .insert(STATE_KEY, serde_json::to_vec(s).unwrap_or_default())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Keys learned through endorsements (a rotated controller key).
+    pub fn learned_keys(&self) -> Vec<petrel_protocol::PublicKey> {
+        let hexes: Vec<String> = self
+            .db
+            .get(KEYS_KEY)
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or_default();
+        hexes
+            .iter()
+            .filter_map(|h| petrel_protocol::PublicKey::from_hex(h).ok())
+            .collect()
+    }
+
+    /// Ids of the keys rotated out.
+    pub fn retired_keys(&self) -> Vec<String> {
+        self.db
+            .get(RETIRED_KEY)
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or_default()
+    }
+
+    /// Records what a verified envelope taught, durably.
+    pub fn learn_keys(
+        &self,
+        learned: &petrel_protocol::signing::Learned,
+    ) -> Result<(), StoreError> {
+        let mut keys = self.learned_keys();
+        for k in &learned.keys {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+        let hexes: Vec<String> = keys.iter().map(|k| k.to_hex()).collect();
+        self.db
+            .insert(KEYS_KEY, serde_json::to_vec(&hexes).unwrap_or_default())?;
+        let mut retired = self.retired_keys();
+        for id in &learned.retired {
+            if !retired.contains(id) {
+                retired.push(id.clone());
+            }
+        }
+        self.db.insert(
+            RETIRED_KEY,
+            serde_json::to_vec(&retired).unwrap_or_default(),
+        )?;
         self.db.flush()?;
         Ok(())
     }

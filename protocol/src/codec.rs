@@ -3,6 +3,7 @@
 //! [`DecodeError`] that says what was wrong; nothing here panics.
 
 use crate::manifest::ManifestError;
+use crate::signing::{verify_envelope, Learned, PublicKey, SignatureError};
 use crate::{validate_device_id, Desired, Envelope, SCHEMA};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,64 @@ pub enum DecodeError {
     Manifest(#[from] ManifestError),
     #[error("invalid device id: {0}")]
     DeviceId(String),
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    #[error("desired state expired at {expired_at_ms} ms (now {now_ms} ms)")]
+    Expired { expired_at_ms: u64, now_ms: u64 },
+    #[error("signed desired state has no expiry")]
+    NoExpiry,
+}
+
+/// Which desired states an agent accepts.
+#[derive(Debug, Clone, Copy)]
+pub enum Trust<'a> {
+    /// Only ones signed by (a chain from) these keys, not by a `retired`
+    /// one (ids), and not expired at `now_ms`.
+    Keys {
+        keys: &'a [PublicKey],
+        retired: &'a [String],
+        now_ms: u64,
+    },
+    /// Any, signed or not (insecure; for a lab, chosen explicitly).
+    Unsigned,
+}
+
+/// A desired state the agent accepted, and the keys its envelope's
+/// endorsements taught (to be persisted).
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub desired: Desired,
+    pub learned: Learned,
+}
+
+/// Decodes a desired-state envelope addressed to `device_id`, checked as
+/// `trust` says: signature (and endorsement chain), expiry, addressee and
+/// release.
+pub fn decode_desired_trusted(
+    bytes: &[u8],
+    device_id: &str,
+    limits: Limits,
+    trust: Trust<'_>,
+) -> Result<Accepted, DecodeError> {
+    let env: Envelope = decode(bytes, limits)?;
+    let learned = match trust {
+        Trust::Keys { keys, retired, .. } => verify_envelope(&env, keys, retired)?,
+        Trust::Unsigned => Learned::default(),
+    };
+    let desired = decode_payload(&env, device_id, limits)?;
+    if let Trust::Keys { now_ms, .. } = trust {
+        match desired.expires_at_ms {
+            None => return Err(DecodeError::NoExpiry),
+            Some(at) if at <= now_ms => {
+                return Err(DecodeError::Expired {
+                    expired_at_ms: at,
+                    now_ms,
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(Accepted { desired, learned })
 }
 
 #[derive(Deserialize)]
@@ -74,13 +133,18 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
 }
 
 /// Decodes a desired-state envelope addressed to `device_id` and validates
-/// its release.
+/// its release, whether or not it is signed (see [`decode_desired_trusted`]
+/// for what agents use).
 pub fn decode_desired(
     bytes: &[u8],
     device_id: &str,
     limits: Limits,
 ) -> Result<Desired, DecodeError> {
     let env: Envelope = decode(bytes, limits)?;
+    decode_payload(&env, device_id, limits)
+}
+
+fn decode_payload(env: &Envelope, device_id: &str, limits: Limits) -> Result<Desired, DecodeError> {
     let desired: Desired = decode(env.payload.as_bytes(), limits)?;
     validate_device_id(&desired.device_id).map_err(|e| DecodeError::DeviceId(e.to_string()))?;
     if desired.device_id != device_id {
@@ -107,6 +171,7 @@ mod tests {
             generation: 3,
             release: Some(sample_release("2")),
             issued_at_ms: 1,
+            expires_at_ms: None,
         };
         encode(&Envelope::wrap(&d))
     }

@@ -8,6 +8,7 @@
 //! - [`topics`]: the only function that builds and parses MQTT topic names.
 //! - [`manifest`]: image and release manifests (what a device runs).
 //! - [`health`]: what a health check probes, and its timing.
+//! - [`signing`]: ed25519 signatures over desired states, key endorsements.
 //! - [`start_order`]: the order a release's services start (`depends_on`).
 //! - [`platform`]: image and device platforms, a release resolved for one.
 //! - [`messages`]: desired / reported / event / status messages.
@@ -28,11 +29,14 @@ pub mod lifecycle;
 pub mod manifest;
 pub mod messages;
 pub mod platform;
+pub mod signing;
 pub mod start_order;
 pub mod topics;
 
 pub use broker::{BrokerUrl, BrokerUrlError};
-pub use codec::{decode, decode_desired, encode, DecodeError, Limits};
+pub use codec::{
+    decode, decode_desired, decode_desired_trusted, encode, Accepted, DecodeError, Limits, Trust,
+};
 pub use digest::{Digest, DigestError};
 pub use error_text::error_text;
 pub use layer_policy::{AuditSummary, EntryKind, LayerAudit, Treatment};
@@ -43,6 +47,7 @@ pub use manifest::{
 };
 pub use messages::{Desired, Envelope, Event, EventKind, Progress, Reported, ServiceState, Status};
 pub use platform::{InvalidPlatform, Platform};
+pub use signing::{Endorsement, PublicKey, SignatureError, SigningKey};
 
 /// Schema version carried by every message and manifest this crate writes.
 pub const SCHEMA: u32 = 1;

@@ -9,20 +9,27 @@ use serde::{Deserialize, Serialize};
 pub struct Envelope {
     pub schema: u32,
     pub payload: String,
-    /// ed25519 signature of `payload` (base64); absent until signing lands.
+    /// ed25519 signature of `payload` (hex), see [`crate::signing`].
     #[serde(default)]
     pub signature: Option<String>,
+    /// Id of the signing key.
     #[serde(default)]
     pub key_id: Option<String>,
+    /// The chain from older (or offline root) keys to the signing key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endorsements: Vec<crate::signing::Endorsement>,
 }
 
 impl Envelope {
+    /// An unsigned envelope: accepted only by agents told to accept
+    /// unsigned desired states (insecure).
     pub fn wrap(desired: &Desired) -> Envelope {
         Envelope {
             schema: SCHEMA,
             payload: serde_json::to_string(desired).unwrap_or_default(),
             signature: None,
             key_id: None,
+            endorsements: Vec::new(),
         }
     }
 }
@@ -37,6 +44,10 @@ pub struct Desired {
     /// `None` means: run nothing.
     pub release: Option<ReleaseManifest>,
     pub issued_at_ms: u64,
+    /// After this, the message is refused (a signed desired state cannot
+    /// be replayed forever); the controller refreshes it while it stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
 }
 
 /// Bytes of the update in progress.

@@ -32,15 +32,26 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
+/// A controller the simulator started: where to reach it, and the public
+/// signing key its agents pin.
+pub struct StartedController {
+    pub http: SocketAddr,
+    pub mqtt_port: u16,
+    pub key: String,
+}
+
 /// Starts a controller with its embedded broker under `root/controller`
-/// until `stop` turns true; returns its HTTP address and MQTT port.
+/// until `stop` turns true.
 pub async fn start_controller(
     root: &Path,
     stop: watch::Receiver<bool>,
-) -> Result<(SocketAddr, u16)> {
+) -> Result<StartedController> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let http = listener.local_addr()?;
     let mqtt_port = free_port()?;
+    // made now (the controller loads the same keys), so agents can pin it
+    let keys = petrel_controller::keys::Keyring::load_or_create(&root.join("controller/keys"))?;
+    let key = keys.public().to_hex();
     let cfg = ServeConfig {
         data_dir: root.join("controller"),
         http: listener,
@@ -54,20 +65,28 @@ pub async fn start_controller(
             eprintln!("controller stopped: {e}");
         }
     });
-    Ok((http, mqtt_port))
+    Ok(StartedController {
+        http,
+        mqtt_port,
+        key,
+    })
 }
 
 impl LocalFleet {
     /// Starts a controller (embedded broker) and `n` agents under `root`.
     pub async fn start(root: &Path, n: usize) -> Result<LocalFleet> {
         let (stop, rx) = watch::channel(false);
-        let (http, mqtt_port) = start_controller(root, rx.clone()).await?;
+        let StartedController {
+            http,
+            mqtt_port,
+            key,
+        } = start_controller(root, rx.clone()).await?;
         let mut agents = Vec::new();
         for i in 1..=n {
             let id = format!("device-{i:02}");
             let data_dir = root.join(&id);
             let config = Config::parse(&format!(
-                "device_id = \"{id}\"\nbroker = \"mqtt://127.0.0.1:{mqtt_port}\"\ncontroller_url = \"http://{http}\"\ndata_dir = \"{}\"\nheartbeat_s = 5\n",
+                "device_id = \"{id}\"\nbroker = \"mqtt://127.0.0.1:{mqtt_port}\"\ncontroller_url = \"http://{http}\"\ndata_dir = \"{}\"\nheartbeat_s = 5\ncontroller_key = \"{key}\"\n",
                 data_dir.display()
             ))
             .map_err(anyhow::Error::msg)?;

@@ -98,14 +98,18 @@ pub async fn run(opts: SoakOptions) -> Result<SoakReport> {
     let tmp = tempfile::tempdir()?;
     let root = tmp.path();
     let (stop, stop_rx) = watch::channel(false);
-    let (http, mqtt_port) = start_controller(root, stop_rx).await?;
+    let crate::fleet::StartedController {
+        http,
+        mqtt_port,
+        key,
+    } = start_controller(root, stop_rx).await?;
     let client = Client::new(&format!("http://{http}"));
     let data_dir = root.join("device");
     std::fs::create_dir_all(&data_dir)?;
     let config = data_dir.join("agent.toml");
     std::fs::write(
         &config,
-        format!("device_id = \"soak-1\"\nbroker = \"mqtt://127.0.0.1:{mqtt_port}\"\ncontroller_url = \"http://{http}\"\ndata_dir = \"{}\"\nheartbeat_s = 2\n", data_dir.display()),
+        format!("device_id = \"soak-1\"\nbroker = \"mqtt://127.0.0.1:{mqtt_port}\"\ncontroller_url = \"http://{http}\"\ndata_dir = \"{}\"\nheartbeat_s = 2\ncontroller_key = \"{key}\"\n", data_dir.display()),
     )?;
     let bin = match &opts.agent_bin {
         Some(b) => b.clone(),

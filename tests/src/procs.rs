@@ -55,6 +55,16 @@ pub fn wait_listening(addr: &str, timeout: Duration) -> Result<()> {
     Ok(())
 }
 
+/// The signing key of the controller on each broker URL, so an agent
+/// started on that broker pins it.
+fn pinned_keys() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, String>> {
+    static KEYS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+        std::sync::OnceLock::new();
+    KEYS.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A `petrel-controller serve` process.
 pub struct Controller {
     pub dir: PathBuf,
@@ -118,7 +128,22 @@ impl Controller {
                 Duration::from_secs(20),
             )?;
         }
+        // agents on this broker pin this controller's signing key
+        let key = std::fs::read_to_string(self.signing_key_path())?;
+        pinned_keys().insert(self.broker_url(), key.trim().to_string());
         Ok(())
+    }
+
+    /// The controller's public signing key file (what agents pin).
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.dir.join("data/keys/signing.pub")
+    }
+
+    /// The controller's private signing key (tests that play a
+    /// compromised controller sign with it).
+    pub fn signing_key(&self) -> Result<petrel_protocol::SigningKey> {
+        let hex = std::fs::read_to_string(self.dir.join("data/keys/signing.key"))?;
+        Ok(petrel_protocol::SigningKey::from_hex(&hex)?)
     }
 
     /// The controller's log so far (for failure messages).
@@ -166,7 +191,7 @@ impl Agent {
         let config = data_dir.join("agent.toml");
         std::fs::write(
             &config,
-            format!("device_id = \"{id}\"\nbroker = \"{broker}\"\ncontroller_url = \"{controller_url}\"\ndata_dir = \"{}\"\nheartbeat_s = 2\n{extra}", data_dir.display()),
+            format!("device_id = \"{id}\"\nbroker = \"{broker}\"\ncontroller_url = \"{controller_url}\"\ndata_dir = \"{}\"\nheartbeat_s = 2\n{}{extra}", data_dir.display(), trust_line(broker, extra)),
         )?;
         let mut a = Agent {
             id: id.into(),
@@ -291,4 +316,16 @@ pub fn docker_available() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// The agent.toml line pinning the signing key of the controller on
+/// `broker`, unless `extra` sets trust itself.
+fn trust_line(broker: &str, extra: &str) -> String {
+    if extra.contains("controller_key") || extra.contains("accept_unsigned") {
+        return String::new();
+    }
+    match pinned_keys().get(broker) {
+        Some(key) => format!("controller_key = \"{key}\"\n"),
+        None => String::new(),
+    }
 }

@@ -2,10 +2,12 @@
 //! oversized message, a blob with the wrong digest, a truncated blob, and
 //! layers with `../` or absolute paths are each rejected with a clear
 //! error event, nothing is half-applied, and the current release keeps
-//! running. The controller itself refuses to register an image with such a
-//! layer (its import audit runs the devices' rules), so the hostile layers
-//! reach the device in desired states published around the controller, as
-//! a compromised or buggy controller would send them.
+//! running. Desired states the controller did not sign (or that expired)
+//! are refused too, whatever generation they claim. The controller itself
+//! refuses to register an image with a hostile layer (its import audit runs
+//! the devices' rules), so the hostile layers reach the device in desired
+//! states signed with the controller's key but published around it, as a
+//! compromised controller would send them.
 
 use anyhow::Context;
 use petrel_protocol::topics::{topic, Channel};
@@ -65,15 +67,33 @@ async fn forge_desired(
     }
     let views = ctl.client().devices().await?;
     let view = views.iter().find(|v| v.id == agent.id).expect("listed");
-    let desired = Desired {
+    let generation = view.desired_generation.max(view.accepted_generation) + 1;
+    let desired = desired_state(agent, generation, Some(release), HOUR);
+    // signed with the controller's own key: a compromised controller
+    let envelope = ctl.signing_key()?.sign_desired(&desired, &[]);
+    let payload = petrel_protocol::encode(&envelope);
+    publish_raw(ctl.mqtt_port, &topic(&agent.id, Channel::Desired), payload).await
+}
+
+const HOUR: i64 = 3_600_000;
+
+/// A desired state for `agent`, expiring `valid_ms` from now (negative:
+/// already expired).
+fn desired_state(
+    agent: &Agent,
+    generation: u64,
+    release: Option<ReleaseManifest>,
+    valid_ms: i64,
+) -> Desired {
+    let now = petrel_controller::now_ms();
+    Desired {
         schema: SCHEMA,
         device_id: agent.id.clone(),
-        generation: view.desired_generation.max(view.accepted_generation) + 1,
-        release: Some(release),
-        issued_at_ms: petrel_controller::now_ms(),
-    };
-    let payload = petrel_protocol::encode(&Envelope::wrap(&desired));
-    publish_raw(ctl.mqtt_port, &topic(&agent.id, Channel::Desired), payload).await
+        generation,
+        release,
+        issued_at_ms: now,
+        expires_at_ms: Some(now.saturating_add_signed(valid_ms)),
+    }
 }
 
 fn blob_file(ctl: &Controller, digest: &petrel_protocol::Digest) -> std::path::PathBuf {
@@ -214,6 +234,23 @@ async fn bad_input_is_rejected_with_clear_events_and_the_current_release_keeps_r
     let deploy4 = deploy(&client, "demo@4", &agent.id);
     let truncated = failed("truncated", ("1", v1_pid));
     expect_failure(&ctl, &agent, deploy4, truncated).await?;
+
+    // desired states the controller did not sign, or that expired: a forged
+    // high generation is refused, so it cannot lock the device out
+    let desired_topic = topic(&agent.id, Channel::Desired);
+    let forged = desired_state(&agent, 1_000_000, None, HOUR);
+    let unsigned = petrel_protocol::encode(&Envelope::wrap(&forged));
+    let stranger = petrel_protocol::SigningKey::from_seed([7; 32]).sign_desired(&forged, &[]);
+    let expired = desired_state(&agent, 1_000_000, None, -1);
+    let expired = ctl.signing_key()?.sign_desired(&expired, &[]);
+    for (payload, why) in [
+        (unsigned, "unsigned desired state"),
+        (petrel_protocol::encode(&stranger), "does not trust"),
+        (petrel_protocol::encode(&expired), "expired"),
+    ] {
+        let sent = publish_raw(ctl.mqtt_port, &desired_topic, payload);
+        expect_failure(&ctl, &agent, sent, rejected(why)).await?;
+    }
 
     // and the device still updates normally afterwards
     assert!(agent.is_alive(), "{}", agent.log());

@@ -7,7 +7,7 @@
 //! differ in their version marker, which the running app reports.
 
 use petrel_protocol::topics::{topic, Channel};
-use petrel_protocol::{Desired, Envelope, EventKind, SCHEMA};
+use petrel_protocol::{Desired, EventKind, SCHEMA};
 use petrel_simulator::sample;
 use petrel_tests::docker::{docker, Cleanup};
 use petrel_tests::oci::{oci_layout_dir, PlatformVariant};
@@ -124,9 +124,11 @@ async fn each_device_runs_the_variant_for_its_platform_and_a_missing_one_is_refu
         generation: 1,
         release: Some(amd64),
         issued_at_ms: petrel_controller::now_ms(),
+        expires_at_ms: Some(petrel_controller::now_ms() + 3_600_000),
     };
     let seq = last_seq(&client, &riscv.id).await;
-    let payload = petrel_protocol::encode(&Envelope::wrap(&forged));
+    // signed with the controller's key: only the platform check stops it
+    let payload = petrel_protocol::encode(&ctl.signing_key()?.sign_desired(&forged, &[]));
     publish_raw(ctl.mqtt_port, &topic(&riscv.id, Channel::Desired), payload).await?;
     let event = wait_event(&client, &riscv.id, EventKind::DesiredRejected, seq).await?;
     assert!(

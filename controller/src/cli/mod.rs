@@ -74,6 +74,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The signing key of desired states: show it, or rotate it.
+    #[command(subcommand)]
+    Key(KeyCmd),
     /// Remove blobs, cached deltas and path lists nothing references
     /// (the controller also does so hourly and after each delete).
     Gc,
@@ -122,6 +125,19 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Key(KeyCmd::Show) => {
+            let k = client.signing_key().await?;
+            println!("{}  (id {})", k.public_key, k.id);
+            Ok(())
+        }
+        Command::Key(KeyCmd::Rotate) => {
+            let k = client.rotate_key().await?;
+            println!(
+                "signing key rotated: {}  (id {}); agents trust it through the old key's endorsement",
+                k.public_key, k.id
+            );
+            Ok(())
+        }
         Command::Gc => {
             let gc = client.gc().await?;
             println!("{}", gc_line(&gc));
@@ -150,6 +166,15 @@ pub(crate) fn phase_name(phase: petrel_protocol::Phase) -> String {
         .ok()
         .and_then(|v| v.as_str().map(String::from))
         .unwrap_or_default()
+}
+
+#[derive(Subcommand)]
+pub enum KeyCmd {
+    /// Print the public key agents pin (`controller_key` in agent.toml).
+    Show,
+    /// Make a new signing key, endorsed by the current one, and re-publish
+    /// every desired state signed by it.
+    Rotate,
 }
 
 /// `NAME@VERSION` (already checked by [`parse_release_ref`]) in its parts.

@@ -99,6 +99,8 @@ pub fn router(api: Api) -> Router {
             get(releases::show_release).delete(releases::delete_release),
         )
         .route("/v1/gc", post(collect_garbage))
+        .route("/v1/keys", get(signing_key))
+        .route("/v1/keys/rotate", post(rotate_key))
         .route("/v1/deployments", post(deploy::deploy))
         .route("/v1/devices", get(views::list_devices))
         .route(
@@ -155,4 +157,31 @@ impl Api {
 /// `POST /v1/gc`
 async fn collect_garbage(State(api): State<Api>) -> ApiResult<Json<crate::gc::GcReport>> {
     api.collect_garbage(Vec::new()).await
+}
+
+/// The controller's signing key, as agents pin it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct KeyView {
+    /// Public key, hex: `controller_key` in agent.toml.
+    pub public_key: String,
+    pub id: String,
+}
+
+fn key_view(key: petrel_protocol::PublicKey) -> Json<KeyView> {
+    Json(KeyView {
+        public_key: key.to_hex(),
+        id: key.id(),
+    })
+}
+
+/// `GET /v1/keys`
+async fn signing_key(State(api): State<Api>) -> Json<KeyView> {
+    key_view(api.fleet.public_key())
+}
+
+/// `POST /v1/keys/rotate`: a new signing key endorsed by the current one;
+/// every desired state is re-published signed by it.
+async fn rotate_key(State(api): State<Api>) -> ApiResult<Json<KeyView>> {
+    let key = api.fleet.rotate_key(&api.store).await.map_err(internal)?;
+    Ok(key_view(key))
 }

@@ -40,6 +40,7 @@ fn desired(generation: u64, version: &str) -> Input {
         generation,
         release: Some(release(version)),
         issued_at_ms: 0,
+        expires_at_ms: None,
     })
 }
 
