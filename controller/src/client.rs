@@ -68,21 +68,23 @@ impl Client {
         resp.json().await.map_err(http_err)
     }
 
-    async fn file_body(path: &Path) -> Result<reqwest::Body, ClientError> {
+    /// A file as a streamed body with its length declared, so a
+    /// controller that will not take it says so before it is sent.
+    async fn file_body(path: &Path) -> Result<(reqwest::Body, u64), ClientError> {
         let io = |error| ClientError::Io {
             path: path.to_path_buf(),
             error,
         };
-        if tokio::fs::metadata(path).await.map_err(io)?.is_dir() {
+        let meta = tokio::fs::metadata(path).await.map_err(io)?;
+        if meta.is_dir() {
             return Err(io(std::io::Error::new(
                 std::io::ErrorKind::IsADirectory,
                 "is a directory, a file was expected",
             )));
         }
         let file = tokio::fs::File::open(path).await.map_err(io)?;
-        Ok(reqwest::Body::wrap_stream(
-            tokio_util::io::ReaderStream::new(file),
-        ))
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        Ok((body, meta.len()))
     }
 
     /// Uploads an image in any form `docker load` or skopeo take: a
@@ -100,18 +102,20 @@ impl Client {
             error,
         };
         let packed;
-        let body = if tokio::fs::metadata(file).await.map_err(io)?.is_dir() {
+        let (body, len) = if tokio::fs::metadata(file).await.map_err(io)?.is_dir() {
             Self::check_image_dir(file)?;
             packed = Self::pack_dir(file).await?;
             Self::file_body(&packed).await?
         } else {
             Self::file_body(file).await?
         };
+        self.check_upload(len).await?;
         let shown = file.display().to_string();
         let req = self
             .http
             .post(&url)
             .query(&[("name", name), ("tag", tag), ("file", &shown)])
+            .header(reqwest::header::CONTENT_LENGTH, len)
             .body(body);
         self.send(req, &url).await
     }
@@ -136,7 +140,15 @@ impl Client {
         config: ImageConfig,
     ) -> Result<Imported, ClientError> {
         let tar = Self::pack_dir(dir).await?;
-        let layer = self.upload_layer(Self::file_body(&tar).await?).await?;
+        let (body, len) = Self::file_body(&tar).await?;
+        self.check_upload(len).await?;
+        let url = format!("{}/v1/layers", self.base);
+        let req = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body);
+        let layer = self.send(req, &url).await?;
         self.put_image(name, tag, vec![layer], config).await
     }
 
@@ -159,12 +171,34 @@ impl Client {
     }
 
     /// Uploads one uncompressed layer tar; the controller stores it zstd'd.
-    pub async fn upload_layer(
-        &self,
-        tar: impl Into<reqwest::Body>,
-    ) -> Result<LayerDescriptor, ClientError> {
+    pub async fn upload_layer(&self, tar: Vec<u8>) -> Result<LayerDescriptor, ClientError> {
+        self.check_upload(tar.len() as u64).await?;
         let url = format!("{}/v1/layers", self.base);
         self.send(self.http.post(&url).body(tar), &url).await
+    }
+
+    /// The controller's limits.
+    pub async fn limits(&self) -> Result<crate::http::LimitsView, ClientError> {
+        let url = format!("{}/v1/limits", self.base);
+        self.send(self.http.get(&url), &url).await
+    }
+
+    /// Refuses, before sending a byte, an upload the controller would
+    /// refuse (it cuts the connection, which a client reads as a broken
+    /// pipe rather than its 413).
+    async fn check_upload(&self, len: u64) -> Result<(), ClientError> {
+        let limits = self.limits().await?;
+        if len <= limits.max_upload_bytes {
+            return Ok(());
+        }
+        Err(ClientError::Api {
+            url: format!("{}/v1/limits", self.base),
+            status: 413,
+            message: format!(
+                "the upload is {len} bytes, over the controller's limit of {} bytes (petrel-controller serve --max-upload-bytes)",
+                limits.max_upload_bytes
+            ),
+        })
     }
 
     /// Writes the deterministic layer tar of `dir` to a temp file.

@@ -22,6 +22,10 @@ pub struct Fleet {
     keys: Arc<RwLock<Keyring>>,
 }
 
+/// Largest packet the controller's session reads without dropping the
+/// connection (brokers bound what they relay: rumqttd at 2 MiB here).
+const MAX_INCOMING_PACKET: usize = 64 * 1024 * 1024;
+
 /// Every stored desired state is re-signed and re-published this often,
 /// so none reaches its expiry while it stands.
 const REFRESH: Duration = Duration::from_secs(24 * 3600);
@@ -82,10 +86,10 @@ pub fn start(broker: &BrokerUrl, store: Store, limits: Limits, keys: Keyring) ->
     }
     opts.set_keep_alive(Duration::from_secs(10));
     opts.set_clean_session(true);
-    opts.set_max_packet_size(
-        limits.max_message_bytes + 4096,
-        limits.max_message_bytes + 4096,
-    );
+    // Incoming: far above what devices may send, so one oversized message
+    // (retained, it would come back on every reconnect) is dropped by
+    // `ingest` instead of failing the connection. Outgoing: the limit.
+    opts.set_max_packet_size(MAX_INCOMING_PACKET, limits.max_message_bytes + 4096);
     let (client, eventloop) = AsyncClient::new(opts, 1024);
     let fleet = Fleet {
         client,
@@ -152,6 +156,14 @@ async fn republish(fleet: &Fleet, store: &Store) {
     }
 }
 
+/// Device messages dropped for their size since start.
+static DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Device messages dropped for their size since the controller started.
+pub fn dropped_messages() -> u64 {
+    DROPPED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Applies one message from a device. A device may only speak for itself:
 /// the id inside the payload must match the id in the topic.
 fn ingest(store: &Store, p: &Publish, limits: Limits) {
@@ -159,6 +171,11 @@ fn ingest(store: &Store, p: &Publish, limits: Limits) {
         return;
     };
     if p.payload.is_empty() {
+        return;
+    }
+    if p.payload.len() > limits.max_message_bytes {
+        let n = DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        tracing::warn!(device = id, topic = %p.topic, bytes = p.payload.len(), limit = limits.max_message_bytes, dropped_so_far = n, "dropped an oversized device message");
         return;
     }
     let payload = &p.payload[..];

@@ -35,7 +35,7 @@ pub mod store;
 pub mod table;
 pub mod watch;
 
-pub use server::{serve, BrokerMode, ServeConfig};
+pub use server::{serve, BrokerMode, ServeConfig, DEFAULT_MAX_UPLOAD};
 
 /// Milliseconds since the Unix epoch (the wall clock of the controller).
 pub fn now_ms() -> u64 {

@@ -24,7 +24,12 @@ pub struct ServeConfig {
     pub http: tokio::net::TcpListener,
     pub broker: BrokerMode,
     pub limits: Limits,
+    /// Largest upload (layer, image archive) accepted, in bytes.
+    pub max_upload_bytes: u64,
 }
+
+/// Default [`ServeConfig::max_upload_bytes`]: 2 GiB.
+pub const DEFAULT_MAX_UPLOAD: u64 = 2 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -104,6 +109,8 @@ pub async fn serve(
         deploy_lock: Default::default(),
         gc_lock: Default::default(),
         gc_min_age: http::GC_MIN_AGE,
+        limits: cfg.limits,
+        max_upload_bytes: cfg.max_upload_bytes,
     };
     spawn_periodic_gc(api.clone());
     tracing::info!(http = ?cfg.http.local_addr().ok(), broker = %broker.address(), "controller serving");

@@ -59,6 +59,7 @@ pub async fn start_controller(
             listen: SocketAddr::from(([127, 0, 0, 1], mqtt_port)),
         },
         limits: Default::default(),
+        max_upload_bytes: petrel_controller::DEFAULT_MAX_UPLOAD,
     };
     tokio::spawn(async move {
         if let Err(e) = petrel_controller::serve(cfg, stopped(stop)).await {

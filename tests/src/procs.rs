@@ -71,6 +71,8 @@ pub struct Controller {
     pub http_port: u16,
     pub mqtt_port: u16,
     pub external_broker: Option<String>,
+    /// More `serve` arguments (limits, say).
+    pub extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -87,6 +89,21 @@ impl Controller {
             http_port: free_port(),
             mqtt_port: free_port(),
             external_broker: broker,
+            extra_args: Vec::new(),
+            child: None,
+        };
+        c.restart()?;
+        Ok(c)
+    }
+
+    /// Starts a controller (embedded broker) with more `serve` arguments.
+    pub fn with_args(dir: &Path, args: &[&str]) -> Result<Controller> {
+        let mut c = Controller {
+            dir: dir.to_path_buf(),
+            http_port: free_port(),
+            mqtt_port: free_port(),
+            external_broker: None,
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
         c.restart()?;
@@ -117,6 +134,7 @@ impl Controller {
         if let Some(b) = &self.external_broker {
             cmd.args(["--broker", b]);
         }
+        cmd.args(&self.extra_args);
         self.child = Some(spawn(&mut cmd, &self.dir, "controller.log")?);
         wait_listening(
             &format!("127.0.0.1:{}", self.http_port),

@@ -28,6 +28,9 @@ enum Cmd {
         /// Use an external MQTT broker (mqtt://HOST:PORT) instead of the embedded one.
         #[arg(long)]
         broker: Option<String>,
+        /// Largest upload (layer or image archive) accepted, in bytes.
+        #[arg(long, default_value_t = petrel_controller::DEFAULT_MAX_UPLOAD)]
+        max_upload_bytes: u64,
     },
 }
 
@@ -56,6 +59,7 @@ async fn run() -> anyhow::Result<()> {
         http,
         mqtt_listen,
         broker,
+        max_upload_bytes,
     } = Args::parse().cmd;
     let listener = tokio::net::TcpListener::bind(http)
         .await
@@ -71,6 +75,7 @@ async fn run() -> anyhow::Result<()> {
         http: listener,
         broker,
         limits: Default::default(),
+        max_upload_bytes,
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;

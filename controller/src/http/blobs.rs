@@ -103,9 +103,10 @@ pub(super) async fn get_layer_paths(
 /// `POST /v1/layers`: one uncompressed layer tar, stored zstd'd.
 pub(super) async fn upload_layer(
     State(api): State<Api>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> ApiResult<Json<LayerDescriptor>> {
-    let path = spool(&api, body).await?;
+    let path = spool(&api, &headers, body).await?;
     let blobs = api.blobs.clone();
     let layer = tokio::task::spawn_blocking(move || {
         let f = std::fs::File::open(&path).map_err(internal)?;

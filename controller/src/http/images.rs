@@ -23,9 +23,10 @@ pub(super) struct ImportQuery {
 pub(super) async fn import_image(
     State(api): State<Api>,
     Query(q): Query<ImportQuery>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Imported>)> {
-    let path = spool(&api, body).await?;
+    let path = spool(&api, &headers, body).await?;
     let blobs = api.blobs.clone();
     let shown = q.file.unwrap_or_else(|| "the uploaded archive".into());
     let manifest = tokio::task::spawn_blocking(move || {

@@ -45,6 +45,11 @@ pub struct Api {
     pub gc_lock: Arc<std::sync::Mutex<()>>,
     /// Blobs younger than this are kept by GC ([`GC_MIN_AGE`] by default).
     pub gc_min_age: std::time::Duration,
+    /// Message limits: a release whose desired state would not fit is
+    /// refused at creation.
+    pub limits: petrel_protocol::Limits,
+    /// Largest upload accepted (413 beyond).
+    pub max_upload_bytes: u64,
 }
 
 /// An API error: status code and a message naming what failed.
@@ -70,6 +75,24 @@ impl From<StoreError> for ApiError {
 
 pub(super) fn bad_request(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, e.to_string())
+}
+
+fn too_large(limit: u64) -> ApiError {
+    let msg = format!(
+        "upload exceeds the controller's limit of {limit} bytes (petrel-controller serve --max-upload-bytes)"
+    );
+    ApiError(StatusCode::PAYLOAD_TOO_LARGE, msg)
+}
+
+/// A write that failed: 507 when the disk is full, else 500.
+pub(super) fn insufficient_storage(e: std::io::Error) -> ApiError {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull => ApiError(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "the controller's disk is full".into(),
+        ),
+        _ => internal(e),
+    }
 }
 
 pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -100,6 +123,7 @@ pub fn router(api: Api) -> Router {
         )
         .route("/v1/gc", post(collect_garbage))
         .route("/v1/keys", get(signing_key))
+        .route("/v1/limits", get(limits))
         .route("/v1/keys/rotate", post(rotate_key))
         .route("/v1/deployments", post(deploy::deploy))
         .route("/v1/devices", get(views::list_devices))
@@ -112,13 +136,29 @@ pub fn router(api: Api) -> Router {
 }
 
 /// Streams a request body into a temp file (uploads can be large).
-pub(super) async fn spool(api: &Api, body: Body) -> ApiResult<tempfile::TempPath> {
+pub(super) async fn spool(
+    api: &Api,
+    headers: &axum::http::HeaderMap,
+    body: Body,
+) -> ApiResult<tempfile::TempPath> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > api.max_upload_bytes) {
+        return Err(too_large(api.max_upload_bytes));
+    }
     let tmp = tempfile::NamedTempFile::new_in(&api.tmp_dir).map_err(internal)?;
     let (std_file, path) = tmp.into_parts();
     let mut file = tokio::fs::File::from_std(std_file);
     let mut stream = body.into_data_stream();
+    let mut received = 0u64;
     while let Some(chunk) = stream.try_next().await.map_err(bad_request)? {
-        file.write_all(&chunk).await.map_err(internal)?;
+        received += chunk.len() as u64;
+        if received > api.max_upload_bytes {
+            // the spool file goes with `path` (a TempPath)
+            return Err(too_large(api.max_upload_bytes));
+        }
+        file.write_all(&chunk).await.map_err(insufficient_storage)?;
     }
     file.flush().await.map_err(internal)?;
     Ok(path)
@@ -184,4 +224,19 @@ async fn signing_key(State(api): State<Api>) -> Json<KeyView> {
 async fn rotate_key(State(api): State<Api>) -> ApiResult<Json<KeyView>> {
     let key = api.fleet.rotate_key(&api.store).await.map_err(internal)?;
     Ok(key_view(key))
+}
+
+/// What the controller accepts.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct LimitsView {
+    pub max_upload_bytes: u64,
+    pub max_message_bytes: usize,
+}
+
+/// `GET /v1/limits`
+async fn limits(State(api): State<Api>) -> Json<LimitsView> {
+    Json(LimitsView {
+        max_upload_bytes: api.max_upload_bytes,
+        max_message_bytes: api.limits.max_message_bytes,
+    })
 }

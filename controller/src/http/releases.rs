@@ -33,6 +33,7 @@ pub(super) async fn create_release(
             _ => bad_request(e),
         })?;
     let (mut release, warnings) = compose;
+    check_fits(&release, api.limits)?;
     // a multi-platform image reaches the release with all its variants;
     // each device gets its own at deploy
     for svc in release.services.values_mut() {
@@ -134,4 +135,31 @@ fn devices_using(api: &Api, rref: &ReleaseRef) -> ApiResult<Vec<String>> {
         }
     }
     Ok(users)
+}
+
+/// Room kept in a message for the signature, key id and endorsements.
+const SIGNATURE_ROOM: usize = 8 * 1024;
+
+/// Refuses a release whose desired state could never be published: over
+/// the message limit devices (and the broker) accept.
+fn check_fits(release: &ReleaseManifest, limits: petrel_protocol::Limits) -> ApiResult<()> {
+    let desired = petrel_protocol::Desired {
+        schema: petrel_protocol::SCHEMA,
+        device_id: "x".repeat(64),
+        generation: u64::MAX,
+        release: Some(release.clone()),
+        issued_at_ms: u64::MAX,
+        expires_at_ms: Some(u64::MAX),
+    };
+    let size =
+        petrel_protocol::encode(&petrel_protocol::Envelope::wrap(&desired)).len() + SIGNATURE_ROOM;
+    if size <= limits.max_message_bytes {
+        return Ok(());
+    }
+    Err(bad_request(format!(
+        "release {}: its desired state would be about {size} bytes, over the {}-byte message limit devices accept ({} services); split it into smaller releases",
+        release.reference(),
+        limits.max_message_bytes,
+        release.services.len()
+    )))
 }
