@@ -3,6 +3,7 @@
 //! reverse.
 
 use crate::{ManifestError, ReleaseManifest};
+use std::collections::{BTreeMap, BTreeSet};
 
 impl ReleaseManifest {
     /// Service names in the order they start: each after the services it
@@ -26,27 +27,47 @@ impl ReleaseManifest {
                 ));
             }
         }
+        // Kahn's algorithm, the smallest ready name first: O(n log n), so
+        // a release of thousands of services is checked in milliseconds.
+        let mut waiting: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (name, svc) in &self.services {
+            let deps: BTreeSet<&str> = svc.depends_on.iter().map(String::as_str).collect();
+            for d in &deps {
+                dependents.entry(d).or_default().push(name);
+            }
+            waiting.insert(name, deps);
+        }
+        let mut ready: BTreeSet<&str> = waiting
+            .iter()
+            .filter(|(_, deps)| deps.is_empty())
+            .map(|(name, _)| *name)
+            .collect();
         let mut order: Vec<&str> = Vec::with_capacity(self.services.len());
-        while order.len() < self.services.len() {
-            let ready = self.services.iter().find(|(name, svc)| {
-                !order.contains(&name.as_str())
-                    && svc.depends_on.iter().all(|d| order.contains(&d.as_str()))
-            });
-            match ready {
-                Some((name, _)) => order.push(name),
-                None => {
-                    let left: Vec<&str> = self
-                        .services
-                        .keys()
-                        .map(String::as_str)
-                        .filter(|n| !order.contains(n))
-                        .collect();
-                    return Err(invalid(
-                        left[0],
-                        format!("depends_on forms a cycle among {}", left.join(", ")),
-                    ));
+        while let Some(name) = ready.pop_first() {
+            order.push(name);
+            for dependent in dependents.get(name).into_iter().flatten() {
+                let deps = waiting
+                    .get_mut(dependent)
+                    .expect("every service is waiting");
+                deps.remove(name);
+                if deps.is_empty() {
+                    ready.insert(dependent);
                 }
             }
+        }
+        if order.len() < self.services.len() {
+            let placed: BTreeSet<&str> = order.iter().copied().collect();
+            let left: Vec<&str> = self
+                .services
+                .keys()
+                .map(String::as_str)
+                .filter(|n| !placed.contains(n))
+                .collect();
+            return Err(invalid(
+                left[0],
+                format!("depends_on forms a cycle among {}", left.join(", ")),
+            ));
         }
         Ok(order)
     }
@@ -101,6 +122,26 @@ mod tests {
         ]);
         assert_eq!(r.start_order().unwrap(), ["audit", "db", "cache", "web"]);
         assert!(r.validate().is_ok());
+    }
+
+    #[test]
+    fn ten_thousand_services_in_a_chain_are_ordered_quickly() {
+        let names: Vec<String> = (0..10_000).map(|i| format!("s{i:05}")).collect();
+        let deps: Vec<(&str, Vec<&str>)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    n.as_str(),
+                    names.get(i + 1).map(String::as_str).into_iter().collect(),
+                )
+            })
+            .collect();
+        let deps: Vec<(&str, &[&str])> = deps.iter().map(|(n, d)| (*n, d.as_slice())).collect();
+        let chain = release(&deps);
+        let order = chain.start_order().unwrap();
+        assert_eq!(order.first(), Some(&"s09999"));
+        assert_eq!(order.last(), Some(&"s00000"));
     }
 
     #[test]
