@@ -146,8 +146,19 @@ impl Controller {
                 Duration::from_secs(20),
             )?;
         }
-        // agents on this broker pin this controller's signing key
-        let key = std::fs::read_to_string(self.signing_key_path())?;
+        // agents on this broker pin this controller's signing key (written
+        // at start, possibly just after the HTTP port is bound)
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let key = loop {
+            match std::fs::read_to_string(self.signing_key_path()) {
+                Ok(key) if !key.trim().is_empty() => break key,
+                _ if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Ok(_) => anyhow::bail!("empty {}", self.signing_key_path().display()),
+                Err(e) => return Err(e.into()),
+            }
+        };
         pinned_keys().insert(self.broker_url(), key.trim().to_string());
         Ok(())
     }
