@@ -40,15 +40,18 @@ impl Keyring {
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let key_path = dir.join("signing.key");
-        let current = match std::fs::read_to_string(&key_path) {
-            Ok(text) => SigningKey::from_hex(&text).map_err(|e| KeyError::Invalid {
-                path: key_path.clone(),
-                reason: e.to_string(),
-            })?,
+        let (current, created) = match std::fs::read_to_string(&key_path) {
+            Ok(text) => {
+                let key = SigningKey::from_hex(&text).map_err(|e| KeyError::Invalid {
+                    path: key_path.clone(),
+                    reason: e.to_string(),
+                })?;
+                (key, false)
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let key = SigningKey::from_seed(rand::random());
                 tracing::info!(key = %key.public().id(), dir = %dir.display(), "created the controller's signing key");
-                key
+                (key, true)
             }
             Err(e) => return Err(io(&key_path)(e)),
         };
@@ -66,7 +69,9 @@ impl Keyring {
             current,
             chain,
         };
-        ring.save()?;
+        if created {
+            ring.save()?;
+        }
         Ok(ring)
     }
 

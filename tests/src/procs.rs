@@ -84,25 +84,20 @@ impl Controller {
 
     /// Starts a controller using `broker` (`mqtt://host:port`) if given.
     pub fn with_broker(dir: &Path, broker: Option<String>) -> Result<Controller> {
+        Self::launch(dir, broker, &[])
+    }
+
+    /// Starts a controller (embedded broker) with more `serve` arguments.
+    pub fn with_args(dir: &Path, args: &[&str]) -> Result<Controller> {
+        Self::launch(dir, None, args)
+    }
+
+    fn launch(dir: &Path, broker: Option<String>, args: &[&str]) -> Result<Controller> {
         let mut c = Controller {
             dir: dir.to_path_buf(),
             http_port: free_port(),
             mqtt_port: free_port(),
             external_broker: broker,
-            extra_args: Vec::new(),
-            child: None,
-        };
-        c.restart()?;
-        Ok(c)
-    }
-
-    /// Starts a controller (embedded broker) with more `serve` arguments.
-    pub fn with_args(dir: &Path, args: &[&str]) -> Result<Controller> {
-        let mut c = Controller {
-            dir: dir.to_path_buf(),
-            http_port: free_port(),
-            mqtt_port: free_port(),
-            external_broker: None,
             extra_args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };

@@ -98,21 +98,12 @@ pub(super) async fn deploy(
 /// each new layer against the layer at the same position of the same
 /// service in the release the device reports running.
 fn prepare_deltas(api: &Api, device: &str, release: &petrel_protocol::ReleaseManifest) {
-    let Some(current) = api
-        .store
-        .reported(device)
-        .ok()
-        .flatten()
-        .and_then(|r| r.current)
-    else {
+    let Some(reported) = api.store.reported(device).ok().flatten() else {
         return;
     };
-    let platform = api
-        .store
-        .reported(device)
-        .ok()
-        .flatten()
-        .and_then(|r| r.platform);
+    let (Some(current), platform) = (reported.current, reported.platform) else {
+        return;
+    };
     let Some(old) = api
         .store
         .release(&current)

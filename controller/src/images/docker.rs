@@ -79,8 +79,8 @@ fn digest_in_name(name: &str) -> Option<Digest> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{docker_save, gzip, layer_tar, store, tarball, TarEntry};
-    use super::super::{import_tarball, ImageError};
+    use super::super::fixtures::{docker_save, gzip, import_entries, layer_tar, store, TarEntry};
+    use super::super::ImageError;
     use super::*;
 
     #[test]
@@ -88,15 +88,9 @@ mod tests {
         let (dir, blobs) = store();
         let layer = layer_tar(&[("bin/app", b"#!/bin/sh\n")]);
         let entries = docker_save(&[("abc/layer.tar", layer.clone())], &[Digest::of(&layer)]);
-        let image = import_tarball(
-            &tarball(dir.path(), &entries),
-            "image.tar",
-            "app",
-            "1",
-            &blobs,
-        )
-        .unwrap()
-        .image;
+        let image = import_entries(dir.path(), &entries, "app", "1", &blobs)
+            .unwrap()
+            .image;
         assert_eq!((image.name.as_str(), image.tag.as_str()), ("app", "1"));
         assert_eq!(image.layers.len(), 1);
         assert_eq!(image.layers[0].diff_id, Digest::of(&layer));
@@ -117,15 +111,9 @@ mod tests {
         );
         entries.pop(); // b/layer.tar becomes a link to a's copy, as docker 20.10 writes it
         entries.push(TarEntry::symlink("b/layer.tar", "../a/layer.tar"));
-        let image = import_tarball(
-            &tarball(dir.path(), &entries),
-            "image.tar",
-            "app",
-            "1",
-            &blobs,
-        )
-        .unwrap()
-        .image;
+        let image = import_entries(dir.path(), &entries, "app", "1", &blobs)
+            .unwrap()
+            .image;
         assert_eq!(image.layers[0], image.layers[1]);
         assert_eq!(image.layers[0].diff_id, Digest::of(&layer));
     }
@@ -136,14 +124,7 @@ mod tests {
         let layer = layer_tar(&[("a", b"a")]);
         let claimed = Digest::of(b"something else");
         let entries = docker_save(&[("abc/layer.tar", layer)], std::slice::from_ref(&claimed));
-        let err = import_tarball(
-            &tarball(dir.path(), &entries),
-            "image.tar",
-            "app",
-            "1",
-            &blobs,
-        )
-        .unwrap_err();
+        let err = import_entries(dir.path(), &entries, "app", "1", &blobs).unwrap_err();
         assert!(matches!(err, ImageError::DiffIdMismatch { .. }), "{err}");
         assert!(err.to_string().contains(&claimed.to_string()), "{err}");
         assert!(err.to_string().contains("abc/layer.tar"), "{err}");
@@ -159,14 +140,7 @@ mod tests {
         let manifest =
             serde_json::json!([{"Config": entries[1].name, "Layers": ["abc/layer.tar"]}]);
         entries[0] = TarEntry::file("manifest.json", manifest.to_string().as_bytes());
-        let err = import_tarball(
-            &tarball(dir.path(), &entries),
-            "image.tar",
-            "app",
-            "1",
-            &blobs,
-        )
-        .unwrap_err();
+        let err = import_entries(dir.path(), &entries, "app", "1", &blobs).unwrap_err();
         assert!(
             matches!(err, ImageError::BlobDigestMismatch { .. }),
             "{err}"
@@ -179,14 +153,7 @@ mod tests {
         let (dir, blobs) = store();
         let manifest = br#"[{"Config": "../../etc/passwd", "Layers": []}]"#;
         let entries = [TarEntry::file("manifest.json", manifest)];
-        let err = import_tarball(
-            &tarball(dir.path(), &entries),
-            "image.tar",
-            "app",
-            "1",
-            &blobs,
-        )
-        .unwrap_err();
+        let err = import_entries(dir.path(), &entries, "app", "1", &blobs).unwrap_err();
         assert!(matches!(err, ImageError::UnsafeEntry { .. }), "{err}");
     }
 }

@@ -134,3 +134,14 @@ pub fn docker_save(layers: &[(&str, Vec<u8>)], diff_ids: &[Digest]) -> Vec<TarEn
     entries.extend(layers.iter().map(|(n, bytes)| TarEntry::file(n, bytes)));
     entries
 }
+
+/// Imports `entries`, written as `image.tar` in `dir`, as `name:tag`.
+pub fn import_entries(
+    dir: &Path,
+    entries: &[TarEntry],
+    name: &str,
+    tag: &str,
+    blobs: &BlobStore,
+) -> Result<super::Imported, super::ImageError> {
+    super::import_tarball(&tarball(dir, entries), "image.tar", name, tag, blobs)
+}

@@ -188,9 +188,9 @@ fn import_layer(
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::{
-        docker_config, gzip, layer_tar, store, stored_blobs, tarball, TarEntry,
+        docker_config, gzip, import_entries, layer_tar, store, stored_blobs, TarEntry,
     };
-    use super::super::{import_tarball, ImageError};
+    use super::super::ImageError;
     use super::*;
     use serde_json::json;
 
@@ -240,15 +240,9 @@ mod tests {
         let (dir, blobs) = store();
         let tar = layer_tar(&[("srv/index.html", b"<h1>hi</h1>")]);
         let entries = layout(&tar, &Digest::of(&tar), plain_index);
-        let image = import_tarball(
-            &tarball(dir.path(), &entries),
-            "image.tar",
-            "web",
-            "2",
-            &blobs,
-        )
-        .unwrap()
-        .image;
+        let image = import_entries(dir.path(), &entries, "web", "2", &blobs)
+            .unwrap()
+            .image;
         assert_eq!(image.layers.len(), 1);
         assert_eq!(image.layers[0].diff_id, Digest::of(&tar));
         assert_eq!(image.config.entrypoint, ["/bin/app"]);
@@ -272,15 +266,9 @@ mod tests {
             );
             json!({"schemaVersion": 2, "manifests": [nested]})
         });
-        let image = import_tarball(
-            &tarball(dir.path(), &entries),
-            "image.tar",
-            "web",
-            "2",
-            &blobs,
-        )
-        .unwrap()
-        .image;
+        let image = import_entries(dir.path(), &entries, "web", "2", &blobs)
+            .unwrap()
+            .image;
         assert_eq!(image.layers[0].diff_id, Digest::of(&tar));
     }
 
@@ -312,14 +300,7 @@ mod tests {
             attestation["platform"] = json!({"os": "unknown", "architecture": "unknown"});
             json!({"schemaVersion": 2, "manifests": [arm_desc, desc, attestation]})
         });
-        let imported = import_tarball(
-            &tarball(dir.path(), &entries),
-            "image.tar",
-            "web",
-            "2",
-            &blobs,
-        )
-        .unwrap();
+        let imported = import_entries(dir.path(), &entries, "web", "2", &blobs).unwrap();
         assert_eq!(imported.variants.len(), 2, "the attestation is skipped");
         let platforms: Vec<String> = imported
             .variants
@@ -344,14 +325,7 @@ mod tests {
         let digest = layer.name.trim_start_matches("blobs/sha256/").to_string();
         let crc = layer.data.len() - 8; // the gzip CRC: same size, other bytes
         layer.data[crc] ^= 0xff;
-        let err = import_tarball(
-            &tarball(dir.path(), &entries),
-            "image.tar",
-            "web",
-            "2",
-            &blobs,
-        )
-        .unwrap_err();
+        let err = import_entries(dir.path(), &entries, "web", "2", &blobs).unwrap_err();
         assert!(
             matches!(err, ImageError::BlobDigestMismatch { .. }),
             "{err}"
@@ -366,14 +340,7 @@ mod tests {
         let tar = layer_tar(&[("a", b"a")]);
         let claimed = Digest::of(b"another tar");
         let entries = layout(&tar, &claimed, plain_index);
-        let err = import_tarball(
-            &tarball(dir.path(), &entries),
-            "image.tar",
-            "web",
-            "2",
-            &blobs,
-        )
-        .unwrap_err();
+        let err = import_entries(dir.path(), &entries, "web", "2", &blobs).unwrap_err();
         assert!(matches!(err, ImageError::DiffIdMismatch { .. }), "{err}");
         assert!(err.to_string().contains(&claimed.to_string()), "{err}");
     }

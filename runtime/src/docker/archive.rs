@@ -68,7 +68,8 @@ impl Default for ImageMeta {
 /// their sha256.
 pub(super) fn image_config(layers: &[LayerSum], meta: &ImageMeta) -> Vec<u8> {
     let config = ImageConfig {
-        architecture: go_arch(),
+        // the engine's names are OCI's (Go's): amd64, arm64, ...
+        architecture: petrel_protocol::Platform::host().architecture,
         os: "linux",
         created: meta.created.clone(),
         config: Config {
@@ -293,16 +294,6 @@ impl<W: Write> Write for Summing<W> {
     }
 }
 
-/// Go's name of the architecture this binary runs on (the engine's too).
-fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        other => other,
-    }
-}
-
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct Manifest<'a> {
@@ -313,7 +304,7 @@ struct Manifest<'a> {
 
 #[derive(Serialize)]
 struct ImageConfig {
-    architecture: &'static str,
+    architecture: String,
     os: &'static str,
     created: String,
     config: Config,

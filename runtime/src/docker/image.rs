@@ -58,6 +58,17 @@ pub(super) async fn ensure(docker: &Docker, rootfs: &Path) -> Result<LoadedImage
         archive::write_save_archive(out, &tree, &layer, &archive_tag).map(drop)
     });
     load(docker, rootfs, &tag, write).await?;
+    loaded_as(docker, rootfs, tag, id).await
+}
+
+/// After a load: the image `tag` names must be `id`; `what` names the
+/// loaded tree in the error.
+pub(super) async fn loaded_as(
+    docker: &Docker,
+    what: &Path,
+    tag: String,
+    id: String,
+) -> Result<LoadedImage, RuntimeError> {
     match current_id(docker, &tag).await? {
         Some(found) if found == id => Ok(LoadedImage {
             tag,
@@ -65,7 +76,7 @@ pub(super) async fn ensure(docker: &Docker, rootfs: &Path) -> Result<LoadedImage
             loaded: true,
         }),
         found => Err(load_error(
-            rootfs,
+            what,
             format!("engine loaded {tag} as {found:?}, expected {id}"),
         )),
     }

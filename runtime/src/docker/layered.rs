@@ -16,7 +16,7 @@
 
 use super::archive::{self, ArchiveLayer, ImageMeta, LayerSum, MANAGED_LABEL};
 use super::error::engine_failed;
-use super::image::{current_id, load, load_error, ArchiveWriter, LoadedImage};
+use super::image::{current_id, load, loaded_as, ArchiveWriter, LoadedImage};
 use super::DockerRuntime;
 use crate::runtime::{ImageLayers, RuntimeError};
 use bollard::query_parameters::ListImagesOptionsBuilder;
@@ -97,17 +97,7 @@ impl DockerRuntime {
             result = self.load_layers(image, &sums, &config, &tag, 0).await;
         }
         result?;
-        match current_id(&self.docker, &tag).await? {
-            Some(found) if found == id => Ok(LoadedImage {
-                tag,
-                id,
-                loaded: true,
-            }),
-            found => Err(load_error(
-                what,
-                format!("engine loaded {tag} as {found:?}, expected {id}"),
-            )),
-        }
+        loaded_as(&self.docker, what, tag, id).await
     }
 
     async fn load_layers(
@@ -178,9 +168,7 @@ impl DockerRuntime {
     /// How many of `sums` (from the base) form a layer chain the engine
     /// already holds in one of Petrel's images; 0 when unsure.
     async fn held_prefix(&self, sums: &[LayerSum]) -> usize {
-        let filters = HashMap::from([("label", vec![format!("{MANAGED_LABEL}=true")])]);
-        let options = ListImagesOptionsBuilder::new().filters(&filters).build();
-        let Ok(images) = self.docker.list_images(Some(options)).await else {
+        let Ok(images) = self.managed_images().await else {
             return 0;
         };
         let ours: Vec<String> = sums
@@ -197,6 +185,16 @@ impl DockerRuntime {
             best = best.max(common);
         }
         best
+    }
+
+    /// Every image Petrel loaded (labelled managed).
+    async fn managed_images(&self) -> Result<Vec<bollard::models::ImageSummary>, RuntimeError> {
+        let filters = HashMap::from([("label", vec![format!("{MANAGED_LABEL}=true")])]);
+        let options = ListImagesOptionsBuilder::new().filters(&filters).build();
+        self.docker
+            .list_images(Some(options))
+            .await
+            .map_err(engine_failed("list images", REPOSITORY_PREFIX))
     }
 
     /// Removes Petrel's images (layered or assembled) that are not the
@@ -216,13 +214,7 @@ impl DockerRuntime {
         use super::error::{is_conflict, is_not_found};
         use bollard::query_parameters::RemoveImageOptions;
         let _loading = self.locks.images.lock().await;
-        let filters = HashMap::from([("label", vec![format!("{MANAGED_LABEL}=true")])]);
-        let options = ListImagesOptionsBuilder::new().filters(&filters).build();
-        let images = self
-            .docker
-            .list_images(Some(options))
-            .await
-            .map_err(engine_failed("list images", REPOSITORY_PREFIX))?;
+        let images = self.managed_images().await?;
         let tags = images.into_iter().flat_map(|image| image.repo_tags);
         let mut removed = Vec::new();
         for tag in tags.filter(|t| t.starts_with(REPOSITORY_PREFIX) && doomed(t)) {
