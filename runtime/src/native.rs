@@ -14,22 +14,30 @@
 //! - [`logs`]: log tails and rotation while services run.
 //! - [`cgroups`]: memory and CPU limits (cgroup v2 or v1).
 //! - [`mounts`]: mount/UTS/IPC namespaces and named volumes (root mode).
+//! - [`confine`]: capabilities, `no_new_privs`, the service's user and
+//!   the seccomp filter, applied last before exec (root mode); [`user`]
+//!   resolves the user in the image's own `/etc/passwd` and `/etc/group`
+//!   (read through [`inroot`]), [`seccomp`] builds the filter.
 //! - [`process`]: a running process, child or adopted; `/proc` liveness.
 //! - [`supervise`]: the per-instance task applying the restart policy.
 
 mod cgroups;
+mod confine;
 mod devfs;
+mod inroot;
 mod logs;
 mod mounts;
 mod pidns;
 mod process;
 mod record;
+mod seccomp;
 mod spawn;
 mod supervise;
 #[cfg(test)]
 mod testfs;
 #[cfg(test)]
 mod tests;
+mod user;
 
 use crate::runtime::{InstanceSpec, InstanceStatus, Runtime, RuntimeError};
 use process::Running;

@@ -69,6 +69,17 @@ pub struct InstanceSpec {
     pub image: Option<ImageLayers>,
 }
 
+impl InstanceSpec {
+    /// The user the service runs as (`uid`, `uid:gid`, `name` or
+    /// `name:group`, names looked up in the image): the image config's
+    /// `user`, which is where a release's compose `user` belongs too.
+    /// `None`: root.
+    pub fn user(&self) -> Option<&str> {
+        let image = self.image.as_ref()?;
+        image.config.user.as_deref().filter(|u| !u.is_empty())
+    }
+}
+
 /// What the runtime knows of an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceStatus {

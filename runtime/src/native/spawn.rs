@@ -8,6 +8,11 @@
 //!   symlinks inside the rootfs point at the host. This mode exists for
 //!   development and tests, not for production devices.
 //!
+//! As root the service then runs as its user (the image's `USER`), with
+//! Docker's default capabilities, `no_new_privs` and a seccomp filter
+//! ([`super::confine`]); a probe is confined the same way. Otherwise it
+//! runs as the agent's user.
+//!
 //! In both modes the process gets exactly `spec.env` (plus a default `PATH`),
 //! stdin from `/dev/null`, stdout and stderr appended to its log, and its own
 //! session (`setsid`) so it survives the agent being killed.
@@ -17,6 +22,7 @@
 //! the usual nodes (root mode, [`super::devfs`]); nothing is mounted on
 //! `/sys`.
 
+use super::confine::Confinement;
 use super::process::{self, Running};
 use super::record::{io_error, Paths};
 use crate::runtime::{InstanceSpec, RuntimeError};
@@ -62,6 +68,9 @@ pub(super) async fn spawn(spec: &InstanceSpec, paths: &Paths) -> Result<Running,
     if geteuid().is_root() {
         chroot_into(&mut cmd, spec, pid_file).map_err(fail)?;
     } else {
+        if let Some(user) = spec.user() {
+            tracing::warn!(name = %spec.name, user, "not root: the service runs as the agent's user, not its own");
+        }
         if !spec.mounts.is_empty() || spec.memory_limit.is_some() || spec.cpu_millis.is_some() {
             return Err(fail(
                 "named volumes and resource limits need the agent to run as root".into(),
@@ -165,18 +174,23 @@ async fn spawn_retrying(
 /// Root mode: the child gets its own mount, PID, UTS and IPC namespaces
 /// (its hostname is the instance name), the named volumes bind-mounted into
 /// its root, then chroots and splits into shim, init and service
-/// ([`super::pidns`]); the program path is resolved inside the rootfs.
+/// ([`super::pidns`]); the service then confines itself and becomes its
+/// user ([`super::confine`]) right before exec. The program path is
+/// resolved inside the rootfs.
 fn chroot_into(cmd: &mut Command, spec: &InstanceSpec, pid_file: File) -> Result<(), String> {
     let cstring = |bytes: &[u8]| CString::new(bytes).map_err(|e| e.to_string());
     let root = cstring(spec.rootfs.as_os_str().as_bytes())?;
     let dir = cstring(working_dir(spec).as_os_str().as_bytes())?;
     let host = spec.name.clone().into_bytes();
+    let confinement = Confinement::prepare(spec)?;
     let mounts = super::mounts::prepare(spec)?;
     let dev = super::devfs::plan(&spec.rootfs)?;
     let cgroups = super::cgroups::prepare(super::cgroups::root(), spec)?;
     // SAFETY: only syscalls run after fork (setsid, unshare, mount, mkdir,
-    // open, close, symlink, sethostname, chroot, chdir, fork, waitpid); every path was allocated before fork,
-    // and errors become io::Error without allocating.
+    // open, close, symlink, sethostname, chroot, chdir, fork, waitpid,
+    // prctl, capget/capset, setgroups, setgid, setuid); every path and
+    // the seccomp program were allocated before fork, and errors become
+    // io::Error without allocating.
     unsafe {
         cmd.pre_exec(move || {
             write_own_pid(&pid_file)?;
@@ -186,7 +200,8 @@ fn chroot_into(cmd: &mut Command, spec: &InstanceSpec, pid_file: File) -> Result
             super::devfs::mount(&dev)?;
             chroot(root.as_c_str())?;
             chdir(dir.as_c_str())?;
-            super::pidns::split()
+            super::pidns::split()?;
+            confinement.apply()
         })
     };
     Ok(())

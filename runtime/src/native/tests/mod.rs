@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
+mod confinement;
 mod isolation;
 mod recovery;
 
