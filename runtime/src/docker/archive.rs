@@ -78,6 +78,7 @@ pub(super) fn image_config(layers: &[LayerSum], meta: &ImageMeta) -> Vec<u8> {
             cmd: meta.process.cmd.clone(),
             env: meta.process.env.clone(),
             working_dir: meta.process.working_dir.clone(),
+            user: meta.process.user.clone(),
         },
         rootfs: RootFs {
             kind: "layers",
@@ -324,6 +325,8 @@ struct Config {
     env: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     working_dir: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
 }
 
 #[derive(Serialize)]

@@ -21,6 +21,9 @@ pub(super) const NAMESPACE_LABEL: &str = "io.petrel.namespace";
 pub(super) const INSTANCE_LABEL: &str = "io.petrel.instance";
 pub(super) const SPEC_LABEL: &str = "io.petrel.spec";
 
+/// Docker's `no_new_privs` option (as `docker run --security-opt`).
+const NO_NEW_PRIVILEGES: &str = "no-new-privileges";
+
 /// `PATH` given to services whose spec does not set one (as natively).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -61,6 +64,8 @@ pub(super) fn create_body(
         entrypoint: Some(spec.argv.clone()),
         env: Some(env(spec)),
         working_dir: Some(spec.working_dir.clone().unwrap_or_else(|| "/".into())),
+        // The engine resolves names in the container's own /etc/passwd.
+        user: spec.user().map(str::to_string),
         labels: Some(labels),
         stop_timeout: Some(whole_seconds(stop_grace).into()),
         host_config: Some(host_config(spec)),
@@ -71,6 +76,11 @@ pub(super) fn create_body(
 /// Host networking and an init process, so a service behaves as it does
 /// natively: it listens on the device's ports (the spec has no port list)
 /// and SIGTERM reaches it even when its program ignores signals as pid 1.
+///
+/// Confinement as natively: never privileged, no capability added or
+/// dropped (the engine's default set is the one the native runtime keeps),
+/// `no-new-privileges`, and the engine's default seccomp profile (nothing
+/// in `security_opt` turns it off).
 fn host_config(spec: &InstanceSpec) -> HostConfig {
     let name = match spec.restart {
         RestartPolicy::No => PolicyName::NO,
@@ -84,6 +94,8 @@ fn host_config(spec: &InstanceSpec) -> HostConfig {
             maximum_retry_count: None,
         }),
         init: Some(true),
+        privileged: Some(false),
+        security_opt: Some(vec![NO_NEW_PRIVILEGES.into()]),
         network_mode: Some("host".into()),
         binds: Some(binds(spec)),
         memory: spec.memory_limit.and_then(|m| i64::try_from(m).ok()),
@@ -269,6 +281,27 @@ mod tests {
         assert!(belongs_to(&container, "dev-1", "web-g1"));
         assert!(!belongs_to(&container, "dev-2", "web-g1"));
         assert_eq!(spec_of(&container), Some(spec()));
+    }
+
+    #[test]
+    fn a_container_runs_as_the_image_user_unprivileged_with_no_new_privileges() {
+        let mut spec = spec();
+        let body = create_body("dev-1", &spec, "img", Duration::from_secs(5)).unwrap();
+        assert_eq!(body.user, None, "no user given: the engine's default, root");
+        spec.image = Some(crate::runtime::ImageLayers {
+            config: petrel_protocol::ImageConfig {
+                user: Some("app:gpio".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let body = create_body("dev-1", &spec, "img", Duration::from_secs(5)).unwrap();
+        assert_eq!(body.user.as_deref(), Some("app:gpio"));
+        let host = body.host_config.unwrap();
+        assert_eq!(host.privileged, Some(false));
+        assert_eq!(host.security_opt, Some(vec!["no-new-privileges".into()]));
+        assert_eq!((host.cap_add, host.cap_drop), (None, None));
+        assert_eq!(host.network_mode.as_deref(), Some("host"));
     }
 
     #[test]
