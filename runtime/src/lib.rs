@@ -14,6 +14,8 @@
 //!   service, chrooted into its rootfs when running as root.
 //! - [`docker`]: the Docker Engine runtime: one labelled container per
 //!   service, its rootfs loaded as an image (no registry needed).
+//! - `volumes`: a named volume's directory on first use, owned like the
+//!   image's directory it is mounted on (both runtimes).
 
 pub mod docker;
 pub mod hostbin;
@@ -22,6 +24,7 @@ pub mod native;
 pub mod rootfs;
 pub mod runtime;
 pub mod unpack;
+mod volumes;
 
 pub use docker::DockerRuntime;
 pub use layers::{LayerError, LayerStore};

@@ -24,7 +24,7 @@
 mod cgroups;
 mod confine;
 mod devfs;
-mod inroot;
+pub(crate) mod inroot;
 mod logs;
 mod mounts;
 mod pidns;

@@ -200,6 +200,16 @@ impl DockerRuntime {
 
     async fn create_and_start(&self, spec: &InstanceSpec) -> Result<(), RuntimeError> {
         let image = self.load_image(spec).await?;
+        for m in &spec.mounts {
+            // Else the engine would create a missing one, owned by root.
+            crate::volumes::create_source(&spec.rootfs, &m.source, &m.target).map_err(
+                |source| RuntimeError::Io {
+                    op: "create volume",
+                    path: m.source.clone(),
+                    source,
+                },
+            )?;
+        }
         let cname = self.container_name(&spec.name);
         let body = container::create_body(&self.namespace, spec, &image.tag, self.stop_grace)?;
         let options = CreateContainerOptionsBuilder::new().name(&cname).build();

@@ -17,7 +17,7 @@ const MAX_LINKS: usize = 40;
 
 /// The contents of `inside` (absolute, within `root`) as text (invalid
 /// UTF-8 replaced), or `None` when it does not exist.
-pub(super) fn read_small(root: &Path, inside: &str, limit: u64) -> io::Result<Option<String>> {
+pub(crate) fn read_small(root: &Path, inside: &str, limit: u64) -> io::Result<Option<String>> {
     let Some(host) = resolve(root, inside)? else {
         return Ok(None);
     };
@@ -52,7 +52,7 @@ fn read_limited(file: File, limit: u64) -> io::Result<String> {
 
 /// Host path of `inside` with every symlink on the way resolved within
 /// `root`; `None` when a component does not exist.
-fn resolve(root: &Path, inside: &str) -> io::Result<Option<PathBuf>> {
+pub(crate) fn resolve(root: &Path, inside: &str) -> io::Result<Option<PathBuf>> {
     let mut done: Vec<OsString> = Vec::new();
     let mut todo: Vec<OsString> = names(Path::new(inside));
     todo.reverse();

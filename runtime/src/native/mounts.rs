@@ -37,9 +37,12 @@ pub(super) fn prepare(spec: &InstanceSpec) -> Result<Vec<Prepared>, String> {
             ));
         }
         let target = spec.rootfs.join(inside.strip_prefix("/").unwrap_or(inside));
-        for dir in [&m.source, &target] {
-            std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        }
+        // The volume first: a new one is owned like the image's directory,
+        // which must not have been created here yet.
+        crate::volumes::create_source(&spec.rootfs, &m.source, &m.target)
+            .map_err(|e| format!("create volume {}: {e}", m.source.display()))?;
+        std::fs::create_dir_all(&target)
+            .map_err(|e| format!("create {}: {e}", target.display()))?;
         let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string());
         out.push(Prepared {
             source: c(&m.source)?,

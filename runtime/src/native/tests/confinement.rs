@@ -173,3 +173,33 @@ async fn a_health_probe_runs_as_the_service_user_and_confined() {
     assert_eq!(code, 0, "the probe ran as uid 1000 with no_new_privs");
     fx.rt.stop("probed").await.expect("stop");
 }
+
+#[tokio::test]
+async fn a_new_volume_is_writable_by_the_user_owning_the_images_directory() {
+    if !root_or_skip("volumes") {
+        return;
+    }
+    let fx = fixture_with_users("app:x:1000:1000::/:/bin/sh\n", "app:x:1000:\n");
+    let data = fx.rootfs.join("data");
+    fs::create_dir_all(&data).unwrap();
+    std::os::unix::fs::chown(&data, Some(1000), Some(1000)).unwrap();
+    let volume = fx.dir.path().join("volumes/appdata");
+    let mut spec = as_user(
+        fx.spec("volumed", "echo kept > /data/note", RestartPolicy::No),
+        "app",
+    );
+    spec.mounts = vec![crate::runtime::Mount {
+        source: volume.clone(),
+        target: "/data".into(),
+        read_only: false,
+    }];
+    fx.rt.start(&spec).await.expect("start");
+    let status = wait_for(&fx.rt, "volumed", |s| s.state == "exited").await;
+    assert_eq!(
+        status.exit_code,
+        Some(0),
+        "{:?}",
+        fx.rt.logs("volumed", 10).await
+    );
+    assert_eq!(read(volume.join("note")), "kept\n");
+}
