@@ -79,8 +79,18 @@ impl Fleet {
 
 /// Connects to the broker and spawns the session loop (and the daily
 /// refresh of every desired state's signature).
-pub fn start(broker: &BrokerUrl, store: Store, limits: Limits, keys: Keyring) -> Fleet {
+pub fn start(
+    broker: &BrokerUrl,
+    tls: Option<petrel_tls::rustls::ClientConfig>,
+    store: Store,
+    limits: Limits,
+    keys: Keyring,
+) -> Fleet {
     let mut opts = MqttOptions::new("petrel-controller", broker.host.clone(), broker.port);
+    if let Some(tls) = tls {
+        let tls = rumqttc::TlsConfiguration::Rustls(Arc::new(tls));
+        opts.set_transport(rumqttc::Transport::tls_with_config(tls));
+    }
     if let Some(user) = &broker.username {
         opts.set_credentials(user.clone(), broker.password.clone().unwrap_or_default());
     }

@@ -18,6 +18,7 @@
 //! - [`client`]: typed HTTP client of the API (CLI, simulator, tests).
 //! - [`cli`]: the `petrel` operator CLI.
 
+pub mod auth;
 pub mod blobs;
 pub mod broker;
 pub mod cli;
@@ -30,12 +31,13 @@ pub mod http;
 pub mod images;
 pub mod keys;
 pub mod layer_paths;
+pub mod pki;
 pub mod server;
 pub mod store;
 pub mod table;
 pub mod watch;
 
-pub use server::{serve, BrokerMode, ServeConfig, DEFAULT_MAX_UPLOAD};
+pub use server::{serve, BrokerMode, Security, ServeConfig, DEFAULT_MAX_UPLOAD};
 
 /// Milliseconds since the Unix epoch (the wall clock of the controller).
 pub fn now_ms() -> u64 {

@@ -2,22 +2,15 @@
 //! data dir and a shutdown future, so tests bind port 0 and run several.
 
 use crate::blobs::BlobStore;
+pub use crate::broker::BrokerMode;
+use crate::http::tls::{Peer, TlsListener};
 use crate::http::{self, Api};
+use crate::pki::Pki;
 use crate::store::Store;
-use petrel_protocol::{BrokerUrl, Limits};
+use petrel_protocol::Limits;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-
-/// Which MQTT broker the controller uses.
-#[derive(Debug, Clone)]
-pub enum BrokerMode {
-    /// Start rumqttd in-process, listening on this address.
-    Embedded { listen: SocketAddr },
-    /// Use an external broker, `mqtt://host:port`.
-    External { url: String },
-}
 
 pub struct ServeConfig {
     pub data_dir: PathBuf,
@@ -26,6 +19,22 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// Largest upload (layer, image archive) accepted, in bytes.
     pub max_upload_bytes: u64,
+    /// TLS everywhere (the default) or, chosen explicitly, plaintext.
+    pub security: Security,
+    /// The host name devices use for this controller (provisioned
+    /// configs); default: the HTTP listen address, or this machine's name
+    /// if that is unspecified.
+    pub advertise_host: Option<String>,
+}
+
+/// Whether the controller speaks TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// HTTPS and MQTT over mutual TLS, with the fleet CA in `<data>/pki`
+    /// (created on first start if `petrel ca init` was not run).
+    Tls,
+    /// Plaintext HTTP and MQTT: anyone on the network can read and forge.
+    Insecure,
 }
 
 /// Default [`ServeConfig::max_upload_bytes`]: 2 GiB.
@@ -48,6 +57,10 @@ pub enum ServeError {
     Http(std::io::Error),
     #[error("signing keys: {0}")]
     Keys(String),
+    #[error("fleet PKI: {0}")]
+    Pki(#[from] crate::pki::PkiError),
+    #[error("tokens: {0}")]
+    Tokens(#[from] crate::auth::tokens::TokenError),
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -62,37 +75,25 @@ pub async fn serve(
             source,
         })?;
     }
-    let store = Store::open(&cfg.data_dir.join("db"))?;
-    let blobs = Arc::new(BlobStore::open(cfg.data_dir.join("blobs"))?);
-    let broker = match &cfg.broker {
-        BrokerMode::Embedded { listen } => {
-            crate::broker::start_embedded(*listen);
-            let host = if listen.ip().is_unspecified() {
-                "127.0.0.1".to_string()
-            } else {
-                listen.ip().to_string()
-            };
-            BrokerUrl {
-                tls: false,
-                host,
-                port: listen.port(),
-                username: None,
-                password: None,
-            }
-        }
-        BrokerMode::External { url } => {
-            let parsed = BrokerUrl::parse(url).map_err(|e| ServeError::BrokerUrl(e.to_string()))?;
-            if parsed.tls {
-                let why = format!("broker {url:?}: mqtts:// (TLS) is not supported yet");
-                return Err(ServeError::BrokerUrl(why));
-            }
-            parsed
+    let tokens = std::sync::Arc::new(crate::auth::Tokens::open(&cfg.data_dir.join("auth"))?);
+    let pki = match cfg.security {
+        Security::Tls => Some(load_or_init_pki(&cfg.data_dir.join("pki"))?),
+        Security::Insecure => {
+            tracing::warn!("INSECURE: plaintext HTTP and MQTT, no device certificates; anyone on the network can read and forge fleet traffic (serve without --insecure for TLS)");
+            None
         }
     };
+    let store = Store::open(&cfg.data_dir.join("db"))?;
+    let blobs = Arc::new(BlobStore::open(cfg.data_dir.join("blobs"))?);
+    let http_addr = cfg.http.local_addr().map_err(ServeError::Http)?;
+    let host = advertise_host(cfg.advertise_host.as_deref(), http_addr);
+    let link = crate::broker::setup(&cfg.broker, pki.as_ref(), &host)
+        .await
+        .map_err(ServeError::BrokerUrl)?;
     let keys = crate::keys::Keyring::load_or_create(&cfg.data_dir.join("keys"))
         .map_err(|e| ServeError::Keys(e.to_string()))?;
     tracing::info!(key = %keys.public().id(), path = %cfg.data_dir.join("keys/signing.pub").display(), "signing desired states; agents pin this public key");
-    let fleet = crate::fleet::start(&broker, store.clone(), cfg.limits, keys);
+    let fleet = crate::fleet::start(&link.url, link.tls, store.clone(), cfg.limits, keys);
     let deltas =
         crate::deltas::DeltaCache::new(cfg.data_dir.join("deltas"), blobs.clone(), store.clone())
             .map_err(|source| ServeError::DataDir {
@@ -111,13 +112,76 @@ pub async fn serve(
         gc_min_age: http::GC_MIN_AGE,
         limits: cfg.limits,
         max_upload_bytes: cfg.max_upload_bytes,
+        auth: crate::auth::Auth {
+            tokens,
+            pki: pki.clone(),
+        },
+        advertised: http::security::Advertised {
+            broker: link.device_url.clone(),
+            controller_url: format!(
+                "{}://{}",
+                if pki.is_some() { "https" } else { "http" },
+                join_host_port(&host, http_addr.port())
+            ),
+        },
     };
     spawn_periodic_gc(api.clone());
-    tracing::info!(http = ?cfg.http.local_addr().ok(), broker = %broker.address(), "controller serving");
-    axum::serve(cfg.http, http::router(api))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServeError::Http)
+    tracing::info!(http = %http_addr, broker = %link.url.address(), devices_use = %link.device_url, "controller serving");
+    let app = http::router(api).into_make_service_with_connect_info::<Peer>();
+    match pki {
+        Some(pki) => {
+            let (cert, key) = pki.server_pems()?;
+            let config = petrel_tls::server_config(
+                pki.ca_pem(),
+                &cert,
+                &key,
+                petrel_tls::ClientAuth::Optional,
+            )
+            .map_err(crate::pki::PkiError::from)?;
+            let acceptor = petrel_tls::tokio_rustls::TlsAcceptor::from(config);
+            let listener = TlsListener::new(cfg.http, acceptor).map_err(ServeError::Http)?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(cfg.http, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+    .map_err(ServeError::Http)
+}
+
+/// The PKI in `dir`, created for this machine's names if there is none.
+fn load_or_init_pki(dir: &std::path::Path) -> Result<Pki, ServeError> {
+    if !dir.join("ca.pem").exists() {
+        let names = crate::pki::default_names();
+        tracing::warn!(dir = %dir.display(), dns = ?names.dns, "no fleet CA yet: creating one whose server certificate names only this machine (run `petrel ca init --name HOST --ip ADDR` before the first start for other names)");
+        crate::pki::init(dir, &names)?;
+    }
+    Ok(Pki::load(dir)?)
+}
+
+fn advertise_host(configured: Option<&str>, http: std::net::SocketAddr) -> String {
+    if let Some(h) = configured {
+        return h.to_string();
+    }
+    if !http.ip().is_unspecified() {
+        return http.ip().to_string();
+    }
+    crate::pki::default_names()
+        .dns
+        .last()
+        .cloned()
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn join_host_port(host: &str, port: u16) -> String {
+    match host.contains(':') {
+        true => format!("[{host}]:{port}"),
+        false => format!("{host}:{port}"),
+    }
 }
 
 /// Collects garbage at start and then hourly (orphans of interrupted

@@ -43,6 +43,16 @@ pub struct Config {
     /// can then run anything on this device. For a lab only.
     #[serde(default)]
     pub accept_unsigned: bool,
+    /// The fleet CA certificate (PEM), for `mqtts://` and `https://`;
+    /// relative paths are taken from the config file's directory.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// This device's certificate (PEM), from `petrel device provision`.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// This device's private key (PEM, mode 0600).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 fn default_runtime() -> String {
@@ -72,10 +82,41 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(&text).map_err(|reason| ConfigError::Invalid {
+        let mut cfg = Config::parse(&text).map_err(|reason| ConfigError::Invalid {
             path: path.to_path_buf(),
             reason,
-        })
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for file in [&mut cfg.ca_file, &mut cfg.cert_file, &mut cfg.key_file]
+            .into_iter()
+            .flatten()
+        {
+            if file.is_relative() {
+                *file = dir.join(&*file);
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The TLS client configuration (fleet CA, this device's certificate)
+    /// for `mqtts://` and `https://`; `None` when both are plaintext.
+    pub fn tls(&self) -> Result<Option<petrel_tls::rustls::ClientConfig>, String> {
+        let secure = self.broker_url()?.tls || self.controller_url.starts_with("https://");
+        if !secure {
+            return Ok(None);
+        }
+        let read = |name: &str, file: &Option<PathBuf>| {
+            match file {
+            Some(p) => petrel_tls::read_pem(p).map_err(|e| e.to_string()),
+            None => Err(format!("{name} is missing: mqtts:// and https:// need the fleet CA, the device certificate and its key (`petrel device provision` writes all three)")),
+        }
+        };
+        let ca = read("ca_file", &self.ca_file)?;
+        let cert = read("cert_file", &self.cert_file)?;
+        let key = read("key_file", &self.key_file)?;
+        petrel_tls::client_config(&ca, Some((&cert, &key)))
+            .map(Some)
+            .map_err(|e| e.to_string())
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
@@ -127,17 +168,9 @@ impl Config {
         }
     }
 
-    /// The broker address ([`BrokerUrl`]). TLS (`mqtts://`) is parsed but
-    /// not spoken yet: refused here with a clear message.
+    /// The broker address ([`BrokerUrl`]).
     pub fn broker_url(&self) -> Result<BrokerUrl, String> {
-        let url = BrokerUrl::parse(&self.broker).map_err(|e| e.to_string())?;
-        if url.tls {
-            return Err(format!(
-                "broker {:?}: mqtts:// (TLS) is not supported by this agent yet",
-                self.broker
-            ));
-        }
-        Ok(url)
+        BrokerUrl::parse(&self.broker).map_err(|e| e.to_string())
     }
 }
 
@@ -166,7 +199,7 @@ mod tests {
         );
         assert!(Config::parse(&format!("device_id = \"a/b\"\n{base}")).is_err());
         assert!(Config::parse(&format!("device_id = \"a\"\n{base}typo = 1\n")).is_err());
-        for broker in ["http://h:1", "h:notaport", "mqtt://h/topic", "mqtts://h"] {
+        for broker in ["http://h:1", "h:notaport", "mqtt://h/topic"] {
             let e = Config::parse(&format!(
                 "device_id = \"a\"\nbroker = \"{broker}\"\ncontroller_url = \"http://h\"\ndata_dir = \"/x\"\n{KEY}"
             ));

@@ -74,22 +74,29 @@ pub struct Fetcher {
 const MAX_PATH_LIST: usize = 64 << 20;
 
 impl Fetcher {
-    pub fn new(base: &str, data_dir: &Path) -> Result<Fetcher, FetchError> {
+    /// `tls`: the fleet CA and this device's certificate, for `https://`.
+    pub fn new(
+        base: &str,
+        data_dir: &Path,
+        tls: Option<petrel_tls::rustls::ClientConfig>,
+    ) -> Result<Fetcher, FetchError> {
         let downloads = data_dir.join("downloads");
         let bases = data_dir.join("bases");
         let paths_cache = data_dir.join("layer-paths");
         for d in [&downloads, &bases, &paths_cache] {
             std::fs::create_dir_all(d).map_err(io("create", d))?;
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             // a stalled link is a dropped link: give up and resume
-            .read_timeout(Duration::from_secs(20))
-            .build()
-            .map_err(|e| FetchError::Permanent {
-                url: base.to_string(),
-                reason: e.to_string(),
-            })?;
+            .read_timeout(Duration::from_secs(20));
+        if let Some(tls) = tls {
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        let http = builder.build().map_err(|e| FetchError::Permanent {
+            url: base.to_string(),
+            reason: e.to_string(),
+        })?;
         Ok(Fetcher {
             http,
             base: base.trim_end_matches('/').to_string(),

@@ -70,6 +70,10 @@ pub async fn run<R: Runtime>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     let broker = cfg.broker_url().map_err(AgentError::Config)?;
+    let tls = cfg.tls().map_err(AgentError::Config)?;
+    if !broker.tls || !cfg.controller_url.starts_with("https://") {
+        tracing::warn!(broker = %cfg.broker, controller = %cfg.controller_url, "INSECURE: plaintext broker or controller URL; anyone on the network can read this device's traffic (use the mqtts:// and https:// config `petrel device provision` writes)");
+    }
     let store = store::AgentStore::open(&cfg.data_dir.join("db"))?;
     let layers = LayerStore::open(cfg.data_dir.join("layers"))
         .map_err(|e| AgentError::Layers(e.to_string()))?;
@@ -81,7 +85,7 @@ pub async fn run<R: Runtime>(
         });
     // both stores sit beside rootfs/ (apply::image_layers relies on it)
     let paths = apply::Paths {
-        fetcher: fetch::Fetcher::new(&cfg.controller_url, &cfg.data_dir)?,
+        fetcher: fetch::Fetcher::new(&cfg.controller_url, &cfg.data_dir, tls.clone())?,
         layers: Arc::new(layers),
         setid_layers: Arc::new(setid_layers),
         rootfs_dir: cfg.data_dir.join("rootfs"),
@@ -92,6 +96,7 @@ pub async fn run<R: Runtime>(
     let (publisher, incoming) = session::start(
         &cfg.device_id,
         &broker,
+        tls.filter(|_| broker.tls),
         cfg.max_message_bytes,
         store.clone(),
     );

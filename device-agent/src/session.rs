@@ -70,14 +70,17 @@ fn status(device_id: &str, online: bool) -> Vec<u8> {
 pub fn start(
     device_id: &str,
     broker: &petrel_protocol::BrokerUrl,
+    tls: Option<petrel_tls::rustls::ClientConfig>,
     max_message: usize,
     store: AgentStore,
 ) -> (Publisher, mpsc::Receiver<Incoming>) {
-    let mut opts = MqttOptions::new(
-        format!("petrel-agent-{device_id}"),
-        broker.host.clone(),
-        broker.port,
-    );
+    // the client id is the device id: with TLS, the broker (front or
+    // Mosquitto) holds it to the certificate's identity
+    let mut opts = MqttOptions::new(device_id, broker.host.clone(), broker.port);
+    if let Some(tls) = tls {
+        let tls = rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(tls));
+        opts.set_transport(rumqttc::Transport::tls_with_config(tls));
+    }
     if let Some(user) = &broker.username {
         opts.set_credentials(user.clone(), broker.password.clone().unwrap_or_default());
     }

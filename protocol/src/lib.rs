@@ -19,6 +19,7 @@
 //! - [`layer_policy`]: what a device does with each entry of a layer tar
 //!   (shared by the device's unpacker and the controller's import audit).
 
+pub mod acl;
 pub mod broker;
 pub mod codec;
 pub mod digest;

@@ -32,7 +32,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let tmp = tempfile::tempdir().context("creating a temp dir")?;
     let fleet = LocalFleet::start(tmp.path(), opts.devices).await?;
     println!(
-        "controller on http://{} (embedded MQTT broker on 127.0.0.1:{})",
+        "controller on https://{} (embedded MQTT broker, mutual TLS, on 127.0.0.1:{}; a throwaway fleet CA, one certificate per device)",
         fleet.http, fleet.mqtt_port
     );
     let result = rollout(&fleet, tmp.path(), opts.timeout).await;
@@ -41,7 +41,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
 }
 
 async fn rollout(fleet: &LocalFleet, tmp: &Path, timeout: Duration) -> Result<()> {
-    let client = Client::new(&format!("http://{}", fleet.http));
+    let client = &fleet.client;
     let bin = sample::sample_app_binary()?;
     let ids = fleet.device_ids();
     let mut v1_pids = Vec::new();

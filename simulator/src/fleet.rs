@@ -2,7 +2,8 @@
 
 use anyhow::{Context, Result};
 use petrel_agent::config::Config;
-use petrel_controller::{BrokerMode, ServeConfig};
+use petrel_controller::client::{Client, Credentials, ProvisionOptions};
+use petrel_controller::{BrokerMode, Security, ServeConfig};
 use petrel_runtime::{NativeRuntime, Runtime};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,8 @@ pub fn free_port() -> Result<u16> {
 pub struct LocalFleet {
     pub http: SocketAddr,
     pub mqtt_port: u16,
+    /// An admin client of the controller.
+    pub client: Client,
     pub agents: Vec<LocalAgent>,
     stop: watch::Sender<bool>,
 }
@@ -38,6 +41,41 @@ pub struct StartedController {
     pub http: SocketAddr,
     pub mqtt_port: u16,
     pub key: String,
+    /// An admin client (the first admin token, the fleet CA).
+    pub client: Client,
+}
+
+impl StartedController {
+    /// Waits until the API answers (it starts in the background).
+    pub async fn wait_ready(&self) -> Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            match self.client.signing_key().await {
+                Ok(_) => return Ok(()),
+                Err(e) if std::time::Instant::now() > deadline => return Err(e.into()),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// Provisions device `id` through the API (its key, certificate and
+    /// agent.toml in `data_dir/identity`), adds `extra` config lines, and
+    /// returns its config: mutual TLS to the broker and the blob server.
+    pub async fn provision(&self, id: &str, data_dir: &Path, extra: &str) -> Result<Config> {
+        let out = data_dir.join("identity");
+        let opts = ProvisionOptions {
+            out: out.clone(),
+            broker: None,
+            controller_url: None,
+            agent_data_dir: data_dir.to_path_buf(),
+        };
+        self.client.provision_device(id, &opts).await?;
+        let path = out.join("agent.toml");
+        let mut toml = std::fs::read_to_string(&path)?;
+        toml.push_str(extra);
+        std::fs::write(&path, toml)?;
+        Ok(Config::load(&path)?)
+    }
 }
 
 /// Starts a controller with its embedded broker under `root/controller`
@@ -52,6 +90,20 @@ pub async fn start_controller(
     // made now (the controller loads the same keys), so agents can pin it
     let keys = petrel_controller::keys::Keyring::load_or_create(&root.join("controller/keys"))?;
     let key = keys.public().to_hex();
+    // the fleet's throwaway CA and first admin token, made before the
+    // controller starts so this side can read them
+    let pki_dir = root.join("controller/pki");
+    if !pki_dir.join("ca.pem").exists() {
+        petrel_controller::pki::init(&pki_dir, &petrel_controller::pki::default_names())?;
+    }
+    petrel_controller::auth::Tokens::open(&root.join("controller/auth"))?;
+    let creds = Credentials {
+        token: Some(std::fs::read_to_string(
+            root.join("controller/auth/admin.token"),
+        )?),
+        ca_pem: Some(std::fs::read_to_string(pki_dir.join("ca.pem"))?),
+    };
+    let client = Client::with_credentials(&format!("https://{http}"), &creds)?;
     let cfg = ServeConfig {
         data_dir: root.join("controller"),
         http: listener,
@@ -60,6 +112,8 @@ pub async fn start_controller(
         },
         limits: Default::default(),
         max_upload_bytes: petrel_controller::DEFAULT_MAX_UPLOAD,
+        security: Security::Tls,
+        advertise_host: Some("127.0.0.1".into()),
     };
     tokio::spawn(async move {
         if let Err(e) = petrel_controller::serve(cfg, stopped(stop)).await {
@@ -70,6 +124,7 @@ pub async fn start_controller(
         http,
         mqtt_port,
         key,
+        client,
     })
 }
 
@@ -77,20 +132,15 @@ impl LocalFleet {
     /// Starts a controller (embedded broker) and `n` agents under `root`.
     pub async fn start(root: &Path, n: usize) -> Result<LocalFleet> {
         let (stop, rx) = watch::channel(false);
-        let StartedController {
-            http,
-            mqtt_port,
-            key,
-        } = start_controller(root, rx.clone()).await?;
+        let controller = start_controller(root, rx.clone()).await?;
+        controller.wait_ready().await?;
         let mut agents = Vec::new();
         for i in 1..=n {
             let id = format!("device-{i:02}");
             let data_dir = root.join(&id);
-            let config = Config::parse(&format!(
-                "device_id = \"{id}\"\nbroker = \"mqtt://127.0.0.1:{mqtt_port}\"\ncontroller_url = \"http://{http}\"\ndata_dir = \"{}\"\nheartbeat_s = 5\ncontroller_key = \"{key}\"\n",
-                data_dir.display()
-            ))
-            .map_err(anyhow::Error::msg)?;
+            let config = controller
+                .provision(&id, &data_dir, "heartbeat_s = 5\n")
+                .await?;
             let runtime = NativeRuntime::new(data_dir.join("runtime")).context("native runtime")?;
             let rt = runtime.clone();
             let shutdown = stopped(rx.clone());
@@ -106,8 +156,9 @@ impl LocalFleet {
             });
         }
         Ok(LocalFleet {
-            http,
-            mqtt_port,
+            http: controller.http,
+            mqtt_port: controller.mqtt_port,
+            client: controller.client,
             agents,
             stop,
         })

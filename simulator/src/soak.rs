@@ -98,19 +98,15 @@ pub async fn run(opts: SoakOptions) -> Result<SoakReport> {
     let tmp = tempfile::tempdir()?;
     let root = tmp.path();
     let (stop, stop_rx) = watch::channel(false);
-    let crate::fleet::StartedController {
-        http,
-        mqtt_port,
-        key,
-    } = start_controller(root, stop_rx).await?;
-    let client = Client::new(&format!("http://{http}"));
+    let controller = start_controller(root, stop_rx).await?;
+    controller.wait_ready().await?;
     let data_dir = root.join("device");
     std::fs::create_dir_all(&data_dir)?;
-    let config = data_dir.join("agent.toml");
-    std::fs::write(
-        &config,
-        format!("device_id = \"soak-1\"\nbroker = \"mqtt://127.0.0.1:{mqtt_port}\"\ncontroller_url = \"http://{http}\"\ndata_dir = \"{}\"\nheartbeat_s = 2\ncontroller_key = \"{key}\"\n", data_dir.display()),
-    )?;
+    controller
+        .provision("soak-1", &data_dir, "heartbeat_s = 2\n")
+        .await?;
+    let config = data_dir.join("identity/agent.toml");
+    let client = controller.client.clone();
     let bin = match &opts.agent_bin {
         Some(b) => b.clone(),
         None => crate::bins::workspace_binary("petrel-agent", "petrel-agent")?,

@@ -94,10 +94,8 @@ pub fn client_config(
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots(ca_pem)?);
     Ok(match identity {
-        Some((cert, k)) => builder.with_client_auth_cert(
-            certs(cert, "client certificate")?,
-            key(k, "client key")?,
-        )?,
+        Some((cert, k)) => builder
+            .with_client_auth_cert(certs(cert, "client certificate")?, key(k, "client key")?)?,
         None => builder.with_no_client_auth(),
     })
 }
@@ -115,7 +113,7 @@ mod tests {
             dns: vec!["localhost".into()],
             ips: vec!["127.0.0.1".parse().unwrap()],
         };
-        let (server, server_key) = ca.issue_server("controller.petrel", &names).unwrap();
+        let (server, server_key) = ca.issue_server("petrel:controller", &names).unwrap();
         let device = new_key_and_csr("pi-7").unwrap();
         let issued = ca.sign_csr(&device.csr_pem, "pi-7").unwrap();
         let scfg = server_config(
@@ -172,7 +170,7 @@ mod tests {
     #[test]
     fn a_csr_asking_for_another_name_still_gets_the_identity_the_ca_chose() {
         let ca = Ca::generate("fleet").unwrap();
-        let csr = new_key_and_csr("controller.petrel").unwrap();
+        let csr = new_key_and_csr("petrel:controller").unwrap();
         let issued = ca.sign_csr(&csr.csr_pem, "dev-2").unwrap();
         let der = certs(&issued.cert_pem, "leaf").unwrap().remove(0);
         assert_eq!(peer_certificate(&der).unwrap().identity, "dev-2");
@@ -183,9 +181,17 @@ mod tests {
         let err = client_config("not a pem", None).unwrap_err();
         assert!(err.to_string().contains("CA certificate"), "{err}");
         let ca = Ca::generate("fleet").unwrap();
-        let err = ca.sign_csr("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", "d").unwrap_err();
+        let err = ca
+            .sign_csr(
+                "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+                "d",
+            )
+            .unwrap_err();
         assert!(err.to_string().contains("request for d"), "{err}");
         assert!(ca.crl(&["zz".into()], 1).is_err());
-        assert!(ca.crl(&["01ab".into()], 1).unwrap().contains("BEGIN X509 CRL"));
+        assert!(ca
+            .crl(&["01ab".into()], 1)
+            .unwrap()
+            .contains("BEGIN X509 CRL"));
     }
 }

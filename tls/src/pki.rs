@@ -8,8 +8,7 @@ use crate::TlsError;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams,
     CertificateSigningRequestParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyIdMethod, KeyPair, KeyUsagePurpose, PublicKeyData, RevokedCertParams, SanType,
-    SerialNumber,
+    KeyIdMethod, KeyPair, KeyUsagePurpose, PublicKeyData, RevokedCertParams, SanType, SerialNumber,
 };
 use std::net::IpAddr;
 use time::{Duration, OffsetDateTime};
@@ -146,10 +145,11 @@ impl Ca {
     /// CSR asks for, the certificate names `identity` only and is good for
     /// client authentication only.
     pub fn sign_csr(&self, csr_pem: &str, identity: &str) -> Result<Issued, TlsError> {
-        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| TlsError::Pem {
-            what: format!("certificate request for {identity}"),
-            reason: e.to_string(),
-        })?;
+        let csr =
+            CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| TlsError::Pem {
+                what: format!("certificate request for {identity}"),
+                reason: e.to_string(),
+            })?;
         let mut params = CertificateParams::default();
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.sign(params, identity, &csr.public_key)

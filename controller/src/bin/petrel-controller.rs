@@ -1,7 +1,7 @@
 //! `petrel-controller serve`: the fleet controller server.
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use petrel_controller::{serve, BrokerMode, ServeConfig};
+use petrel_controller::{serve, BrokerMode, Security, ServeConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -22,12 +22,21 @@ enum Cmd {
         /// HTTP API and blob server address.
         #[arg(long, default_value = "127.0.0.1:7700")]
         http: SocketAddr,
-        /// Embedded broker address (ignored with --broker).
-        #[arg(long, default_value = "127.0.0.1:1883")]
-        mqtt_listen: SocketAddr,
-        /// Use an external MQTT broker (mqtt://HOST:PORT) instead of the embedded one.
+        /// Embedded broker address (ignored with --broker); default
+        /// 127.0.0.1:8883, or 127.0.0.1:1883 with --insecure.
+        #[arg(long)]
+        mqtt_listen: Option<SocketAddr>,
+        /// Use an external MQTT broker (mqtts://HOST:PORT; see `petrel
+        /// broker mosquitto-config`) instead of the embedded one.
         #[arg(long)]
         broker: Option<String>,
+        /// Plaintext HTTP and MQTT, no device certificates: for a lab only.
+        #[arg(long)]
+        insecure: bool,
+        /// The host name devices use for this controller (written into
+        /// provisioned agent configs).
+        #[arg(long)]
+        advertise: Option<String>,
         /// Largest upload (layer or image archive) accepted, in bytes.
         #[arg(long, default_value_t = petrel_controller::DEFAULT_MAX_UPLOAD)]
         max_upload_bytes: u64,
@@ -60,7 +69,13 @@ async fn run() -> anyhow::Result<()> {
         mqtt_listen,
         broker,
         max_upload_bytes,
+        insecure,
+        advertise,
     } = Args::parse().cmd;
+    let mqtt_listen = mqtt_listen.unwrap_or_else(|| {
+        let port = if insecure { 1883 } else { 8883 };
+        SocketAddr::from(([127, 0, 0, 1], port))
+    });
     let listener = tokio::net::TcpListener::bind(http)
         .await
         .with_context(|| format!("binding HTTP on {http}"))?;
@@ -76,6 +91,12 @@ async fn run() -> anyhow::Result<()> {
         broker,
         limits: Default::default(),
         max_upload_bytes,
+        security: if insecure {
+            Security::Insecure
+        } else {
+            Security::Tls
+        },
+        advertise_host: advertise,
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;

@@ -17,6 +17,25 @@ pub enum DeviceCmd {
     /// Forget a device (decommissioned, or a typo): its desired state,
     /// report and events go, and its retained desired state is cleared.
     Forget { id: String },
+    /// Make a device's key here, have the controller certify it, and
+    /// write key, certificate, CA and a ready agent.toml into --out.
+    Provision {
+        id: String,
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Broker URL for the device (default: what the controller advertises).
+        #[arg(long)]
+        broker: Option<String>,
+        /// Controller URL for the device (default: what it advertises).
+        #[arg(long)]
+        controller_url: Option<String>,
+        /// The agent's data directory on the device.
+        #[arg(long, default_value = "/var/lib/petrel-agent")]
+        agent_data_dir: std::path::PathBuf,
+    },
+    /// Revoke every certificate of a device: its connections are refused
+    /// from now on (MQTT and HTTPS).
+    Revoke { id: String },
 }
 
 /// Events shown under `device show`.
@@ -24,6 +43,25 @@ const RECENT_EVENTS: usize = 10;
 
 pub(super) async fn run(client: &Client, cmd: DeviceCmd) -> Result<()> {
     match cmd {
+        DeviceCmd::Provision {
+            id,
+            out,
+            broker,
+            controller_url,
+            agent_data_dir,
+        } => {
+            let opts = crate::client::ProvisionOptions {
+                out,
+                broker,
+                controller_url,
+                agent_data_dir,
+            };
+            super::security::provision(client, &id, opts).await?;
+        }
+        DeviceCmd::Revoke { id } => {
+            let r = client.revoke_device(&id).await?;
+            println!("device {id}: revoked certificate serial(s) {}; its connections are refused from now on", r.serials.join(", "));
+        }
         DeviceCmd::Show { id, json } => {
             let view = client.device(&id).await?;
             if json {

@@ -8,15 +8,17 @@ mod device;
 mod devices;
 mod image;
 mod release;
+mod security;
 mod wait;
 
 pub use device::DeviceCmd;
 pub use devices::devices_table;
 pub use image::ImageCmd;
 pub use release::ReleaseCmd;
+pub use security::{BrokerCmd, CaCmd, TokenCmd};
 
 use crate::client::Client;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::time::Duration;
 
@@ -27,9 +29,16 @@ pub struct Cli {
     #[arg(
         long,
         env = "PETREL_CONTROLLER",
-        default_value = "http://127.0.0.1:7700"
+        default_value = "https://127.0.0.1:7700"
     )]
     pub controller: String,
+    /// API token (default: the file ~/.config/petrel/token, if any).
+    #[arg(long, env = "PETREL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The fleet CA certificate an https:// controller is checked against
+    /// (the controller's <data>/pki/ca.pem; default ~/.config/petrel/ca.pem).
+    #[arg(long, env = "PETREL_CA")]
+    pub ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -80,11 +89,57 @@ pub enum Command {
     /// Remove blobs, cached deltas and path lists nothing references
     /// (the controller also does so hourly and after each delete).
     Gc,
+    /// The fleet certificate authority (local, on the controller's machine).
+    #[command(subcommand)]
+    Ca(CaCmd),
+    /// API tokens: create (admin), list, delete.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// External broker configuration (local).
+    #[command(subcommand)]
+    Broker(BrokerCmd),
+}
+
+/// The CLI's credentials: flags and environment first, then
+/// `~/.config/petrel/{token,ca.pem}`.
+fn credentials(cli: &Cli) -> Result<crate::client::Credentials> {
+    let config_dir =
+        std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config/petrel"));
+    let from_config = |name: &str| {
+        config_dir
+            .as_ref()
+            .map(|d| d.join(name))
+            .filter(|p| p.exists())
+    };
+    let token = match &cli.token {
+        Some(t) => Some(t.clone()),
+        None => match from_config("token") {
+            Some(p) => Some(std::fs::read_to_string(&p).with_context(|| p.display().to_string())?),
+            None => None,
+        },
+    };
+    let ca_pem = match cli.ca.clone().or_else(|| from_config("ca.pem")) {
+        Some(p) => Some(std::fs::read_to_string(&p).with_context(|| format!("reading the fleet CA {}", p.display()))?),
+        None if cli.controller.starts_with("https://") => anyhow::bail!("{} is https: give the fleet CA certificate with --ca or PETREL_CA (the controller's <data>/pki/ca.pem)", cli.controller),
+        None => None,
+    };
+    Ok(crate::client::Credentials {
+        token: token.map(|t| t.trim().to_string()),
+        ca_pem,
+    })
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
-    let client = Client::new(&cli.controller);
+    // the local verbs need no controller
+    let cli = match cli.command {
+        Command::Ca(cmd) => return security::ca_init(cmd),
+        Command::Broker(cmd) => return security::broker(cmd),
+        _ => cli,
+    };
+    let client = Client::with_credentials(&cli.controller, &credentials(&cli)?)?;
     match cli.command {
+        Command::Ca(_) | Command::Broker(_) => unreachable!("handled above"),
+        Command::Token(cmd) => security::token(&client, cmd).await,
         Command::Image(cmd) => image::run(&client, cmd).await,
         Command::Release(cmd) => release::run(&client, cmd).await,
         Command::Deploy {

@@ -22,6 +22,8 @@ mod blobs;
 mod deploy;
 mod images;
 mod releases;
+pub mod security;
+pub mod tls;
 mod views;
 
 pub use deploy::{Deploy, Deployed};
@@ -50,6 +52,10 @@ pub struct Api {
     pub limits: petrel_protocol::Limits,
     /// Largest upload accepted (413 beyond).
     pub max_upload_bytes: u64,
+    /// Tokens and device certificates.
+    pub auth: crate::auth::Auth,
+    /// Where devices reach this controller.
+    pub advertised: security::Advertised,
 }
 
 /// An API error: status code and a message naming what failed.
@@ -132,6 +138,23 @@ pub fn router(api: Api) -> Router {
             get(views::show_device).delete(views::forget_device),
         )
         .route("/v1/devices/{id}/events", get(views::device_events))
+        .route(
+            "/v1/devices/{id}/certificate",
+            post(security::issue_certificate),
+        )
+        .route("/v1/devices/{id}/revoke", post(security::revoke))
+        .route(
+            "/v1/tokens",
+            get(security::list_tokens).post(security::create_token),
+        )
+        .route(
+            "/v1/tokens/{id}",
+            axum::routing::delete(security::delete_token),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            security::authorize,
+        ))
         .with_state(api)
 }
 

@@ -30,6 +30,8 @@ pub enum ClientError {
     NotAnImageDir { path: PathBuf },
     #[error("packing {path}: {reason}")]
     Pack { path: PathBuf, reason: String },
+    #[error("provisioning into {path}: {reason}")]
+    Provision { path: PathBuf, reason: String },
 }
 
 #[derive(Clone)]
@@ -38,12 +40,51 @@ pub struct Client {
     http: reqwest::Client,
 }
 
+/// How the client proves who it is and whom it trusts.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    /// Bearer token (`PETREL_TOKEN`).
+    pub token: Option<String>,
+    /// The fleet CA (PEM) an `https://` controller is checked against.
+    pub ca_pem: Option<String>,
+}
+
 impl Client {
+    /// A client without credentials (only device downloads on an
+    /// insecure controller will answer it).
     pub fn new(base: &str) -> Client {
         Client {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
         }
+    }
+
+    /// A client presenting `creds`.
+    pub fn with_credentials(base: &str, creds: &Credentials) -> Result<Client, ClientError> {
+        let fail = |reason: String| ClientError::Http {
+            url: base.to_string(),
+            reason,
+        };
+        let mut builder = reqwest::Client::builder();
+        if let Some(token) = &creds.token {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                    .map_err(|_| fail("the token is not a valid header value".into()))?;
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
+        }
+        if let Some(ca) = &creds.ca_pem {
+            let tls = petrel_tls::client_config(ca, None).map_err(|e| fail(e.to_string()))?;
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            http: builder
+                .build()
+                .map_err(|e| fail(petrel_protocol::error_text(&e)))?,
+        })
     }
 
     async fn send<T: DeserializeOwned>(
@@ -328,3 +369,6 @@ impl Client {
         self.send(self.http.post(&url), &url).await
     }
 }
+
+mod security;
+pub use security::ProvisionOptions;

@@ -1,0 +1,125 @@
+//! The MQTT broker side of the controller.
+//!
+//! - [`embedded`]: rumqttd in-process. Insecure mode: it listens where
+//!   devices connect. Secure mode (default): it listens on an ephemeral
+//!   loopback port only the controller and the front use.
+//! - [`front`]: the authorizing TLS front of the embedded broker: mutual
+//!   TLS, then every CONNECT, SUBSCRIBE and PUBLISH checked against the
+//!   certificate's identity (`petrel_protocol::acl`) before it is passed
+//!   on. rumqttd has no per-topic authorization hook, hence the front.
+//! - [`mosquitto`]: the same rules as a Mosquitto configuration, for
+//!   fleets on an external broker.
+
+pub mod embedded;
+pub mod front;
+pub mod mosquitto;
+
+pub use embedded::{start_embedded, MAX_PAYLOAD};
+
+use crate::pki::Pki;
+use petrel_protocol::BrokerUrl;
+use petrel_tls::{rustls::ClientConfig, tokio_rustls::TlsAcceptor, ClientAuth};
+use std::net::SocketAddr;
+
+/// Which MQTT broker the controller uses.
+#[derive(Debug, Clone)]
+pub enum BrokerMode {
+    /// Start rumqttd in-process; devices connect on this address.
+    Embedded { listen: SocketAddr },
+    /// Use an external broker, `mqtts://host:port` (`mqtt://` if insecure).
+    External { url: String },
+}
+
+/// How the controller's own session reaches the broker, and what devices
+/// are told to connect to.
+pub struct BrokerLink {
+    pub url: BrokerUrl,
+    /// TLS for the controller's session (external `mqtts://` brokers).
+    pub tls: Option<ClientConfig>,
+    /// The broker URL written into provisioned agent configs.
+    pub device_url: String,
+}
+
+/// Starts the embedded broker (behind the authorizing front when `pki` is
+/// given) or prepares the connection to an external one.
+pub async fn setup(
+    mode: &BrokerMode,
+    pki: Option<&Pki>,
+    advertise_host: &str,
+) -> Result<BrokerLink, String> {
+    let local = |port| BrokerUrl {
+        tls: false,
+        host: "127.0.0.1".into(),
+        port,
+        username: None,
+        password: None,
+    };
+    match (mode, pki) {
+        (BrokerMode::Embedded { listen }, None) => {
+            start_embedded(*listen);
+            let mut url = local(listen.port());
+            if !listen.ip().is_unspecified() {
+                url.host = listen.ip().to_string();
+            }
+            let device_url = format!("mqtt://{advertise_host}:{}", listen.port());
+            Ok(BrokerLink {
+                url,
+                tls: None,
+                device_url,
+            })
+        }
+        (BrokerMode::Embedded { listen }, Some(pki)) => {
+            let internal = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| format!("no loopback port for the internal broker: {e}"))?;
+            start_embedded(internal);
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| format!("binding the MQTT listener on {listen}: {e}"))?;
+            let (cert, key) = pki.server_pems().map_err(|e| e.to_string())?;
+            let config = petrel_tls::server_config(pki.ca_pem(), &cert, &key, ClientAuth::Required)
+                .map_err(|e| e.to_string())?;
+            let front = front::Front {
+                acceptor: TlsAcceptor::from(config),
+                upstream: internal,
+                pki: pki.clone(),
+            };
+            tokio::spawn(front::run(listener, front));
+            tracing::info!(%listen, "MQTT over mutual TLS, per-device authorization");
+            Ok(BrokerLink {
+                url: local(internal.port()),
+                tls: None,
+                device_url: format!("mqtts://{advertise_host}:{}", listen.port()),
+            })
+        }
+        (BrokerMode::External { url }, pki) => external(url, pki),
+    }
+}
+
+fn external(text: &str, pki: Option<&Pki>) -> Result<BrokerLink, String> {
+    let url = BrokerUrl::parse(text).map_err(|e| e.to_string())?;
+    let tls = match (url.tls, pki) {
+        (true, Some(pki)) => {
+            let (cert, key) = pki.server_pems().map_err(|e| e.to_string())?;
+            let config = petrel_tls::client_config(pki.ca_pem(), Some((&cert, &key)))
+                .map_err(|e| e.to_string())?;
+            Some(config)
+        }
+        (true, None) => {
+            return Err(format!("broker {text:?}: mqtts:// needs the fleet PKI; run without --insecure"))
+        }
+        (false, Some(_)) => {
+            return Err(format!("broker {text:?} is plaintext: use mqtts:// (see `petrel broker mosquitto-config`) or run with --insecure"))
+        }
+        (false, None) => None,
+    };
+    let mut device_url = url.clone();
+    device_url.username = None;
+    device_url.password = None;
+    let scheme = if url.tls { "mqtts" } else { "mqtt" };
+    Ok(BrokerLink {
+        device_url: format!("{scheme}://{}", device_url.address()),
+        url,
+        tls,
+    })
+}
