@@ -1,15 +1,11 @@
 //! Running the real `petrel` CLI against a test controller.
 
-use crate::procs::{bin, Controller};
-use std::process::{Command, Output};
+use crate::procs::Controller;
+use std::process::Output;
 
 /// Runs `petrel --controller URL ARGS...` and returns its output.
 pub fn petrel(ctl: &Controller, args: &[&str]) -> Output {
-    Command::new(bin("petrel"))
-        .args(["--controller", &ctl.url()])
-        .args(args)
-        .output()
-        .expect("the petrel CLI runs")
+    ctl.cli().args(args).output().expect("the petrel CLI runs")
 }
 
 /// Asserts the command failed and its stderr has every needle; returns it.

@@ -11,10 +11,12 @@
 //! - [`fleet`]: waiting for convergence, heartbeats, sample images.
 //! - [`images`]: incompressible payloads, multi-layer test images.
 //! - [`oci`]: a multi-platform OCI layout directory built by hand.
+//! - [`hostile`]: an MQTT client over TLS that tries what it should not.
 
 pub mod cli;
 pub mod docker;
 pub mod fleet;
+pub mod hostile;
 pub mod images;
 pub mod oci;
 pub mod procs;

@@ -73,6 +73,8 @@ pub struct Controller {
     pub external_broker: Option<String>,
     /// More `serve` arguments (limits, say).
     pub extra_args: Vec<String>,
+    /// TLS and device certificates (`serve` without `--insecure`).
+    pub secure: bool,
     child: Option<Child>,
 }
 
@@ -92,31 +94,82 @@ impl Controller {
         Self::launch(dir, None, args)
     }
 
-    fn launch(dir: &Path, broker: Option<String>, args: &[&str]) -> Result<Controller> {
-        let mut c = Controller {
+    /// Starts a secure controller (HTTPS, MQTT over mutual TLS, its own
+    /// fleet CA), on `broker` (`mqtts://`) if given. Agents join it with
+    /// [`Agent::provisioned`].
+    pub fn secure(dir: &Path, broker: Option<String>) -> Result<Controller> {
+        let mut c = Self::new(dir, broker, &[]);
+        c.secure = true;
+        c.restart()?;
+        Ok(c)
+    }
+
+    fn new(dir: &Path, broker: Option<String>, args: &[&str]) -> Controller {
+        Controller {
             dir: dir.to_path_buf(),
             http_port: free_port(),
             mqtt_port: free_port(),
             external_broker: broker,
             extra_args: args.iter().map(|a| a.to_string()).collect(),
+            secure: false,
             child: None,
-        };
+        }
+    }
+
+    /// Most scenarios run a lab controller (`--insecure`: plaintext, no
+    /// device certificates); the security scenarios use [`Self::secure`].
+    fn launch(dir: &Path, broker: Option<String>, args: &[&str]) -> Result<Controller> {
+        let mut c = Self::new(dir, broker, args);
         c.restart()?;
         Ok(c)
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+        let scheme = if self.secure { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.http_port)
     }
 
     pub fn broker_url(&self) -> String {
+        let scheme = if self.secure { "mqtts" } else { "mqtt" };
         self.external_broker
             .clone()
-            .unwrap_or_else(|| format!("mqtt://127.0.0.1:{}", self.mqtt_port))
+            .unwrap_or_else(|| format!("{scheme}://127.0.0.1:{}", self.mqtt_port))
     }
 
+    /// The first admin token the controller wrote.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("data/auth/admin.token"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    /// The fleet CA certificate file (secure controllers).
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("data/pki/ca.pem")
+    }
+
+    /// An admin API client.
     pub fn client(&self) -> petrel_controller::client::Client {
-        petrel_controller::client::Client::new(&self.url())
+        let creds = petrel_controller::client::Credentials {
+            token: Some(self.admin_token()),
+            ca_pem: self
+                .secure
+                .then(|| std::fs::read_to_string(self.ca_path()).unwrap_or_default()),
+        };
+        petrel_controller::client::Client::with_credentials(&self.url(), &creds)
+            .expect("an API client")
+    }
+
+    /// `petrel --controller URL` with the admin token (and the CA).
+    pub fn cli(&self) -> Command {
+        let mut cmd = Command::new(bin("petrel"));
+        cmd.args(["--controller", &self.url()]);
+        cmd.env("PETREL_TOKEN", self.admin_token());
+        if self.secure {
+            cmd.env("PETREL_CA", self.ca_path());
+        }
+        cmd
     }
 
     /// (Re)starts the process on the same ports and data dir.
@@ -128,6 +181,9 @@ impl Controller {
         cmd.args(["--mqtt-listen", &format!("127.0.0.1:{}", self.mqtt_port)]);
         if let Some(b) = &self.external_broker {
             cmd.args(["--broker", b]);
+        }
+        if !self.secure {
+            cmd.arg("--insecure");
         }
         cmd.args(&self.extra_args);
         self.child = Some(spawn(&mut cmd, &self.dir, "controller.log")?);
@@ -217,6 +273,39 @@ impl Agent {
             &config,
             format!("device_id = \"{id}\"\nbroker = \"{broker}\"\ncontroller_url = \"{controller_url}\"\ndata_dir = \"{}\"\nheartbeat_s = 2\n{}{extra}", data_dir.display(), trust_line(broker, extra)),
         )?;
+        let mut a = Agent {
+            id: id.into(),
+            data_dir,
+            config,
+            child: None,
+        };
+        a.restart()?;
+        Ok(a)
+    }
+
+    /// Provisions `id` with `petrel device provision` against `ctl` (key,
+    /// certificate, agent.toml in `root/id/identity`), adds `extra` config
+    /// lines, and starts the agent.
+    pub fn provisioned(root: &Path, id: &str, ctl: &Controller, extra: &str) -> Result<Agent> {
+        let data_dir = root.join(id);
+        let out_dir = data_dir.join("identity");
+        let out = ctl
+            .cli()
+            .args(["device", "provision", id, "--out"])
+            .arg(&out_dir)
+            .arg("--agent-data-dir")
+            .arg(&data_dir)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "provisioning {id}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let config = out_dir.join("agent.toml");
+        let mut toml = std::fs::read_to_string(&config)?;
+        toml.push_str(&format!("heartbeat_s = 2\n{extra}"));
+        std::fs::write(&config, toml)?;
         let mut a = Agent {
             id: id.into(),
             data_dir,

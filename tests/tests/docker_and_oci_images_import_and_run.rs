@@ -46,8 +46,9 @@ fn fresh_heartbeats(data_dir: &Path, version: &str) -> usize {
 /// Imports `file` as `name:2` and returns what the CLI printed; `nodes`:
 /// whether the base layer holds device nodes (made only as root).
 fn import(ctl: &Controller, file: &Path, name: &str, nodes: bool) -> anyhow::Result<String> {
-    let out = Command::new(bin("petrel"))
-        .args(["--controller", &ctl.url(), "image", "import"])
+    let out = ctl
+        .cli()
+        .args(["image", "import"])
         .arg(file)
         .args(["--name", name, "--tag", "2"])
         .output()?;

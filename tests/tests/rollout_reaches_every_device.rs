@@ -19,8 +19,9 @@ async fn release_v1_then_v2_reaches_every_device_and_v2_really_runs() -> anyhow:
     // v1 through the operator CLI: `petrel image build DIR` with entrypoint flags
     let dir = tmp.path().join("app-v1");
     petrel_simulator::sample::app_dir(&petrel_simulator::sample::sample_app_binary()?, "1", &dir)?;
-    let built = std::process::Command::new(bin("petrel"))
-        .args(["--controller", &ctl.url(), "image", "build"])
+    let built = ctl
+        .cli()
+        .args(["image", "build"])
         .arg(&dir)
         .args([
             "--name",
@@ -64,9 +65,7 @@ async fn release_v1_then_v2_reaches_every_device_and_v2_really_runs() -> anyhow:
         assert!(!pid_alive(pid), "v1 process {pid} still runs");
     }
 
-    let out = std::process::Command::new(bin("petrel"))
-        .args(["--controller", &ctl.url(), "devices", "--json"])
-        .output()?;
+    let out = ctl.cli().args(["devices", "--json"]).output()?;
     assert!(
         out.status.success(),
         "{}",
@@ -77,9 +76,7 @@ async fn release_v1_then_v2_reaches_every_device_and_v2_really_runs() -> anyhow:
     assert!(rows
         .iter()
         .all(|r| r["current"]["version"] == "2" && r["online"] == true && r["phase"] == "running"));
-    let table = std::process::Command::new(bin("petrel"))
-        .args(["--controller", &ctl.url(), "devices"])
-        .output()?;
+    let table = ctl.cli().args(["devices"]).output()?;
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(
         table.contains("pi-2") && table.contains("demo@2") && table.contains("online"),

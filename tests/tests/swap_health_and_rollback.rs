@@ -12,15 +12,8 @@ use petrel_tests::*;
 
 /// `petrel deploy RELEASE --device ID --wait` against `ctl`.
 fn deploy_wait(ctl: &Controller, release: &str, device: &str) -> std::process::Output {
-    std::process::Command::new(bin("petrel"))
-        .args([
-            "--controller",
-            &ctl.url(),
-            "deploy",
-            release,
-            "--device",
-            device,
-        ])
+    ctl.cli()
+        .args(["deploy", release, "--device", device])
         .args(["--wait", "--timeout", "180"])
         .output()
         .expect("the petrel CLI runs")
