@@ -11,8 +11,11 @@ use std::path::Path;
 
 /// What the configuration refers to.
 pub struct MosquittoSetup<'a> {
-    /// The controller's PKI directory (`<data>/pki`).
+    /// The controller's PKI directory (`<data>/pki`): the CA and the CRL.
     pub pki_dir: &'a Path,
+    /// The broker's own certificate and key (not the controller's).
+    pub cert: &'a Path,
+    pub key: &'a Path,
     /// Where the ACL file will be.
     pub acl_file: &'a Path,
     pub port: u16,
@@ -41,8 +44,8 @@ pub fn config(s: &MosquittoSetup) -> String {
          message_size_limit {max}\n",
         port = s.port,
         ca = pki("ca.pem"),
-        cert = pki("server.pem"),
-        key = pki("server.key"),
+        cert = s.cert.display(),
+        key = s.key.display(),
         crl = pki("crl.pem"),
         acl = s.acl_file.display(),
         max = s.max_message,
@@ -91,6 +94,8 @@ mod tests {
     fn the_config_requires_certificates_and_names_the_pki_files() {
         let conf = config(&MosquittoSetup {
             pki_dir: Path::new("/var/lib/petrel/pki"),
+            cert: Path::new("/etc/mosquitto/petrel/broker.pem"),
+            key: Path::new("/etc/mosquitto/petrel/broker.key"),
             acl_file: Path::new("/etc/mosquitto/petrel.acl"),
             port: 8883,
             max_message: 2 << 20,

@@ -5,7 +5,7 @@
 use crate::auth::Role;
 use crate::client::Client;
 use crate::client::ProvisionOptions;
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::Subcommand;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -46,28 +46,31 @@ pub enum TokenCmd {
 
 #[derive(Subcommand)]
 pub enum BrokerCmd {
-    /// Print a Mosquitto configuration enforcing Petrel's per-device
-    /// authorization with the fleet's certificates; with --out, also write
-    /// it and its ACL file there.
+    /// Issue a certificate for an external Mosquitto broker and write a
+    /// configuration enforcing Petrel's per-device authorization
+    /// (mosquitto.conf, petrel.acl, broker.pem, broker.key) into --out.
     MosquittoConfig {
         /// The controller's data directory (its `pki/`).
         #[arg(long)]
         data: PathBuf,
         #[arg(long, default_value_t = 8883)]
         port: u16,
-        /// Write mosquitto.conf and petrel.acl into this directory.
+        /// Directory for the configuration, ACL and broker key.
         #[arg(long)]
-        out: Option<PathBuf>,
+        out: PathBuf,
+        /// A DNS name devices use for the broker (repeatable; default:
+        /// this machine's names).
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// An IP address devices use for the broker (repeatable).
+        #[arg(long = "ip")]
+        ips: Vec<IpAddr>,
     },
 }
 
 pub(super) fn ca_init(cmd: CaCmd) -> Result<()> {
     let CaCmd::Init { data, names, ips } = cmd;
-    let mut server = crate::pki::default_names();
-    if !names.is_empty() || !ips.is_empty() {
-        server.dns = names;
-        server.ips = ips;
-    }
+    let server = server_names(names, ips);
     crate::pki::init(&data.join("pki"), &server)?;
     let keys = crate::keys::Keyring::load_or_create(&data.join("keys"))?;
     println!(
@@ -86,39 +89,68 @@ pub(super) fn ca_init(cmd: CaCmd) -> Result<()> {
 
 pub(super) fn broker(cmd: BrokerCmd) -> Result<()> {
     use crate::broker::mosquitto::{acl, config, MosquittoSetup};
-    let BrokerCmd::MosquittoConfig { data, port, out } = cmd;
+    let BrokerCmd::MosquittoConfig {
+        data,
+        port,
+        out,
+        names,
+        ips,
+    } = cmd;
+    let pki = crate::pki::Pki::load(&data.join("pki"))?;
     let pki_dir = std::path::absolute(data.join("pki"))?;
-    if !pki_dir.join("ca.pem").exists() {
-        bail!(
-            "no fleet CA in {}: run `petrel ca init --data {}` first",
-            pki_dir.display(),
-            data.display()
-        );
-    }
-    let acl_file = match &out {
-        Some(dir) => std::path::absolute(dir.join("petrel.acl"))?,
-        None => PathBuf::from("/etc/mosquitto/petrel.acl"),
-    };
+    let out = std::path::absolute(&out)?;
+    let (cert, key) = (out.join("broker.pem"), out.join("broker.key"));
+    let (issued, key_pem) = pki.issue_server("petrel:broker", &server_names(names, ips))?;
+    petrel_tls::write_secret(&key, &key_pem)?;
+    petrel_tls::write_public(&cert, &issued.cert_pem)?;
+    let owner = give_to_mosquitto(&key);
+    let acl_file = out.join("petrel.acl");
     let conf = config(&MosquittoSetup {
         pki_dir: &pki_dir,
+        cert: &cert,
+        key: &key,
         acl_file: &acl_file,
         port,
         max_message: crate::broker::MAX_PAYLOAD,
     });
-    match out {
-        Some(dir) => {
-            std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
-            petrel_tls::write_public(&dir.join("mosquitto.conf"), &conf)?;
-            petrel_tls::write_public(&acl_file, &acl())?;
-            println!(
-                "{conf}\n# wrote {} and {}",
-                dir.join("mosquitto.conf").display(),
-                acl_file.display()
-            );
-        }
-        None => println!("{conf}\n# --- {} ---\n{}", acl_file.display(), acl()),
-    }
+    petrel_tls::write_public(&out.join("mosquitto.conf"), &conf)?;
+    petrel_tls::write_public(&acl_file, &acl())?;
+    println!("{conf}");
+    println!(
+        "# wrote mosquitto.conf, petrel.acl, broker.pem and broker.key ({owner}) in {}",
+        out.display()
+    );
+    println!(
+        "# after `petrel device revoke`, restart Mosquitto so it reads the new {}",
+        pki_dir.join("crl.pem").display()
+    );
     Ok(())
+}
+
+fn server_names(names: Vec<String>, ips: Vec<IpAddr>) -> petrel_tls::ServerNames {
+    let mut server = crate::pki::default_names();
+    if !names.is_empty() || !ips.is_empty() {
+        server.dns = names;
+        server.ips = ips;
+    }
+    server
+}
+
+/// Mosquitto drops to its own user before reading its key: when run as
+/// root where that user exists, hand the key to it.
+fn give_to_mosquitto(key: &std::path::Path) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let ids = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 3 && f[0] == "mosquitto").then(|| (f[2].parse().ok(), f[3].parse().ok()))
+    });
+    match ids {
+        Some((Some(uid), Some(gid))) => match std::os::unix::fs::chown(key, Some(uid), Some(gid)) {
+            Ok(()) => "owned by the mosquitto user, mode 0600".into(),
+            Err(e) => format!("mode 0600; could not give it to the mosquitto user: {e}"),
+        },
+        _ => "mode 0600".into(),
+    }
 }
 
 pub(super) async fn token(client: &Client, cmd: TokenCmd) -> Result<()> {

@@ -163,6 +163,16 @@ impl Pki {
         ))
     }
 
+    /// A server certificate (and its new key) for another server of the
+    /// fleet, e.g. an external broker (`identity` = its common name).
+    pub fn issue_server(
+        &self,
+        identity: &str,
+        names: &ServerNames,
+    ) -> Result<(petrel_tls::Issued, String), PkiError> {
+        Ok(self.inner.ca.issue_server(identity, names)?)
+    }
+
     /// Signs `csr_pem` as device `id`'s certificate and records its serial.
     pub fn provision(&self, id: &str, csr_pem: &str) -> Result<Provisioned, PkiError> {
         petrel_protocol::validate_device_id(id)
