@@ -61,6 +61,28 @@ impl Fleet {
         Ok(public)
     }
 
+    /// A key prepared for a root-endorsed rotation (its public half).
+    pub fn prepare_next_key(&self) -> Result<PublicKey, String> {
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        keys.prepare_next().map_err(|e| e.to_string())
+    }
+
+    /// Installs the prepared key with an offline root's endorsement and
+    /// re-publishes every desired state signed by it.
+    pub async fn install_endorsed_key(
+        &self,
+        store: &Store,
+        endorsement: petrel_protocol::Endorsement,
+    ) -> Result<PublicKey, String> {
+        let public = {
+            let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+            keys.install_endorsed(endorsement)
+                .map_err(|e| e.to_string())?
+        };
+        republish(self, store).await;
+        Ok(public)
+    }
+
     /// The current public key (what agents pin).
     pub fn public_key(&self) -> PublicKey {
         self.keys

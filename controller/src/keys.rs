@@ -99,6 +99,51 @@ impl Keyring {
         Ok(self.public())
     }
 
+    /// The first half of a rotation endorsed by an offline root key: a
+    /// new key is made and kept aside (`next.key`, 0600); its public half
+    /// goes to the operator, whose root key endorses it offline.
+    pub fn prepare_next(&self) -> Result<PublicKey, KeyError> {
+        let path = self.dir.join("next.key");
+        let next = match std::fs::read_to_string(&path) {
+            Ok(text) => SigningKey::from_hex(&text).map_err(|e| KeyError::Invalid {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?,
+            Err(_) => {
+                let key = SigningKey::from_seed(rand::random());
+                write_private(&path, key.to_hex().as_bytes())?;
+                key
+            }
+        };
+        Ok(next.public())
+    }
+
+    /// The second half: installs the prepared key with the root's
+    /// endorsement as its whole chain (devices that pin the root retire
+    /// every older controller key on seeing it).
+    pub fn install_endorsed(&mut self, endorsement: Endorsement) -> Result<PublicKey, KeyError> {
+        let path = self.dir.join("next.key");
+        let invalid = |reason: String| KeyError::Invalid {
+            path: path.clone(),
+            reason,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|_| {
+            invalid("no prepared key: ask for one first (POST /v1/keys/next)".into())
+        })?;
+        let next = SigningKey::from_hex(&text).map_err(|e| invalid(e.to_string()))?;
+        if endorsement.key != next.public().to_hex() {
+            return Err(invalid(
+                "the endorsement is for another key than the prepared one".into(),
+            ));
+        }
+        self.chain = vec![endorsement];
+        self.current = next;
+        self.save()?;
+        let _ = std::fs::remove_file(&path);
+        tracing::info!(key = %self.current.public().id(), "installed a root-endorsed signing key");
+        Ok(self.public())
+    }
+
     fn save(&self) -> Result<(), KeyError> {
         write_private(
             &self.dir.join("signing.key"),
@@ -169,7 +214,7 @@ mod tests {
         };
         let env = reloaded.sign(&d, 0);
         let learned =
-            petrel_protocol::signing::verify_envelope(&env, std::slice::from_ref(&old), &[])
+            petrel_protocol::signing::verify_envelope(&env, std::slice::from_ref(&old), &[], &[])
                 .unwrap();
         assert_eq!(learned.keys, vec![new]);
         assert_eq!(learned.retired, vec![old.id()]);

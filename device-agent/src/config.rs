@@ -158,6 +158,18 @@ impl Config {
         .collect()
     }
 
+    /// The id of the offline root key, if one is pinned.
+    pub fn root_key_id(&self) -> Result<Option<String>, String> {
+        self.root_key
+            .as_ref()
+            .map(|v| {
+                petrel_protocol::PublicKey::from_hex(v)
+                    .map(|k| k.id())
+                    .map_err(|e| format!("root_key: {e}"))
+            })
+            .transpose()
+    }
+
     /// The device's platform: the configured one, else the build's.
     pub fn platform(&self) -> Result<Platform, String> {
         match &self.platform {

@@ -36,6 +36,8 @@ pub struct Driver<R: Runtime> {
     pub trusted: Option<Vec<petrel_protocol::PublicKey>>,
     /// Ids of keys rotated out: their signatures are refused.
     pub retired: Vec<String>,
+    /// Ids of the offline root keys among `trusted` (never retired).
+    pub roots: Vec<String>,
     task: Option<(JoinHandle<()>, bool)>,
     /// A desired state that arrived during a swap, handled after it.
     deferred: Option<Input>,
@@ -65,6 +67,7 @@ impl<R: Runtime> Driver<R> {
             platform: petrel_protocol::Platform::host(),
             trusted: Some(Vec::new()),
             retired: Vec::new(),
+            roots: Vec::new(),
             task: None,
             deferred: None,
             results_tx,
@@ -357,6 +360,7 @@ impl<R: Runtime> Driver<R> {
         let trust = match &self.trusted {
             Some(keys) => Trust::Keys {
                 keys,
+                roots: &self.roots,
                 retired: &self.retired,
                 now_ms: now_ms(),
             },

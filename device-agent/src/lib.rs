@@ -120,6 +120,11 @@ pub async fn run<R: Runtime>(
             let mut keys = cfg.pinned_keys().map_err(AgentError::Config)?;
             keys.extend(driver.store.learned_keys());
             driver.retired = driver.store.retired_keys();
+            driver.roots = cfg
+                .root_key_id()
+                .map_err(AgentError::Config)?
+                .into_iter()
+                .collect();
             Some(keys)
         }
     };

@@ -52,9 +52,11 @@ pub enum DecodeError {
 #[derive(Debug, Clone, Copy)]
 pub enum Trust<'a> {
     /// Only ones signed by (a chain from) these keys, not by a `retired`
-    /// one (ids), and not expired at `now_ms`.
+    /// one (ids), and not expired at `now_ms`; `roots`: the ids of the
+    /// offline root keys among `keys`.
     Keys {
         keys: &'a [PublicKey],
+        roots: &'a [String],
         retired: &'a [String],
         now_ms: u64,
     },
@@ -81,7 +83,12 @@ pub fn decode_desired_trusted(
 ) -> Result<Accepted, DecodeError> {
     let env: Envelope = decode(bytes, limits)?;
     let learned = match trust {
-        Trust::Keys { keys, retired, .. } => verify_envelope(&env, keys, retired)?,
+        Trust::Keys {
+            keys,
+            roots,
+            retired,
+            ..
+        } => verify_envelope(&env, keys, roots, retired)?,
         Trust::Unsigned => Learned::default(),
     };
     let desired = decode_payload(&env, device_id, limits)?;

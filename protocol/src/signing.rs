@@ -151,11 +151,15 @@ impl fmt::Debug for SigningKey {
 
 /// Checks `envelope`'s signature against `trusted` (minus the `retired`
 /// key ids), first learning every endorsed key its chain leads to from a
-/// trusted one; a key that endorsed another is retired. Returns what was
-/// learned (to be persisted by the caller) on success.
+/// trusted one. A controller key that endorsed another is retired. A
+/// `roots` key (an offline root, by id) is never retired: its endorsement
+/// replaces the controller's keys, retiring every other key known so far
+/// (the recovery from a stolen controller key). Returns what was learned
+/// (to be persisted by the caller) on success.
 pub fn verify_envelope(
     envelope: &Envelope,
     trusted: &[PublicKey],
+    roots: &[String],
     retired: &[String],
 ) -> Result<Learned, SignatureError> {
     let (Some(signature), Some(key_id)) = (&envelope.signature, &envelope.key_id) else {
@@ -169,10 +173,20 @@ pub fn verify_envelope(
         .iter()
         .find_map(|e| endorsed(e, &known))
     {
-        learned.keys.push(key.clone());
-        if !retired.contains(&by) && !learned.retired.contains(&by) {
-            learned.retired.push(by);
+        let doomed: Vec<String> = match roots.contains(&by) {
+            true => known
+                .iter()
+                .map(PublicKey::id)
+                .filter(|id| !roots.contains(id))
+                .collect(),
+            false => vec![by],
+        };
+        for id in doomed {
+            if !retired.contains(&id) && !learned.retired.contains(&id) {
+                learned.retired.push(id);
+            }
         }
+        learned.keys.push(key.clone());
         known.push(key);
     }
     if retired.contains(key_id) || learned.retired.contains(key_id) {

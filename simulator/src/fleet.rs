@@ -68,6 +68,7 @@ impl StartedController {
             broker: None,
             controller_url: None,
             agent_data_dir: data_dir.to_path_buf(),
+            root_key: None,
         };
         self.client.provision_device(id, &opts).await?;
         let path = out.join("agent.toml");

@@ -107,6 +107,7 @@ async fn provisioned_devices_update_over_mtls_and_a_device_certificate_gets_noth
     let signer = PublicKey::from_hex(std::fs::read_to_string(ctl.signing_key_path())?.trim())?;
     let trust = Trust::Keys {
         keys: &[signer],
+        roots: &[],
         retired: &[],
         now_ms: petrel_controller::now_ms(),
     };

@@ -32,6 +32,10 @@ pub enum DeviceCmd {
         /// The agent's data directory on the device.
         #[arg(long, default_value = "/var/lib/petrel-agent")]
         agent_data_dir: std::path::PathBuf,
+        /// An offline root public key (`petrel key root-init`) the device
+        /// also pins, so a root-endorsed key replaces a stolen one.
+        #[arg(long)]
+        root_key: Option<String>,
     },
     /// Revoke every certificate of a device: its connections are refused
     /// from now on (MQTT and HTTPS).
@@ -49,12 +53,14 @@ pub(super) async fn run(client: &Client, cmd: DeviceCmd) -> Result<()> {
             broker,
             controller_url,
             agent_data_dir,
+            root_key,
         } => {
             let opts = crate::client::ProvisionOptions {
                 out,
                 broker,
                 controller_url,
                 agent_data_dir,
+                root_key,
             };
             super::security::provision(client, &id, opts).await?;
         }

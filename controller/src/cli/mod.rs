@@ -15,7 +15,7 @@ pub use device::DeviceCmd;
 pub use devices::devices_table;
 pub use image::ImageCmd;
 pub use release::ReleaseCmd;
-pub use security::{BrokerCmd, CaCmd, TokenCmd};
+pub use security::{BrokerCmd, CaCmd, KeyCmd, TokenCmd};
 
 use crate::client::Client;
 use anyhow::{Context, Result};
@@ -134,11 +134,14 @@ pub async fn run(cli: Cli) -> Result<()> {
     let cli = match cli.command {
         Command::Ca(cmd) => return security::ca_init(cmd),
         Command::Broker(cmd) => return security::broker(cmd),
+        Command::Key(KeyCmd::RootInit { out }) => return security::root_init(&out),
         _ => cli,
     };
     let client = Client::with_credentials(&cli.controller, &credentials(&cli)?)?;
     match cli.command {
-        Command::Ca(_) | Command::Broker(_) => unreachable!("handled above"),
+        Command::Ca(_) | Command::Broker(_) | Command::Key(KeyCmd::RootInit { .. }) => {
+            unreachable!("handled above")
+        }
         Command::Token(cmd) => security::token(&client, cmd).await,
         Command::Image(cmd) => image::run(&client, cmd).await,
         Command::Release(cmd) => release::run(&client, cmd).await,
@@ -180,19 +183,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Key(KeyCmd::Show) => {
-            let k = client.signing_key().await?;
-            println!("{}  (id {})", k.public_key, k.id);
-            Ok(())
-        }
-        Command::Key(KeyCmd::Rotate) => {
-            let k = client.rotate_key().await?;
-            println!(
-                "signing key rotated: {}  (id {}); agents trust it through the old key's endorsement",
-                k.public_key, k.id
-            );
-            Ok(())
-        }
+        Command::Key(cmd) => security::key(&client, cmd).await,
         Command::Gc => {
             let gc = client.gc().await?;
             println!("{}", gc_line(&gc));
@@ -221,15 +212,6 @@ pub(crate) fn phase_name(phase: petrel_protocol::Phase) -> String {
         .ok()
         .and_then(|v| v.as_str().map(String::from))
         .unwrap_or_default()
-}
-
-#[derive(Subcommand)]
-pub enum KeyCmd {
-    /// Print the public key agents pin (`controller_key` in agent.toml).
-    Show,
-    /// Make a new signing key, endorsed by the current one, and re-publish
-    /// every desired state signed by it.
-    Rotate,
 }
 
 /// `NAME@VERSION` (already checked by [`parse_release_ref`]) in its parts.

@@ -68,6 +68,73 @@ pub enum BrokerCmd {
     },
 }
 
+#[derive(Subcommand)]
+pub enum KeyCmd {
+    /// Print the public key agents pin (`controller_key` in agent.toml).
+    Show,
+    /// Make a new signing key and re-publish every desired state signed by
+    /// it. Endorsed by the current key, or, with --root-key, by an offline
+    /// root key (the recovery when the controller's key may be stolen:
+    /// devices pinning the root then refuse every older controller key).
+    Rotate {
+        /// The root key file (`petrel key root-init`); it is read here and
+        /// never sent to the controller.
+        #[arg(long)]
+        root_key: Option<PathBuf>,
+    },
+    /// Make an offline root key (local): keep the file off the controller;
+    /// give its public key to devices (`device provision --root-key`).
+    RootInit {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+pub(super) async fn key(client: &Client, cmd: KeyCmd) -> Result<()> {
+    match cmd {
+        KeyCmd::Show => {
+            let k = client.signing_key().await?;
+            println!("{}  (id {})", k.public_key, k.id);
+        }
+        KeyCmd::Rotate { root_key: None } => {
+            let k = client.rotate_key().await?;
+            println!("signing key rotated: {}  (id {}); agents trust it through the old key's endorsement", k.public_key, k.id);
+        }
+        KeyCmd::Rotate {
+            root_key: Some(file),
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("reading the root key {}: {e}", file.display()))?;
+            let root = petrel_protocol::SigningKey::from_hex(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let next = client.next_key().await?;
+            let public = petrel_protocol::PublicKey::from_hex(&next.public_key)?;
+            let k = client.install_endorsed_key(&root.endorse(&public)).await?;
+            println!("signing key replaced: {}  (id {}), endorsed by root key {}; devices pinning the root refuse every older controller key", k.public_key, k.id, root.public().id());
+        }
+        KeyCmd::RootInit { out } => root_init(&out)?,
+    }
+    Ok(())
+}
+
+/// `petrel key root-init --out FILE`.
+pub(super) fn root_init(out: &std::path::Path) -> Result<()> {
+    if out.exists() {
+        anyhow::bail!("{} exists; a root key is made once", out.display());
+    }
+    let root = petrel_protocol::SigningKey::from_seed(rand::random());
+    petrel_tls::write_secret(out, &format!("{}\n", root.to_hex()))?;
+    println!(
+        "root key written to {} (0600): keep it offline, off the controller",
+        out.display()
+    );
+    println!(
+        "public root key (root_key in agent.toml; petrel device provision --root-key): {}",
+        root.public().to_hex()
+    );
+    Ok(())
+}
+
 pub(super) fn ca_init(cmd: CaCmd) -> Result<()> {
     let CaCmd::Init { data, names, ips } = cmd;
     let server = server_names(names, ips);

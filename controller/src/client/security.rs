@@ -26,6 +26,22 @@ impl Client {
         Ok(())
     }
 
+    /// Prepares a key for a root-endorsed rotation; returns its public half.
+    pub async fn next_key(&self) -> Result<crate::http::KeyView, ClientError> {
+        let url = format!("{}/v1/keys/next", self.base);
+        self.send(self.http.post(&url), &url).await
+    }
+
+    /// Installs the prepared key with a root key's endorsement.
+    pub async fn install_endorsed_key(
+        &self,
+        endorsement: &petrel_protocol::Endorsement,
+    ) -> Result<crate::http::KeyView, ClientError> {
+        let url = format!("{}/v1/keys/endorsed", self.base);
+        self.send(self.http.post(&url).json(endorsement), &url)
+            .await
+    }
+
     /// Asks the controller to sign a device's CSR.
     pub async fn issue_certificate(
         &self,
@@ -55,6 +71,8 @@ pub struct ProvisionOptions {
     pub controller_url: Option<String>,
     /// The agent's data directory on the device.
     pub agent_data_dir: PathBuf,
+    /// An offline root public key (hex) the device also pins.
+    pub root_key: Option<String>,
 }
 
 impl Client {
@@ -67,6 +85,12 @@ impl Client {
         opts: &ProvisionOptions,
     ) -> Result<DeviceBundle, ClientError> {
         let out = &opts.out;
+        if let Some(root) = &opts.root_key {
+            petrel_protocol::PublicKey::from_hex(root).map_err(|e| ClientError::Provision {
+                path: out.clone(),
+                reason: format!("root key: {e}"),
+            })?;
+        }
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |error| ClientError::Io { path, error }
@@ -99,6 +123,10 @@ fn agent_toml(bundle: &DeviceBundle, opts: &ProvisionOptions) -> String {
         .controller_url
         .as_ref()
         .unwrap_or(&bundle.advertised.controller_url);
+    let root = match &opts.root_key {
+        Some(k) => format!("root_key = \"{k}\"\n"),
+        None => String::new(),
+    };
     format!(
         "# Provisioned by `petrel device provision` for {id}.\n\
          device_id = \"{id}\"\n\
@@ -109,7 +137,7 @@ fn agent_toml(bundle: &DeviceBundle, opts: &ProvisionOptions) -> String {
          ca_file = \"ca.pem\"\n\
          cert_file = \"device.pem\"\n\
          key_file = \"device.key\"\n\
-         controller_key = \"{key}\"\n",
+         controller_key = \"{key}\"\n{root}",
         id = bundle.device_id,
         data = opts.agent_data_dir.display(),
         key = bundle.controller_key,

@@ -131,6 +131,8 @@ pub fn router(api: Api) -> Router {
         .route("/v1/keys", get(signing_key))
         .route("/v1/limits", get(limits))
         .route("/v1/keys/rotate", post(rotate_key))
+        .route("/v1/keys/next", post(next_key))
+        .route("/v1/keys/endorsed", post(install_endorsed_key))
         .route("/v1/deployments", post(deploy::deploy))
         .route("/v1/devices", get(views::list_devices))
         .route(
@@ -246,6 +248,25 @@ async fn signing_key(State(api): State<Api>) -> Json<KeyView> {
 /// every desired state is re-published signed by it.
 async fn rotate_key(State(api): State<Api>) -> ApiResult<Json<KeyView>> {
     let key = api.fleet.rotate_key(&api.store).await.map_err(internal)?;
+    Ok(key_view(key))
+}
+
+/// `POST /v1/keys/next`: a key prepared for a root-endorsed rotation.
+async fn next_key(State(api): State<Api>) -> ApiResult<Json<KeyView>> {
+    Ok(key_view(api.fleet.prepare_next_key().map_err(internal)?))
+}
+
+/// `POST /v1/keys/endorsed`: installs the prepared key, endorsed offline
+/// by a root key devices pin (the root key never reaches the controller).
+async fn install_endorsed_key(
+    State(api): State<Api>,
+    Json(endorsement): Json<petrel_protocol::Endorsement>,
+) -> ApiResult<Json<KeyView>> {
+    let key = api
+        .fleet
+        .install_endorsed_key(&api.store, endorsement)
+        .await
+        .map_err(bad_request)?;
     Ok(key_view(key))
 }
 

@@ -27,9 +27,20 @@ fn check_retired(
     retired: &[String],
     now_ms: u64,
 ) -> Result<Learned, DecodeError> {
+    check_rooted(env, keys, &[], retired, now_ms)
+}
+
+fn check_rooted(
+    env: &Envelope,
+    keys: &[PublicKey],
+    roots: &[String],
+    retired: &[String],
+    now_ms: u64,
+) -> Result<Learned, DecodeError> {
     let bytes = crate::encode(env);
     let trust = Trust::Keys {
         keys,
+        roots,
         retired,
         now_ms,
     };
@@ -132,4 +143,27 @@ fn a_key_that_endorsed_its_successor_signs_nothing_more() {
     );
     let by_old = old.sign_desired(&desired(5, Some(100)), &[]);
     assert!(check_retired(&by_old, &[old.public()], &learned.retired, 50).is_err());
+}
+
+#[test]
+fn a_root_endorsement_replaces_a_stolen_controller_key_and_the_root_stays_trusted() {
+    let (root, stolen, fresh) = (key(7), key(1), key(2));
+    let trusted = [stolen.public(), root.public()];
+    let roots = [root.public().id()];
+    let chain = [root.endorse(&fresh.public())];
+    let env = fresh.sign_desired(&desired(5, Some(100)), &chain);
+    let learned = check_rooted(&env, &trusted, &roots, &[], 50).unwrap();
+    assert_eq!(learned.keys, vec![fresh.public()]);
+    assert_eq!(learned.retired, vec![stolen.public().id()]);
+    // the stolen key signs nothing more; the root may endorse again later
+    let forged = stolen.sign_desired(&desired(6, Some(100)), &[]);
+    let mut known = trusted.to_vec();
+    known.push(fresh.public());
+    let e = check_rooted(&forged, &known, &roots, &learned.retired, 50).unwrap_err();
+    assert!(e.to_string().contains("rotated out"), "{e}");
+    let next = key(3);
+    let chain = [root.endorse(&next.public())];
+    let env = next.sign_desired(&desired(7, Some(100)), &chain);
+    let again = check_rooted(&env, &known, &roots, &learned.retired, 50).unwrap();
+    assert_eq!(again.retired, vec![fresh.public().id()]);
 }
