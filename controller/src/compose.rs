@@ -83,10 +83,10 @@ struct ComposeService {
     /// read as "started").
     #[serde(default)]
     depends_on: Option<DependsOn>,
-    /// Accepted and ignored, with a warning (services run as the image
-    /// user; names are Petrel's own).
+    /// The user the service runs as (overrides the image's `USER`).
     #[serde(default)]
     user: Option<serde_yaml_ng::Value>,
+    /// Accepted and ignored, with a warning (names are Petrel's own).
     #[serde(default)]
     container_name: Option<serde_yaml_ng::Value>,
 }
@@ -135,11 +135,6 @@ pub fn to_release_with_warnings(
     let mut services = BTreeMap::new();
     let mut warnings = Vec::new();
     for (svc_name, svc) in file.services {
-        if svc.user.is_some() {
-            warnings.push(format!(
-                "service {svc_name}: `user` is ignored: services run as their image's user"
-            ));
-        }
         if svc.container_name.is_some() {
             warnings.push(format!("service {svc_name}: `container_name` is ignored: Petrel names instances <service>-g<generation>"));
         }
@@ -206,7 +201,32 @@ fn service(
         },
         variants: vec![],
         allow_setid: svc.allow_setid,
+        user: svc.user.as_ref().map(user).transpose().map_err(invalid)?,
     })
+}
+
+/// Compose `user`: `uid`, `uid:gid`, `name` or `name:group` (a number or
+/// a string in YAML); resolved on the device in the image's own files.
+fn user(v: &serde_yaml_ng::Value) -> Result<String, String> {
+    let text = yaml_scalar(v);
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 32
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    };
+    let mut parts = text.split(':');
+    let ok = match (parts.next(), parts.next(), parts.next()) {
+        (Some(u), None, None) => part_ok(u),
+        (Some(u), Some(g), None) => part_ok(u) && part_ok(g),
+        _ => false,
+    };
+    match ok {
+        true => Ok(text),
+        false => Err(format!(
+            "user {text:?} is not uid, uid:gid, name or name:group"
+        )),
+    }
 }
 
 fn argv(v: StringOrList) -> Result<Vec<String>, String> {

@@ -33,6 +33,15 @@ pub struct DeltaCache {
     store: Store,
     cells: Arc<Mutex<HashMap<(Digest, Digest), Cell>>>,
     generated: Arc<std::sync::atomic::AtomicU64>,
+    /// Encodings running at once: one per core. A burst of requests for
+    /// new pairs queues here instead of taking every core and the memory
+    /// of as many encoders.
+    encoders: Arc<tokio::sync::Semaphore>,
+}
+
+/// Encodings allowed at once (one per core).
+fn encoder_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,15 +65,16 @@ impl DeltaCache {
             store,
             cells: Default::default(),
             generated: Default::default(),
+            encoders: Arc::new(tokio::sync::Semaphore::new(encoder_slots())),
         })
     }
 
-    /// How many patches this cache has computed (observability, tests).
     /// Where the cached deltas live.
     pub fn dir(&self) -> &std::path::Path {
         &self.dir
     }
 
+    /// How many patches this cache has computed (observability, tests).
     pub fn generations(&self) -> u64 {
         self.generated.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -101,6 +111,7 @@ impl DeltaCache {
                 let this = self.clone();
                 let (f, t) = (from.clone(), to.clone());
                 async move {
+                    let _slot = this.encoders.clone().acquire_owned().await;
                     tokio::task::spawn_blocking(move || this.generate(&f, &t))
                         .await
                         .map_err(|e| e.to_string())
@@ -131,6 +142,11 @@ impl DeltaCache {
                 tracing::warn!(error = %e, "delta generation ahead of deployment failed");
             }
         });
+    }
+
+    /// Whether the pair is decided on disk already (a patch or "none").
+    pub fn is_cached(&self, from: &Digest, to: &Digest) -> bool {
+        self.on_disk(from, to).is_some()
     }
 
     fn on_disk(&self, from: &Digest, to: &Digest) -> Option<Option<CachedDelta>> {

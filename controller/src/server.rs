@@ -116,6 +116,7 @@ pub async fn serve(
             tokens,
             pki: pki.clone(),
         },
+        delta_guard: Default::default(),
         advertised: http::security::Advertised {
             broker: link.device_url.clone(),
             controller_url: format!(

@@ -200,6 +200,7 @@ pub fn instances(
                 memory_limit: svc.mem_limit,
                 cpu_millis: svc.cpu_millis,
                 image: Some(image_layers(rootfs_dir, svc)),
+                user: svc.user.clone(),
             }
         })
         .collect()

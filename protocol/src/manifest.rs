@@ -132,6 +132,10 @@ pub struct ServiceSpec {
     /// `x-petrel-allow-setid: true`); stripped by default.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_setid: bool,
+    /// Compose `user` (`uid`, `uid:gid`, `name` or `name:group`, names
+    /// from the image's own /etc/passwd); default: the image's `USER`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// How a service is swapped for its new version.
@@ -361,6 +365,7 @@ pub(crate) mod tests {
             depends_on: vec![],
             variants: vec![],
             allow_setid: false,
+            user: None,
         };
         ReleaseManifest {
             schema: SCHEMA,

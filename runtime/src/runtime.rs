@@ -67,14 +67,19 @@ pub struct InstanceSpec {
     /// The image layer by layer (`None`: only `rootfs` is known).
     #[serde(default)]
     pub image: Option<ImageLayers>,
+    /// The release's `user` for the service; `None`: the image's `USER`.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 impl InstanceSpec {
     /// The user the service runs as (`uid`, `uid:gid`, `name` or
-    /// `name:group`, names looked up in the image): the image config's
-    /// `user`, which is where a release's compose `user` belongs too.
-    /// `None`: root.
+    /// `name:group`, names looked up in the image): the release's compose
+    /// `user`, else the image config's `USER`. `None`: root.
     pub fn user(&self) -> Option<&str> {
+        if let Some(u) = self.user.as_deref().filter(|u| !u.is_empty()) {
+            return Some(u);
+        }
         let image = self.image.as_ref()?;
         image.config.user.as_deref().filter(|u| !u.is_empty())
     }

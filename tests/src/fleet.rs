@@ -204,11 +204,13 @@ pub async fn publish_raw(port: u16, topic: &str, payload: Vec<u8>) -> Result<()>
 /// Bytes a device must download to go from layer `from` to `to`: the
 /// cached delta if the controller has one, else the full blob.
 pub async fn bytes_needed(
-    controller_url: &str,
+    ctl: &crate::Controller,
     from: &petrel_protocol::Digest,
     to: &petrel_protocol::LayerDescriptor,
 ) -> Result<u64> {
-    let resp = reqwest::get(format!("{controller_url}/v1/deltas/{from}/{}", to.diff_id)).await?;
+    let resp = ctl
+        .get(&format!("{}/v1/deltas/{from}/{}", ctl.url(), to.diff_id))
+        .await?;
     if resp.status().as_u16() == 404 {
         return Ok(to.size);
     }

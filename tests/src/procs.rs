@@ -161,6 +161,24 @@ impl Controller {
             .expect("an API client")
     }
 
+    /// GET `url` with the admin token (operators are not held to the
+    /// devices' delta budget).
+    pub async fn get(&self, url: &str) -> reqwest::Result<reqwest::Response> {
+        let mut builder = reqwest::Client::builder();
+        if self.secure {
+            let ca = std::fs::read_to_string(self.ca_path()).unwrap_or_default();
+            if let Ok(tls) = petrel_tls::client_config(&ca, None) {
+                builder = builder.use_preconfigured_tls(tls);
+            }
+        }
+        builder
+            .build()?
+            .get(url)
+            .bearer_auth(self.admin_token())
+            .send()
+            .await
+    }
+
     /// `petrel --controller URL` with the admin token (and the CA).
     pub fn cli(&self) -> Command {
         let mut cmd = Command::new(bin("petrel"));

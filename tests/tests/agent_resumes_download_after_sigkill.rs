@@ -95,7 +95,7 @@ async fn agent_resumes_download_after_sigkill_without_fetching_twice() -> anyhow
     let v2_pid = running_app(&agent.data_dir, "2").await?;
     let received = proxy.bytes_down() - before;
     // a delta from v1's layer if the controller made one, else the blob
-    let needed = bytes_needed(&ctl.url(), &v1.layers[0].diff_id, &v2.layers[0]).await?;
+    let needed = bytes_needed(&ctl, &v1.layers[0].diff_id, &v2.layers[0]).await?;
     // headers of a few requests aside, every byte was fetched once
     assert!(
         received <= needed + 64 * 1024,

@@ -60,7 +60,11 @@ async fn oversized_messages_releases_and_uploads_are_refused_and_the_fleet_keeps
             Some(n) => format!("Content-Length: {n}\r\n"),
             None => "Transfer-Encoding: chunked\r\n".into(),
         };
-        write!(tcp, "POST /v1/layers HTTP/1.1\r\nHost: x\r\n{length}\r\n")?;
+        let auth = format!("Authorization: Bearer {}\r\n", ctl.admin_token());
+        write!(
+            tcp,
+            "POST /v1/layers HTTP/1.1\r\nHost: x\r\n{auth}{length}\r\n"
+        )?;
         if declared.is_none() {
             let chunk = vec![0u8; 1 << 20];
             for _ in 0..body / chunk.len() + 1 {

@@ -67,7 +67,8 @@ async fn unusable_deltas_fall_back_to_the_full_blob() -> anyhow::Result<()> {
         v1_layer,
         v2.layers[0].diff_id
     );
-    let patch_len = reqwest::get(&url)
+    let patch_len = ctl
+        .get(&url)
         .await?
         .error_for_status()?
         .bytes()
@@ -92,13 +93,14 @@ async fn unusable_deltas_fall_back_to_the_full_blob() -> anyhow::Result<()> {
     // delta smaller than the blob, 404, full blob
     let v2_layer = v2.layers[0].diff_id.clone();
     let v3 = two_layer_release(&client, tmp.path(), "two", "v3", "3", &noise(1 << 20, 99)).await?;
-    let resp = reqwest::get(format!(
-        "{}/v1/deltas/{}/{}",
-        ctl.url(),
-        v2_layer,
-        v3[0].diff_id
-    ))
-    .await?;
+    let resp = ctl
+        .get(&format!(
+            "{}/v1/deltas/{}/{}",
+            ctl.url(),
+            v2_layer,
+            v3[0].diff_id
+        ))
+        .await?;
     assert_eq!(resp.status().as_u16(), 404, "no delta worth sending");
     client.deploy("demo@3", &devices).await?;
     wait_converged(&client, &agent.id, "3").await?;

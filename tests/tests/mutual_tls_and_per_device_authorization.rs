@@ -117,6 +117,16 @@ async fn provisioned_devices_update_over_mtls_and_a_device_certificate_gets_noth
     let view = client.device("pi-1").await?;
     assert_eq!(view.current.map(|c| c.version), Some("1".to_string()));
 
+    // pi-2's certificate cannot make the controller compute deltas pi-2
+    // does not need (pi-1's layers)
+    let layer = client.release("demo", "1").await?.layers()[0]
+        .diff_id
+        .clone();
+    let delta = format!("/v1/deltas/{layer}/{layer}");
+    assert_eq!(status_with(&ctl, &cert, &key, &delta).await?, 403);
+    // nor anything of the operators' API
+    assert_eq!(status_with(&ctl, &cert, &key, "/v1/devices").await?, 403);
+
     // revocation: pi-2 is cut off from the broker and the blob server
     assert!(client.device("pi-2").await?.online);
     let out = ctl.cli().args(["device", "revoke", "pi-2"]).output()?;
@@ -127,17 +137,18 @@ async fn provisioned_devices_update_over_mtls_and_a_device_certificate_gets_noth
     .await?;
     let again = hostile::connect(hostile::options("pi-2", port, &ca, Some(as_pi2()))?).await;
     assert!(again.is_err(), "a revoked certificate connected");
-    let status = blob_status_with(&ctl, &cert, &key).await?;
-    assert_eq!(status, 403);
+    let blob = format!("/v1/blobs/sha256:{}", "0".repeat(64));
+    assert_eq!(status_with(&ctl, &cert, &key, &blob).await?, 403);
     assert!(pi1.log().contains("connected") || client.device("pi-1").await?.online);
     Ok(())
 }
 
-/// GET a blob route over HTTPS presenting a device certificate.
-async fn blob_status_with(
+/// GET `path` over HTTPS presenting a device certificate.
+async fn status_with(
     ctl: &Controller,
     cert: &std::path::Path,
     key: &std::path::Path,
+    path: &str,
 ) -> anyhow::Result<u16> {
     let tls = petrel_tls::client_config(
         &std::fs::read_to_string(ctl.ca_path())?,
@@ -149,7 +160,7 @@ async fn blob_status_with(
     let http = reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .build()?;
-    let url = format!("{}/v1/blobs/sha256:{}", ctl.url(), "0".repeat(64));
+    let url = format!("{}{path}", ctl.url());
     Ok(http.get(url).send().await?.status().as_u16())
 }
 

@@ -48,12 +48,15 @@ async fn an_update_over_a_link_cut_every_few_seconds_completes_within_five_perce
         "v2: received {v2_received} bytes; app layer blob {} bytes",
         v2[1].size
     );
-    let patch = reqwest_len(&format!(
-        "{}/v1/deltas/{}/{}",
-        ctl.url(),
-        v1[1].diff_id,
-        v2[1].diff_id
-    ))
+    let patch = reqwest_len(
+        &ctl,
+        &format!(
+            "{}/v1/deltas/{}/{}",
+            ctl.url(),
+            v1[1].diff_id,
+            v2[1].diff_id
+        ),
+    )
     .await?;
     assert!(
         patch < v2[1].size / 10,
@@ -69,7 +72,7 @@ async fn an_update_over_a_link_cut_every_few_seconds_completes_within_five_perce
 }
 
 /// Length of a GET body, straight from the controller (not via the proxy).
-async fn reqwest_len(url: &str) -> anyhow::Result<u64> {
-    let resp = reqwest::get(url).await?.error_for_status()?;
+async fn reqwest_len(ctl: &Controller, url: &str) -> anyhow::Result<u64> {
+    let resp = ctl.get(url).await?.error_for_status()?;
     Ok(resp.bytes().await?.len() as u64)
 }

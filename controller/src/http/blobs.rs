@@ -44,11 +44,16 @@ async fn serve_file(path: std::path::PathBuf, digest: &Digest, req: Request) -> 
 pub(super) async fn get_delta(
     State(api): State<Api>,
     Path((from, to)): Path<(String, String)>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
     req: Request,
 ) -> Response {
     let (Ok(from), Ok(to)) = (from.parse::<Digest>(), to.parse::<Digest>()) else {
         return bad_request("invalid diff_id in delta path").into_response();
     };
+    let cached = api.deltas.is_cached(&from, &to);
+    if let Err(refused) = api.delta_guard.admit(&api, &caller, &to, cached) {
+        return refused.into_response();
+    }
     match api.deltas.get(&from, &to).await {
         Ok(Some(delta)) => serve_file(delta.path, &delta.digest, req).await,
         Ok(None) => ApiError(

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
 mod blobs;
+mod delta_guard;
 mod deploy;
 mod images;
 mod releases;
@@ -56,6 +57,8 @@ pub struct Api {
     pub auth: crate::auth::Auth,
     /// Where devices reach this controller.
     pub advertised: security::Advertised,
+    /// Who may have deltas computed, how often.
+    pub delta_guard: Arc<delta_guard::DeltaGuard>,
 }
 
 /// An API error: status code and a message naming what failed.
@@ -63,8 +66,19 @@ pub struct Api {
 pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
+    /// A 500's cause (which may name the controller's files) goes to the
+    /// log under a reference; the client gets the reference only.
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+        static REFS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let message = match self.0 {
+            StatusCode::INTERNAL_SERVER_ERROR => {
+                let r = REFS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(reference = r, error = %self.1, "request failed");
+                format!("internal error (reference {r} in the controller's log)")
+            }
+            _ => self.1,
+        };
+        (self.0, Json(serde_json::json!({ "error": message }))).into_response()
     }
 }
 

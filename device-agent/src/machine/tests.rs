@@ -24,6 +24,7 @@ fn release(version: &str) -> ReleaseManifest {
         depends_on: vec![],
         variants: vec![],
         allow_setid: false,
+        user: None,
     };
     ReleaseManifest {
         schema: SCHEMA,
