@@ -75,6 +75,7 @@ pub async fn serve(
             source,
         })?;
     }
+    http::hide_paths_under(&cfg.data_dir);
     let tokens = std::sync::Arc::new(crate::auth::Tokens::open(&cfg.data_dir.join("auth"))?);
     let pki = match cfg.security {
         Security::Tls => Some(load_or_init_pki(&cfg.data_dir.join("pki"))?),

@@ -71,7 +71,7 @@ async fn rollout(fleet: &LocalFleet, tmp: &Path, timeout: Duration) -> Result<()
             "\n== rolling out demo@{version} to {} devices ==",
             ids.len()
         );
-        let devices = wait_converged(&client, &ids, version, timeout).await?;
+        let devices = wait_converged(client, &ids, version, timeout).await?;
         let pids = check_running(fleet, &devices, version).await?;
         if version == "1" {
             v1_pids = pids;

@@ -205,6 +205,11 @@ async fn bad_input_is_rejected_with_clear_events_and_the_current_release_keeps_r
     .await?;
     let oversized = publish(vec![b' '; 1536 * 1024]);
     expect_failure(&ctl, &agent, oversized, rejected("exceeds the limit")).await?;
+    // JSON nested 100,000 deep (under the size limit): an error, not a
+    // stack overflow
+    let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let nested = publish(nested.into_bytes());
+    expect_failure(&ctl, &agent, nested, rejected("malformed JSON")).await?;
 
     let failed = |needle, running| Expect {
         kind: EventKind::UpdateFailed,
@@ -234,6 +239,16 @@ async fn bad_input_is_rejected_with_clear_events_and_the_current_release_keeps_r
     let deploy4 = deploy(&client, "demo@4", &agent.id);
     let truncated = failed("truncated", ("1", v1_pid));
     expect_failure(&ctl, &agent, deploy4, truncated).await?;
+
+    // a blob server sending more bytes than the manifest declares
+    let v5 =
+        two_layer_release(&client, tmp.path(), "bad", "v5", "5", &noise(256 << 10, 50)).await?;
+    let blob = blob_file(&ctl, &v5[0].digest);
+    let mut grown = std::fs::OpenOptions::new().append(true).open(&blob)?;
+    std::io::Write::write_all(&mut grown, &noise(64 << 10, 55))?;
+    let deploy5 = deploy(&client, "demo@5", &agent.id);
+    let longer = failed("expected at most", ("1", v1_pid));
+    expect_failure(&ctl, &agent, deploy5, longer).await?;
 
     // desired states the controller did not sign, or that expired: a forged
     // high generation is refused, so it cannot lock the device out

@@ -83,19 +83,23 @@ fn bad_restart_policies_and_durations_are_rejected() {
 }
 
 #[test]
-fn depends_on_orders_the_start_and_ignored_keys_warn() {
+fn depends_on_orders_the_start_user_is_kept_and_ignored_keys_warn() {
     let yaml = "services:\n  web:\n    image: app:1\n    depends_on: [db]\n    user: \"1000\"\n    container_name: my-web\n  db:\n    image: app:1\n    depends_on:\n      cache: {condition: service_started}\n  cache:\n    image: app:1\n";
     let (r, warnings) = to_release_with_warnings(yaml, "demo", "1", lookup).unwrap();
     assert_eq!(r.start_order().unwrap(), ["cache", "db", "web"]);
-    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
-        warnings[0].contains("service web: `user` is ignored"),
+        warnings[0].contains("`container_name` is ignored"),
         "{warnings:?}"
     );
-    assert!(
-        warnings[1].contains("`container_name` is ignored"),
-        "{warnings:?}"
-    );
+    assert_eq!(r.services["web"].user.as_deref(), Some("1000"));
+    let numeric = yaml.replace("user: \"1000\"", "user: 1000");
+    let (r, _) = to_release_with_warnings(&numeric, "demo", "1", lookup).unwrap();
+    assert_eq!(r.services["web"].user.as_deref(), Some("1000"));
+    for bad in ["\"a:b:c\"", "\"root;x\"", "\"\""] {
+        let y = yaml.replace("\"1000\"", bad);
+        assert!(to_release(&y, "demo", "1", lookup).is_err(), "{bad}");
+    }
     let cycle = "services:\n  a:\n    image: app:1\n    depends_on: [b]\n  b:\n    image: app:1\n    depends_on: [a]\n";
     let err = to_release(cycle, "demo", "1", lookup)
         .unwrap_err()

@@ -102,7 +102,7 @@ mod tests {
         for _ in 0..GENERATIONS_PER_HOUR {
             assert!(guard.spend("pi-1").is_ok());
         }
-        let refused = guard.spend("pi-1").err().expect("over budget");
+        let refused = guard.spend("pi-1").expect_err("over budget");
         assert_eq!(refused.0, StatusCode::TOO_MANY_REQUESTS);
         assert!(guard.spend("pi-2").is_ok());
     }

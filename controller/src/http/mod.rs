@@ -65,9 +65,42 @@ pub struct Api {
 #[derive(Debug)]
 pub struct ApiError(pub StatusCode, pub String);
 
+/// Data directories whose paths never appear in an answer (see
+/// [`hide_paths_under`]).
+static HIDDEN: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// From now on, answers name files under `dir` as `<data>/…`: clients are
+/// told what failed, not where the controller keeps its files.
+pub fn hide_paths_under(dir: &std::path::Path) {
+    let mut hidden = HIDDEN
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for form in [Some(dir.to_path_buf()), dir.canonicalize().ok()]
+        .into_iter()
+        .flatten()
+    {
+        let text = form.display().to_string();
+        if !text.is_empty() && !hidden.contains(&text) {
+            hidden.push(text);
+        }
+    }
+    // longest first, so a nested directory is replaced whole
+    hidden.sort_by_key(|t| std::cmp::Reverse(t.len()));
+}
+
+fn scrub(message: String) -> String {
+    let hidden = HIDDEN
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    hidden
+        .iter()
+        .fold(message, |m, dir| m.replace(dir.as_str(), "<data>"))
+}
+
 impl IntoResponse for ApiError {
     /// A 500's cause (which may name the controller's files) goes to the
-    /// log under a reference; the client gets the reference only.
+    /// log under a reference; the client gets the reference only. Other
+    /// answers name the controller's files as `<data>/…`.
     fn into_response(self) -> Response {
         static REFS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let message = match self.0 {
@@ -76,7 +109,7 @@ impl IntoResponse for ApiError {
                 tracing::error!(reference = r, error = %self.1, "request failed");
                 format!("internal error (reference {r} in the controller's log)")
             }
-            _ => self.1,
+            _ => scrub(self.1),
         };
         (self.0, Json(serde_json::json!({ "error": message }))).into_response()
     }
@@ -297,4 +330,26 @@ async fn limits(State(api): State<Api>) -> Json<LimitsView> {
         max_upload_bytes: api.max_upload_bytes,
         max_message_bytes: api.limits.max_message_bytes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn answers_name_the_controllers_files_relative_to_its_data_dir() {
+        hide_paths_under(std::path::Path::new("/var/lib/petrel-scrub"));
+        let said = scrub("i/o on /var/lib/petrel-scrub/blobs/sha256/ab: incomplete frame".into());
+        assert_eq!(said, "i/o on <data>/blobs/sha256/ab: incomplete frame");
+        let response =
+            ApiError(StatusCode::INTERNAL_SERVER_ERROR, "/etc/secret".into()).into_response();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(
+            body.contains("reference") && !body.contains("/etc/secret"),
+            "{body}"
+        );
+    }
 }
