@@ -7,7 +7,7 @@
 //! other than what the operator wrote.
 
 use petrel_protocol::{
-    HealthCheck, ImageManifest, ReleaseManifest, RestartPolicy, ServiceSpec, SCHEMA,
+    HealthCheck, ImageManifest, NetworkMode, ReleaseManifest, RestartPolicy, ServiceSpec, SCHEMA,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -83,6 +83,9 @@ struct ComposeService {
     /// read as "started").
     #[serde(default)]
     depends_on: Option<DependsOn>,
+    /// `host` (default) or `none`.
+    #[serde(default)]
+    network_mode: Option<String>,
     /// The user the service runs as (overrides the image's `USER`).
     #[serde(default)]
     user: Option<serde_yaml_ng::Value>,
@@ -202,6 +205,11 @@ fn service(
         variants: vec![],
         allow_setid: svc.allow_setid,
         user: svc.user.as_ref().map(user).transpose().map_err(invalid)?,
+        network_mode: match svc.network_mode.as_deref() {
+            None | Some("host") => NetworkMode::Host,
+            Some("none") => NetworkMode::None,
+            Some(other) => return Err(invalid(format!("network_mode {other:?}: devices run services on the host network (host) or without one (none)"))),
+        },
     })
 }
 

@@ -201,6 +201,7 @@ pub fn instances(
                 cpu_millis: svc.cpu_millis,
                 image: Some(image_layers(rootfs_dir, svc)),
                 user: svc.user.clone(),
+                network: svc.network_mode,
             }
         })
         .collect()

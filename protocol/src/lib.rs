@@ -43,8 +43,8 @@ pub use error_text::error_text;
 pub use layer_policy::{AuditSummary, EntryKind, LayerAudit, Treatment};
 pub use lifecycle::{Phase, Step, TransitionError};
 pub use manifest::{
-    HealthCheck, ImageConfig, ImageManifest, LayerDescriptor, ManifestError, ReleaseManifest,
-    ReleaseRef, RestartPolicy, ServiceSpec, SwapStrategy, VolumeMount,
+    HealthCheck, ImageConfig, ImageManifest, LayerDescriptor, ManifestError, NetworkMode,
+    ReleaseManifest, ReleaseRef, RestartPolicy, ServiceSpec, SwapStrategy, VolumeMount,
 };
 pub use messages::{Desired, Envelope, Event, EventKind, Progress, Reported, ServiceState, Status};
 pub use platform::{InvalidPlatform, Platform};

@@ -58,6 +58,25 @@ impl ImageManifest {
     }
 }
 
+/// A service's network (compose `network_mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkMode {
+    /// The device's own network (the default: devices serve on their
+    /// ports, and there is no bridge to configure).
+    #[default]
+    Host,
+    /// A network namespace of its own with only loopback: a service that
+    /// needs no network gets none.
+    None,
+}
+
+impl NetworkMode {
+    pub fn is_host(&self) -> bool {
+        *self == NetworkMode::Host
+    }
+}
+
 /// Restart policy of a service (compose names).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -136,6 +155,9 @@ pub struct ServiceSpec {
     /// from the image's own /etc/passwd); default: the image's `USER`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Compose `network_mode`: `host` (default) or `none`.
+    #[serde(default, skip_serializing_if = "NetworkMode::is_host")]
+    pub network_mode: NetworkMode,
 }
 
 /// How a service is swapped for its new version.
@@ -366,6 +388,7 @@ pub(crate) mod tests {
             variants: vec![],
             allow_setid: false,
             user: None,
+            network_mode: NetworkMode::Host,
         };
         ReleaseManifest {
             schema: SCHEMA,

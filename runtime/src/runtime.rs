@@ -70,6 +70,9 @@ pub struct InstanceSpec {
     /// The release's `user` for the service; `None`: the image's `USER`.
     #[serde(default)]
     pub user: Option<String>,
+    /// The device's network (default) or a namespace with loopback only.
+    #[serde(default)]
+    pub network: petrel_protocol::NetworkMode,
 }
 
 impl InstanceSpec {

@@ -25,6 +25,7 @@ fn release(version: &str) -> ReleaseManifest {
         variants: vec![],
         allow_setid: false,
         user: None,
+        network_mode: Default::default(),
     };
     ReleaseManifest {
         schema: SCHEMA,

@@ -96,7 +96,13 @@ fn host_config(spec: &InstanceSpec) -> HostConfig {
         init: Some(true),
         privileged: Some(false),
         security_opt: Some(vec![NO_NEW_PRIVILEGES.into()]),
-        network_mode: Some("host".into()),
+        network_mode: Some(
+            match spec.network {
+                petrel_protocol::NetworkMode::Host => "host",
+                petrel_protocol::NetworkMode::None => "none",
+            }
+            .into(),
+        ),
         binds: Some(binds(spec)),
         memory: spec.memory_limit.and_then(|m| i64::try_from(m).ok()),
         nano_cpus: spec.cpu_millis.map(|m| i64::from(m) * 1_000_000),
@@ -302,6 +308,13 @@ mod tests {
         assert_eq!(host.security_opt, Some(vec!["no-new-privileges".into()]));
         assert_eq!((host.cap_add, host.cap_drop), (None, None));
         assert_eq!(host.network_mode.as_deref(), Some("host"));
+        // a compose user overrides the image's; network_mode none maps over
+        spec.user = Some("1000:1000".into());
+        spec.network = petrel_protocol::NetworkMode::None;
+        let body = create_body("dev-1", &spec, "img", Duration::from_secs(5)).unwrap();
+        assert_eq!(body.user.as_deref(), Some("1000:1000"));
+        let host = body.host_config.unwrap();
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
     }
 
     #[test]

@@ -53,14 +53,24 @@ pub(super) fn prepare(spec: &InstanceSpec) -> Result<Vec<Prepared>, String> {
     Ok(out)
 }
 
-/// After fork: new namespaces, private mounts, the volumes bound in.
-pub(super) fn isolate(hostname: &[u8], mounts: &[Prepared]) -> std::io::Result<()> {
-    unshare(
-        CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWPID
-            | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWIPC,
-    )?;
+/// After fork: new namespaces (a network one too when `own_network`,
+/// with loopback up), private mounts, the volumes bound in.
+pub(super) fn isolate(
+    hostname: &[u8],
+    mounts: &[Prepared],
+    own_network: bool,
+) -> std::io::Result<()> {
+    let mut flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC;
+    if own_network {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    unshare(flags)?;
+    if own_network {
+        loopback_up()?;
+    }
     mount(
         None::<&Path>,
         "/",
@@ -89,4 +99,32 @@ pub(super) fn isolate(hostname: &[u8], mounts: &[Prepared]) -> std::io::Result<(
         }
     }
     Ok(())
+}
+
+/// Brings `lo` up in a new network namespace (it starts down), with two
+/// ioctls and no allocation: this runs between fork and exec.
+fn loopback_up() -> std::io::Result<()> {
+    use nix::libc;
+    // SAFETY: plain syscalls on a zeroed ifreq naming "lo"; the socket is
+    // closed on every path.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        req.ifr_name[0] = b'l' as libc::c_char;
+        req.ifr_name[1] = b'o' as libc::c_char;
+        let mut rc = libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut req);
+        if rc == 0 {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            rc = libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &req);
+        }
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        match rc {
+            0 => Ok(()),
+            _ => Err(err),
+        }
+    }
 }

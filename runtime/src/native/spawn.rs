@@ -182,6 +182,7 @@ fn chroot_into(cmd: &mut Command, spec: &InstanceSpec, pid_file: File) -> Result
     let root = cstring(spec.rootfs.as_os_str().as_bytes())?;
     let dir = cstring(working_dir(spec).as_os_str().as_bytes())?;
     let host = spec.name.clone().into_bytes();
+    let own_network = spec.network == petrel_protocol::NetworkMode::None;
     let confinement = Confinement::prepare(spec)?;
     let mounts = super::mounts::prepare(spec)?;
     let dev = super::devfs::plan(&spec.rootfs)?;
@@ -196,7 +197,7 @@ fn chroot_into(cmd: &mut Command, spec: &InstanceSpec, pid_file: File) -> Result
             write_own_pid(&pid_file)?;
             setsid()?;
             super::cgroups::join(&cgroups)?;
-            super::mounts::isolate(&host, &mounts)?;
+            super::mounts::isolate(&host, &mounts, own_network)?;
             super::devfs::mount(&dev)?;
             chroot(root.as_c_str())?;
             chdir(dir.as_c_str())?;
