@@ -188,12 +188,22 @@ async fn read_frame(
                     .map_err(|e| FrontError::Malformed(e.to_string()))?;
                 return Ok((frame, packet));
             }
-            Err(mqttbytes::Error::InsufficientBytes(_)) => {
-                if rd.read_buf(buf).await? == 0 {
-                    return Err(FrontError::Closed);
-                }
-            }
+            Err(mqttbytes::Error::InsufficientBytes(_)) => match rd.read_buf(buf).await {
+                Ok(0) => return Err(FrontError::Closed),
+                Ok(_) => {}
+                // a device that lost power or its link: gone, not refused
+                Err(e) if is_hangup(&e) => return Err(FrontError::Closed),
+                Err(e) => return Err(e.into()),
+            },
             Err(e) => return Err(FrontError::Malformed(e.to_string())),
         }
     }
+}
+
+fn is_hangup(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+    )
 }
