@@ -30,6 +30,7 @@ pub mod lifecycle;
 pub mod manifest;
 pub mod messages;
 pub mod platform;
+pub mod rollout;
 pub mod signing;
 pub mod start_order;
 pub mod topics;
