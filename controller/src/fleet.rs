@@ -107,6 +107,7 @@ pub fn start(
     store: Store,
     limits: Limits,
     keys: Keyring,
+    observer: crate::rollouts::Rollouts,
 ) -> Fleet {
     let mut opts = MqttOptions::new("petrel-controller", broker.host.clone(), broker.port);
     if let Some(tls) = tls {
@@ -127,7 +128,13 @@ pub fn start(
         client,
         keys: Arc::new(RwLock::new(keys)),
     };
-    tokio::spawn(run(eventloop, fleet.clone(), store.clone(), limits));
+    tokio::spawn(run(
+        eventloop,
+        fleet.clone(),
+        store.clone(),
+        limits,
+        observer,
+    ));
     let refresher = fleet.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(REFRESH);
@@ -140,7 +147,13 @@ pub fn start(
     fleet
 }
 
-async fn run(mut eventloop: rumqttc::EventLoop, fleet: Fleet, store: Store, limits: Limits) {
+async fn run(
+    mut eventloop: rumqttc::EventLoop,
+    fleet: Fleet,
+    store: Store,
+    limits: Limits,
+    observer: crate::rollouts::Rollouts,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match eventloop.poll().await {
@@ -152,7 +165,11 @@ async fn run(mut eventloop: rumqttc::EventLoop, fleet: Fleet, store: Store, limi
                 // resubscribe and re-publish without blocking the poll loop
                 tokio::spawn(async move { on_connect(&fleet, &store).await });
             }
-            Ok(MqttEvent::Incoming(Packet::Publish(p))) => ingest(&store, &p, limits),
+            Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                if let Some(device) = ingest(&store, &p, limits) {
+                    observer.observed(&device);
+                }
+            }
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "broker connection lost; retrying in {backoff:?}");
@@ -198,17 +215,17 @@ pub fn dropped_messages() -> u64 {
 
 /// Applies one message from a device. A device may only speak for itself:
 /// the id inside the payload must match the id in the topic.
-fn ingest(store: &Store, p: &Publish, limits: Limits) {
-    let Some((id, channel)) = topics::parse(&p.topic) else {
-        return;
-    };
+/// Stores what a device sent; returns the device if its report or
+/// presence changed (for the rollouts).
+fn ingest(store: &Store, p: &Publish, limits: Limits) -> Option<String> {
+    let (id, channel) = topics::parse(&p.topic)?;
     if p.payload.is_empty() {
-        return;
+        return None;
     }
     if p.payload.len() > limits.max_message_bytes {
         let n = DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         tracing::warn!(device = id, topic = %p.topic, bytes = p.payload.len(), limit = limits.max_message_bytes, dropped_so_far = n, "dropped an oversized device message");
-        return;
+        return None;
     }
     let payload = &p.payload[..];
     let result = match channel {
@@ -227,8 +244,13 @@ fn ingest(store: &Store, p: &Publish, limits: Limits) {
             .map(|s| touch(store, id, s.online)),
         Channel::Desired => Ok(()),
     };
-    if let Err(e) = result {
-        tracing::warn!(device = id, topic = %p.topic, error = %e, "rejected device message");
+    match result {
+        Err(e) => {
+            tracing::warn!(device = id, topic = %p.topic, error = %e, "rejected device message");
+            None
+        }
+        Ok(()) if channel != Channel::Events => Some(id.to_string()),
+        Ok(()) => None,
     }
 }
 

@@ -32,6 +32,7 @@ pub mod images;
 pub mod keys;
 pub mod layer_paths;
 pub mod pki;
+pub mod rollouts;
 pub mod server;
 pub mod store;
 pub mod table;

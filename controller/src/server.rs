@@ -94,7 +94,15 @@ pub async fn serve(
     let keys = crate::keys::Keyring::load_or_create(&cfg.data_dir.join("keys"))
         .map_err(|e| ServeError::Keys(e.to_string()))?;
     tracing::info!(key = %keys.public().id(), path = %cfg.data_dir.join("keys/signing.pub").display(), "signing desired states; agents pin this public key");
-    let fleet = crate::fleet::start(&link.url, link.tls, store.clone(), cfg.limits, keys);
+    let (rollouts, rollout_rx) = crate::rollouts::channel();
+    let fleet = crate::fleet::start(
+        &link.url,
+        link.tls,
+        store.clone(),
+        cfg.limits,
+        keys,
+        rollouts.clone(),
+    );
     let deltas =
         crate::deltas::DeltaCache::new(cfg.data_dir.join("deltas"), blobs.clone(), store.clone())
             .map_err(|source| ServeError::DataDir {
@@ -118,6 +126,7 @@ pub async fn serve(
             pki: pki.clone(),
         },
         delta_guard: Default::default(),
+        rollouts,
         advertised: http::security::Advertised {
             broker: link.device_url.clone(),
             controller_url: format!(
@@ -128,6 +137,7 @@ pub async fn serve(
         },
     };
     spawn_periodic_gc(api.clone());
+    crate::rollouts::spawn(api.clone(), rollout_rx);
     tracing::info!(http = %http_addr, broker = %link.url.address(), devices_use = %link.device_url, "controller serving");
     let app = http::router(api).into_make_service_with_connect_info::<Peer>();
     match pki {

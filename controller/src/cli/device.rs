@@ -40,6 +40,13 @@ pub enum DeviceCmd {
     /// Revoke every certificate of a device: its connections are refused
     /// from now on (MQTT and HTTPS).
     Revoke { id: String },
+    /// Set labels (`key=value ...`) or remove them (`--remove key`).
+    Label {
+        id: String,
+        pairs: Vec<String>,
+        #[arg(long)]
+        remove: Vec<String>,
+    },
 }
 
 /// Events shown under `device show`.
@@ -63,6 +70,9 @@ pub(super) async fn run(client: &Client, cmd: DeviceCmd) -> Result<()> {
                 root_key,
             };
             super::security::provision(client, &id, opts).await?;
+        }
+        DeviceCmd::Label { id, pairs, remove } => {
+            super::rollout::label(client, &id, &pairs, remove).await?;
         }
         DeviceCmd::Revoke { id } => {
             let r = client.revoke_device(&id).await?;

@@ -8,6 +8,7 @@ mod device;
 mod devices;
 mod image;
 mod release;
+mod rollout;
 mod security;
 mod wait;
 
@@ -15,6 +16,7 @@ pub use device::DeviceCmd;
 pub use devices::devices_table;
 pub use image::ImageCmd;
 pub use release::ReleaseCmd;
+pub use rollout::RolloutCmd;
 pub use security::{BrokerCmd, CaCmd, KeyCmd, TokenCmd};
 
 use crate::client::Client;
@@ -92,6 +94,9 @@ pub enum Command {
     /// The fleet certificate authority (local, on the controller's machine).
     #[command(subcommand)]
     Ca(CaCmd),
+    /// Waves of a release over the devices a selector picks.
+    #[command(subcommand)]
+    Rollout(RolloutCmd),
     /// API tokens: create (admin), list, delete.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -143,6 +148,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             unreachable!("handled above")
         }
         Command::Token(cmd) => security::token(&client, cmd).await,
+        Command::Rollout(cmd) => rollout::run(&client, cmd).await,
         Command::Image(cmd) => image::run(&client, cmd).await,
         Command::Release(cmd) => release::run(&client, cmd).await,
         Command::Deploy {

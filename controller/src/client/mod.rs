@@ -370,5 +370,6 @@ impl Client {
     }
 }
 
+mod rollouts;
 mod security;
 pub use security::ProvisionOptions;

@@ -79,19 +79,32 @@ pub(super) async fn deploy(
     let _guard = api.deploy_lock.lock().await;
     let mut out = Vec::new();
     for (id, release) in resolved {
-        prepare_deltas(&api, id, &release);
-        // durable first, then published: a broker restart re-publishes it
-        let desired = api.store.set_desired(id, Some(release), crate::now_ms())?;
-        api.fleet
-            .publish_desired(&desired)
-            .await
-            .map_err(internal)?;
+        let desired = publish(&api, id, Some(release)).await?;
         out.push(Deployed {
             device: id.clone(),
             generation: desired.generation,
         });
     }
     Ok(Json(out))
+}
+
+/// Sets `id`'s desired release (`None`: run nothing) under a new
+/// generation: durable first, then published (a broker restart
+/// re-publishes it). The caller holds `deploy_lock`.
+pub(crate) async fn publish(
+    api: &Api,
+    id: &str,
+    release: Option<petrel_protocol::ReleaseManifest>,
+) -> ApiResult<petrel_protocol::Desired> {
+    if let Some(r) = &release {
+        prepare_deltas(api, id, r);
+    }
+    let desired = api.store.set_desired(id, release, crate::now_ms())?;
+    api.fleet
+        .publish_desired(&desired)
+        .await
+        .map_err(internal)?;
+    Ok(desired)
 }
 
 /// Starts generating, ahead of the device asking, the deltas it will want:

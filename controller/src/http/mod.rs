@@ -20,12 +20,13 @@ use tokio::io::AsyncWriteExt;
 
 mod blobs;
 mod delta_guard;
-mod deploy;
+pub(crate) mod deploy;
 mod images;
 mod releases;
+pub mod rollouts;
 pub mod security;
 pub mod tls;
-mod views;
+pub(crate) mod views;
 
 pub use deploy::{Deploy, Deployed};
 pub use images::ImageSpec;
@@ -59,6 +60,8 @@ pub struct Api {
     pub advertised: security::Advertised,
     /// Who may have deltas computed, how often.
     pub delta_guard: Arc<delta_guard::DeltaGuard>,
+    /// The rollout driver.
+    pub rollouts: crate::rollouts::Rollouts,
 }
 
 /// An API error: status code and a message naming what failed.
@@ -192,6 +195,10 @@ pub fn router(api: Api) -> Router {
             post(security::issue_certificate),
         )
         .route("/v1/devices/{id}/revoke", post(security::revoke))
+        .route("/v1/devices/{id}/labels", post(rollouts::label))
+        .route("/v1/rollouts", get(rollouts::list).post(rollouts::create))
+        .route("/v1/rollouts/{id}", get(rollouts::status))
+        .route("/v1/rollouts/{id}/{verb}", post(rollouts::command))
         .route(
             "/v1/tokens",
             get(security::list_tokens).post(security::create_token),

@@ -45,7 +45,7 @@ impl DeviceView {
     }
 }
 
-fn view(api: &Api, id: &str) -> ApiResult<DeviceView> {
+pub(crate) fn view(api: &Api, id: &str) -> ApiResult<DeviceView> {
     let desired = api.store.desired(id)?;
     let reported = api.store.reported(id)?.unwrap_or_default();
     let presence = api.store.presence(id)?.unwrap_or_default();

@@ -54,7 +54,13 @@ pub struct Store {
     /// device id → the last generation of a forgotten device, so one that
     /// comes back is never sent a generation it already passed.
     retired: sled::Tree,
+    /// rollout id → rollout record (see `rollouts`).
+    rollouts: sled::Tree,
+    /// device id → its operator labels.
+    labels: sled::Tree,
 }
+
+mod fleet_meta;
 
 fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> Result<Option<T>, StoreError> {
     match tree.get(key)? {
@@ -97,6 +103,8 @@ impl Store {
             layers: db.open_tree("layers")?,
             retired: db.open_tree("retired")?,
             variants: db.open_tree("variants")?,
+            rollouts: db.open_tree("rollouts")?,
+            labels: db.open_tree("labels")?,
             db,
         })
     }

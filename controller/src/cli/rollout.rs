@@ -1,0 +1,258 @@
+//! `petrel rollout ...` and `petrel device label`.
+
+use crate::client::Client;
+use crate::http::rollouts::{CreateRollout, LabelChange};
+use crate::rollouts::RolloutRecord;
+use anyhow::Result;
+use clap::Subcommand;
+use petrel_protocol::rollout::{Breach, DeviceState, Phase};
+use std::time::Duration;
+
+#[derive(Subcommand)]
+pub enum RolloutCmd {
+    /// Roll a release out to the devices a selector picks, in waves.
+    Create {
+        /// NAME@VERSION
+        release: String,
+        /// `key=value,key!=value,key` over labels, `id` and `platform`
+        /// (empty: every device).
+        #[arg(long = "select", default_value = "")]
+        selector: String,
+        #[arg(long)]
+        id: Option<String>,
+        /// Cumulative waves: percentages or counts.
+        #[arg(long, default_value = "1%,10%,50%,100%")]
+        waves: String,
+        /// A device of the canary wave, before all others (repeatable).
+        #[arg(long = "canary")]
+        canary: Vec<String>,
+        /// Devices started per minute at most.
+        #[arg(long)]
+        per_minute: Option<u32>,
+        /// Share of a wave that must succeed before the next (percent).
+        #[arg(long, default_value_t = 95)]
+        success: u8,
+        /// Seconds a finished wave soaks before the next starts.
+        #[arg(long, default_value_t = 60)]
+        soak: u64,
+        /// Failed share (percent) of finished devices that breaches.
+        #[arg(long, default_value_t = 10)]
+        max_failed: u8,
+        /// ... and at least this many failures.
+        #[arg(long, default_value_t = 1)]
+        min_failed: u32,
+        /// What a breach does.
+        #[arg(long, value_enum, default_value = "pause")]
+        on_breach: BreachArg,
+        /// Seconds after which an unfinished device counts as stuck.
+        #[arg(long, default_value_t = 3600)]
+        device_timeout: u64,
+        /// Times a failed device is sent the release again.
+        #[arg(long, default_value_t = 0)]
+        retries: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Status {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        /// Follow it until it completes or aborts.
+        #[arg(long)]
+        watch: bool,
+    },
+    Pause {
+        id: String,
+    },
+    Resume {
+        id: String,
+    },
+    /// Stop it and send every device that moved back to what it ran.
+    Abort {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum BreachArg {
+    Pause,
+    Abort,
+}
+
+pub(super) async fn run(client: &Client, cmd: RolloutCmd) -> Result<()> {
+    match cmd {
+        RolloutCmd::Create {
+            release,
+            selector,
+            id,
+            waves,
+            canary,
+            per_minute,
+            success,
+            soak,
+            max_failed,
+            min_failed,
+            on_breach,
+            device_timeout,
+            retries,
+            json,
+        } => {
+            let req = CreateRollout {
+                id,
+                release,
+                selector,
+                waves,
+                canary,
+                per_minute,
+                success_percent: success,
+                soak_s: soak,
+                max_failed_percent: max_failed,
+                min_failed,
+                on_breach: Some(match on_breach {
+                    BreachArg::Pause => Breach::Pause,
+                    BreachArg::Abort => Breach::Abort,
+                }),
+                device_timeout_s: device_timeout,
+                retries,
+            };
+            show(&client.create_rollout(&req).await?, json)
+        }
+        RolloutCmd::List { json } => {
+            let all = client.rollouts().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                for r in &all {
+                    println!("{}", summary(r));
+                }
+            }
+            Ok(())
+        }
+        RolloutCmd::Status { id, json, watch } => {
+            let mut last = String::new();
+            loop {
+                let rec = client.rollout(&id).await?;
+                let text = match json {
+                    true => serde_json::to_string_pretty(&rec)?,
+                    false => status_text(&rec),
+                };
+                if text != last {
+                    println!("{text}");
+                    last = text;
+                }
+                let done = matches!(rec.rollout.phase, Phase::Completed | Phase::Aborted { .. });
+                if !watch || done {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        RolloutCmd::Pause { id } => show(&client.rollout_command(&id, "pause", None).await?, false),
+        RolloutCmd::Resume { id } => {
+            show(&client.rollout_command(&id, "resume", None).await?, false)
+        }
+        RolloutCmd::Abort { id, reason } => {
+            show(&client.rollout_command(&id, "abort", reason).await?, false)
+        }
+    }
+}
+
+fn show(rec: &RolloutRecord, json: bool) -> Result<()> {
+    match json {
+        true => println!("{}", serde_json::to_string_pretty(rec)?),
+        false => println!("{}", status_text(rec)),
+    }
+    Ok(())
+}
+
+fn phase_text(p: &Phase) -> String {
+    match p {
+        Phase::Active { wave } => format!("wave {} running", wave + 1),
+        Phase::Soaking { wave, .. } => format!("wave {} soaking", wave + 1),
+        Phase::Paused { wave, reason } => format!("paused at wave {}: {reason}", wave + 1),
+        Phase::Aborted { reason } => format!("aborted: {reason}"),
+        Phase::Completed => "completed".into(),
+    }
+}
+
+fn summary(rec: &RolloutRecord) -> String {
+    let r = &rec.rollout;
+    let done: u32 = r.tallies.iter().map(|t| t.succeeded).sum();
+    format!(
+        "{}  {}  {}  {}/{} succeeded",
+        r.id,
+        r.release,
+        phase_text(&r.phase),
+        done,
+        r.members.len()
+    )
+}
+
+/// The status block: phase, one line per wave, stuck/failed devices,
+/// rollback progress, recent notes.
+pub fn status_text(rec: &RolloutRecord) -> String {
+    let r = &rec.rollout;
+    let mut out = format!(
+        "rollout {} of {} to {:?}: {}\n",
+        r.id,
+        r.release,
+        r.selector.to_string(),
+        phase_text(&r.phase)
+    );
+    for (i, t) in r.tallies.iter().enumerate() {
+        out += &format!(
+            "  wave {}: {} queued, {} started, {} succeeded, {} failed\n",
+            i + 1,
+            t.queued,
+            t.started,
+            t.succeeded,
+            t.failed
+        );
+    }
+    for (d, m) in &r.members {
+        match &m.state {
+            DeviceState::Failed { reason } => out += &format!("  {d}: failed: {reason}\n"),
+            DeviceState::Stuck { phase } => out += &format!("  {d}: stuck ({phase})\n"),
+            _ => {}
+        }
+    }
+    if !rec.reverted.is_empty() {
+        out += &format!(
+            "  sent back to their previous release: {}\n",
+            rec.reverted.len()
+        );
+    }
+    for n in rec.notes.iter().rev().take(5).rev() {
+        out += &format!("  [{}] {}\n", crate::rfc3339(n.at_ms / 1000), n.text);
+    }
+    out
+}
+
+/// `petrel device label ID k=v ... [--remove k]`.
+pub(super) async fn label(
+    client: &Client,
+    id: &str,
+    pairs: &[String],
+    remove: Vec<String>,
+) -> Result<()> {
+    let mut change = LabelChange {
+        remove,
+        ..Default::default()
+    };
+    for p in pairs {
+        let Some((k, v)) = p.split_once('=') else {
+            anyhow::bail!("label {p:?} is not key=value");
+        };
+        change.set.insert(k.to_string(), v.to_string());
+    }
+    let labels = client.label_device(id, &change).await?;
+    let text: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("{id}: {}", text.join(","));
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Rollouts as the controller runs them: the pure planner
+//! (`petrel_protocol::rollout`) fed by one driver task with what devices
+//! report, the operator's commands and a one-second tick; each step is
+//! persisted (the whole record, in the store) before its actions run, so
+//! a controller restarted by kill -9 resumes every rollout where it was.
+//!
+//! - [`driver`]: the task, and how a device report becomes planner input.
+//! - [`act`]: performing the planner's actions (desired states).
+
+mod act;
+mod driver;
+
+use petrel_protocol::rollout::{Input, Rollout};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tokio::sync::{mpsc, oneshot};
+
+pub use driver::facts;
+pub(crate) use driver::spawn;
+
+/// A rollout with what the controller keeps beside the planner's state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RolloutRecord {
+    pub rollout: Rollout,
+    /// The desired generation each started member was given.
+    #[serde(default)]
+    pub generations: BTreeMap<String, u64>,
+    /// Members sent back by an abort, and the generation of that revert.
+    #[serde(default)]
+    pub reverted: BTreeMap<String, u64>,
+    /// What happened, oldest first (the last [`NOTES_KEPT`]).
+    #[serde(default)]
+    pub notes: Vec<Note>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Note {
+    pub at_ms: u64,
+    pub text: String,
+}
+
+const NOTES_KEPT: usize = 200;
+
+/// What the driver is asked.
+pub(crate) enum Msg {
+    /// A device's report, presence or labels changed.
+    Observed(String),
+    Create(Box<Rollout>, oneshot::Sender<Result<RolloutRecord, String>>),
+    Command(
+        String,
+        Input,
+        oneshot::Sender<Result<RolloutRecord, String>>,
+    ),
+}
+
+/// Handle of the driver task.
+#[derive(Clone)]
+pub struct Rollouts {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl Rollouts {
+    /// Tells the driver a device changed.
+    pub fn observed(&self, device: &str) {
+        let _ = self.tx.send(Msg::Observed(device.to_string()));
+    }
+
+    pub async fn create(&self, rollout: Rollout) -> Result<RolloutRecord, String> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.tx.send(Msg::Create(Box::new(rollout), tx));
+        rx.await
+            .map_err(|_| "the rollout driver stopped".to_string())?
+    }
+
+    /// Pause, resume or abort.
+    pub async fn command(&self, id: &str, input: Input) -> Result<RolloutRecord, String> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.tx.send(Msg::Command(id.to_string(), input, tx));
+        rx.await
+            .map_err(|_| "the rollout driver stopped".to_string())?
+    }
+}
+
+/// The channel the fleet link reports device changes into, and the
+/// handle; the driver is started with [`spawn`] once the API exists.
+pub(crate) fn channel() -> (Rollouts, mpsc::UnboundedReceiver<Msg>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Rollouts { tx }, rx)
+}
