@@ -27,7 +27,11 @@ async fn a_rollout_resumes_after_kill_9_and_a_device_joining_midway_gets_the_rel
         wait_converged(&client, id, "1").await?;
     }
     for id in &ids[..4] {
-        succeeded(&ctl.cli().args(["device", "label", id, "group=field"]).output()?);
+        succeeded(
+            &ctl.cli()
+                .args(["device", "label", id, "group=field"])
+                .output()?,
+        );
     }
     let mut before = BTreeMap::new();
     for id in &ids {
@@ -53,20 +57,32 @@ async fn a_rollout_resumes_after_kill_9_and_a_device_joining_midway_gets_the_rel
         })
         .await?;
     // the first wave done: kill -9 while the rollout soaks or runs wave 2
-    wait_for(Duration::from_secs(60), "the first wave to finish", || async {
-        let rec = client.rollout("field-v2").await.ok()?;
-        (rec.rollout.tallies[0].succeeded == 1).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "the first wave to finish",
+        || async {
+            let rec = client.rollout("field-v2").await.ok()?;
+            (rec.rollout.tallies[0].succeeded == 1).then_some(())
+        },
+    )
     .await?;
     ctl.kill();
     ctl.restart()?;
     let client = ctl.client();
     // ro-5 joins the selector mid-rollout
-    succeeded(&ctl.cli().args(["device", "label", "ro-5", "group=field"]).output()?);
-    let done = wait_for(Duration::from_secs(120), "the rollout to complete", || async {
-        let rec = client.rollout("field-v2").await.ok()?;
-        (rec.rollout.phase == Phase::Completed).then_some(rec)
-    })
+    succeeded(
+        &ctl.cli()
+            .args(["device", "label", "ro-5", "group=field"])
+            .output()?,
+    );
+    let done = wait_for(
+        Duration::from_secs(120),
+        "the rollout to complete",
+        || async {
+            let rec = client.rollout("field-v2").await.ok()?;
+            (rec.rollout.phase == Phase::Completed).then_some(rec)
+        },
+    )
     .await?;
     assert_eq!(done.rollout.members.len(), 5, "{:?}", done.rollout.members);
     for id in &ids {

@@ -71,6 +71,12 @@ pub enum Command {
         #[arg(long, default_value_t = 1800)]
         timeout: u64,
     },
+    /// Stop asking devices for anything: their desired state is cleared;
+    /// they keep running what they run.
+    Undeploy {
+        #[arg(required = true)]
+        devices: Vec<String>,
+    },
     /// Show every device: presence, desired vs current release, phase.
     Devices {
         #[arg(long)]
@@ -149,6 +155,16 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Token(cmd) => security::token(&client, cmd).await,
         Command::Rollout(cmd) => rollout::run(&client, cmd).await,
+        Command::Undeploy { devices } => {
+            for d in devices {
+                let u = client.undeploy(&d).await?;
+                match u.generation {
+                    Some(g) => println!("{d}: desired state (generation {g}) cleared; it keeps running what it runs"),
+                    None => println!("{d}: had no desired state"),
+                }
+            }
+            Ok(())
+        }
         Command::Image(cmd) => image::run(&client, cmd).await,
         Command::Release(cmd) => release::run(&client, cmd).await,
         Command::Deploy {

@@ -33,6 +33,12 @@ impl Client {
         self.send(self.http.post(&url).json(&body), &url).await
     }
 
+    /// Clears a device's desired state (it keeps what it runs).
+    pub async fn undeploy(&self, id: &str) -> Result<crate::http::Undeployed, ClientError> {
+        let url = format!("{}/v1/devices/{id}/desired", self.base);
+        self.send(self.http.delete(&url), &url).await
+    }
+
     pub async fn label_device(
         &self,
         id: &str,

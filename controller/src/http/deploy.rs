@@ -137,3 +137,30 @@ fn prepare_deltas(api: &Api, device: &str, release: &petrel_protocol::ReleaseMan
         }
     }
 }
+
+/// What `DELETE /v1/devices/{id}/desired` did.
+#[derive(Deserialize, serde::Serialize, Debug)]
+pub struct Undeployed {
+    pub device: String,
+    /// The generation of the desired state removed (`None`: there was none).
+    pub generation: Option<u64>,
+}
+
+/// `DELETE /v1/devices/{id}/desired`: the controller stops asking the
+/// device for anything; it keeps running what it runs (an agent treats a
+/// cleared retained message as no news), and its next desired state
+/// continues above the old generation.
+pub(super) async fn undeploy(
+    State(api): State<Api>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> ApiResult<Json<Undeployed>> {
+    petrel_protocol::validate_device_id(&id).map_err(bad_request)?;
+    let _guard = api.deploy_lock.lock().await;
+    let generation = api.store.clear_desired(&id)?;
+    api.fleet.clear_desired(&id).await.map_err(internal)?;
+    api.rollouts.observed(&id);
+    Ok(Json(Undeployed {
+        device: id,
+        generation,
+    }))
+}

@@ -28,7 +28,7 @@ pub mod security;
 pub mod tls;
 pub(crate) mod views;
 
-pub use deploy::{Deploy, Deployed};
+pub use deploy::{Deploy, Deployed, Undeployed};
 pub use images::ImageSpec;
 pub use releases::{CreateRelease, CreatedRelease};
 pub use views::DeviceView;
@@ -196,6 +196,10 @@ pub fn router(api: Api) -> Router {
         )
         .route("/v1/devices/{id}/revoke", post(security::revoke))
         .route("/v1/devices/{id}/labels", post(rollouts::label))
+        .route(
+            "/v1/devices/{id}/desired",
+            axum::routing::delete(deploy::undeploy),
+        )
         .route("/v1/rollouts", get(rollouts::list).post(rollouts::create))
         .route("/v1/rollouts/{id}", get(rollouts::status))
         .route("/v1/rollouts/{id}/{verb}", post(rollouts::command))

@@ -289,14 +289,8 @@ impl Store {
     /// Forgets a device: its desired state, last report, presence and
     /// events. `false` if nothing was known of it.
     pub fn forget_device(&self, device_id: &str) -> Result<bool, StoreError> {
-        let mut known = false;
-        if let Some(d) = self.desired(device_id)? {
-            self.retired.insert(
-                device_id,
-                serde_json::to_vec(&d.generation).unwrap_or_default(),
-            )?;
-        }
-        for tree in [&self.desired, &self.reported, &self.presence] {
+        let mut known = self.clear_desired(device_id)?.is_some();
+        for tree in [&self.reported, &self.presence, &self.labels] {
             known |= tree.remove(device_id)?.is_some();
         }
         for k in self.events.scan_prefix(format!("{device_id}/")).keys() {
@@ -305,6 +299,19 @@ impl Store {
         }
         self.db.flush()?;
         Ok(known)
+    }
+
+    /// Removes a device's desired state, keeping its generation (a later
+    /// one continues above it); returns the generation it had.
+    pub fn clear_desired(&self, device_id: &str) -> Result<Option<u64>, StoreError> {
+        let Some(d) = self.desired(device_id)? else {
+            return Ok(None);
+        };
+        let generation = serde_json::to_vec(&d.generation).unwrap_or_default();
+        self.retired.insert(device_id, generation)?;
+        self.desired.remove(device_id)?;
+        self.db.flush()?;
+        Ok(Some(d.generation))
     }
 
     /// Records an event; a re-sent duplicate (same seq) overwrites itself.
