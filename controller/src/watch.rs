@@ -172,6 +172,10 @@ mod tests {
             last_error: Some("app exited with code 1\nafter 2 s".into()),
             reported_at_ms: 1,
             platform: None,
+            agent_version: String::new(),
+            hostname: None,
+            free_disk_bytes: None,
+            labels: Default::default(),
         }
     }
 

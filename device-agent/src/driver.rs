@@ -350,6 +350,8 @@ impl<R: Runtime> Driver<R> {
             last_error: problem.or_else(|| st.last_error.clone()),
             updated_at_ms: now_ms(),
             platform: Some(self.platform.clone()),
+            hostname: crate::facts::hostname(),
+            free_disk_bytes: crate::facts::free_bytes(&self.paths.rootfs_dir),
         };
         self.publisher.report(&r);
     }

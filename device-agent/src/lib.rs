@@ -20,6 +20,7 @@
 pub mod apply;
 pub mod config;
 pub mod driver;
+pub mod facts;
 pub mod fetch;
 pub mod gc;
 pub mod health;

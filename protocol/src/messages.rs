@@ -97,6 +97,12 @@ pub struct Reported {
     /// multi-platform support send none.
     #[serde(default)]
     pub platform: Option<crate::Platform>,
+    /// The device's host name (registry fact; selectors see `hostname`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Free bytes where the agent keeps its data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_disk_bytes: Option<u64>,
 }
 
 /// What happened, for the `events` topic.

@@ -38,6 +38,22 @@ async fn a_failing_wave_aborts_the_rollout_and_moved_devices_roll_back() -> anyh
             .output()?,
     );
     let lab_generation = client.device("rb-7").await?.desired_generation;
+    // the registry: selectors over labels, facts the devices report
+    let listed = succeeded(
+        &ctl.cli()
+            .args(["devices", "--select", "group=field"])
+            .output()?,
+    );
+    assert!(
+        listed.contains("rb-6") && !listed.contains("rb-7"),
+        "{listed}"
+    );
+    let shown = succeeded(&ctl.cli().args(["device", "show", "rb-1"]).output()?);
+    assert!(
+        shown.contains("labels group=field") && shown.contains("free"),
+        "{shown}"
+    );
+    assert!(client.device("rb-1").await?.hostname.is_some());
     // rb-5 and rb-6 lose their way to the blobs
     for agent in &mut agents[4..6] {
         let config = std::fs::read_to_string(agent.config_path())?;

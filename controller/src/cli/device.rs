@@ -88,6 +88,26 @@ pub(super) async fn run(client: &Client, cmd: DeviceCmd) -> Result<()> {
                 "{}",
                 devices_table(std::slice::from_ref(&view), crate::now_ms())
             );
+            let labels: Vec<String> = view
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            println!(
+                "  host {}, agent {}, {} free, labels {}",
+                view.hostname.as_deref().unwrap_or("?"),
+                if view.agent_version.is_empty() {
+                    "?"
+                } else {
+                    &view.agent_version
+                },
+                view.free_disk_bytes.map_or("?".into(), super::human_bytes),
+                if labels.is_empty() {
+                    "-".into()
+                } else {
+                    labels.join(",")
+                }
+            );
             for s in &view.services {
                 let pid = s.pid.map_or("-".into(), |p| p.to_string());
                 let exit = s

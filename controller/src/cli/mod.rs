@@ -81,6 +81,10 @@ pub enum Command {
     Devices {
         #[arg(long)]
         json: bool,
+        /// Only devices a selector picks (`group=field,site!=lab`, over
+        /// labels, id, platform, hostname, agent_version).
+        #[arg(long = "select")]
+        selector: Option<String>,
     },
     /// One device: show it, or forget it.
     #[command(subcommand)]
@@ -186,8 +190,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Devices { json } => {
-            let devices = client.devices().await?;
+        Command::Devices { json, selector } => {
+            let mut devices = client.devices().await?;
+            if let Some(s) = selector {
+                let s: petrel_protocol::rollout::Selector = s.parse()?;
+                devices.retain(|d| s.matches(&d.facts()));
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&devices)?);
             } else {

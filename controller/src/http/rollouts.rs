@@ -96,7 +96,7 @@ pub(super) async fn create(
     let mut devices = Vec::new();
     for device in api.store.device_ids()? {
         let view = super::views::view(&api, &device)?;
-        if selector.matches(&crate::rollouts::facts(&api, &device, &view)) {
+        if selector.matches(&view.facts()) {
             devices.push((device, view.current));
         }
     }

@@ -32,9 +32,36 @@ pub struct DeviceView {
     /// What the device runs images for, as it reports.
     #[serde(default)]
     pub platform: Option<petrel_protocol::Platform>,
+    /// Registry facts the device reports.
+    #[serde(default)]
+    pub agent_version: String,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub free_disk_bytes: Option<u64>,
+    /// The operator's labels (`petrel device label`).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl DeviceView {
+    /// What a selector sees of the device: its labels, `id`, `platform`,
+    /// `hostname` and `agent_version`.
+    pub fn facts(&self) -> std::collections::BTreeMap<String, String> {
+        let mut facts = self.labels.clone();
+        facts.insert("id".into(), self.id.clone());
+        if let Some(p) = &self.platform {
+            facts.insert("platform".into(), p.to_string());
+        }
+        if let Some(h) = &self.hostname {
+            facts.insert("hostname".into(), h.clone());
+        }
+        if !self.agent_version.is_empty() {
+            facts.insert("agent_version".into(), self.agent_version.clone());
+        }
+        facts
+    }
+
     /// Whether the device runs what it was asked to run.
     pub fn converged(&self) -> bool {
         self.desired.is_some()
@@ -67,6 +94,10 @@ pub(crate) fn view(api: &Api, id: &str) -> ApiResult<DeviceView> {
         last_error: reported.last_error,
         reported_at_ms: reported.updated_at_ms,
         platform: reported.platform,
+        agent_version: reported.agent_version,
+        hostname: reported.hostname,
+        free_disk_bytes: reported.free_disk_bytes,
+        labels: api.store.labels(id)?,
     })
 }
 

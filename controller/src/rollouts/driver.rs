@@ -129,7 +129,7 @@ async fn observed(api: &Api, active: &mut Active, device: &str) {
     let Ok(view) = crate::http::views::view(api, device) else {
         return;
     };
-    let facts = facts(api, device, &view);
+    let facts = view.facts();
     let ids: Vec<String> = active.keys().cloned().collect();
     for id in ids {
         let Some(rec) = active.get(&id) else { continue };
@@ -171,16 +171,6 @@ async fn observed(api: &Api, active: &mut Active, device: &str) {
             let _ = run(api, active, &id, input).await;
         }
     }
-}
-
-/// What a selector sees of a device: its labels, its id and platform.
-pub fn facts(api: &Api, device: &str, view: &crate::http::DeviceView) -> BTreeMap<String, String> {
-    let mut facts = api.store.labels(device).unwrap_or_default();
-    facts.insert("id".into(), device.to_string());
-    if let Some(p) = &view.platform {
-        facts.insert("platform".into(), p.to_string());
-    }
-    facts
 }
 
 /// Members started just before a crash, whose desired state was never

@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tokio::sync::{mpsc, oneshot};
 
-pub use driver::facts;
 pub(crate) use driver::spawn;
 
 /// A rollout with what the controller keeps beside the planner's state.
