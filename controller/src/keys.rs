@@ -211,6 +211,7 @@ mod tests {
             release: None,
             issued_at_ms: 0,
             expires_at_ms: None,
+            window: None,
         };
         let env = reloaded.sign(&d, 0);
         let learned =

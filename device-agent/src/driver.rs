@@ -122,6 +122,9 @@ impl<R: Runtime> Driver<R> {
                 }
                 _ = beat.tick() => self.report().await,
                 _ = progress_tick.tick() => {
+                    if self.machine.state.phase == petrel_protocol::Phase::Ready {
+                        self.feed(Input::Tick { now_ms: now_ms() }).await;
+                    }
                     let now = (
                         self.progress.done.load(Ordering::Relaxed),
                         self.progress.problem(),
@@ -193,7 +196,10 @@ impl<R: Runtime> Driver<R> {
                         let r =
                             tokio::task::spawn_blocking(move || apply::install(&paths, &t)).await;
                         let result = match r {
-                            Ok(Ok(())) => Input::Installed { generation: g },
+                            Ok(Ok(())) => Input::Installed {
+                                generation: g,
+                                now_ms: now_ms(),
+                            },
                             Ok(Err(reason)) => Input::Failed {
                                 generation: g,
                                 reason,

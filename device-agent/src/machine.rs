@@ -25,6 +25,9 @@ pub struct Applied {
 pub struct Target {
     pub generation: u64,
     pub release: Option<ReleaseManifest>,
+    /// When the swap may happen (`None`: as soon as installed).
+    #[serde(default)]
+    pub window: Option<petrel_protocol::window::Window>,
 }
 
 /// Everything the agent persists about its lifecycle.
@@ -79,6 +82,11 @@ pub enum Input {
     },
     Installed {
         generation: u64,
+        now_ms: u64,
+    },
+    /// Time passed (a held swap may start when its window opens).
+    Tick {
+        now_ms: u64,
     },
     Started {
         generation: u64,
@@ -172,10 +180,10 @@ impl Machine {
             Input::Downloaded { generation } if self.is_target(generation) => {
                 self.advance(Step::Downloaded, Action::Install)
             }
-            Input::Installed { generation } if self.is_target(generation) => {
-                let from = self.state.current.clone();
-                self.advance(Step::Installed, |to| Action::Swap { from, to })
+            Input::Installed { generation, now_ms } if self.is_target(generation) => {
+                self.on_installed(now_ms)
             }
+            Input::Tick { now_ms } => self.on_tick(now_ms),
             Input::Started {
                 generation,
                 instances,
@@ -195,6 +203,38 @@ impl Machine {
             | Input::Unhealthy { .. }
             | Input::Restored { .. } => vec![],
         }
+    }
+
+    /// Installed: swap now, or hold in `ready` until the window opens.
+    fn on_installed(&mut self, now_ms: u64) -> Vec<Action> {
+        let window = self.state.target.as_ref().and_then(|t| t.window.clone());
+        if let Some(w) = window.filter(|w| !w.contains(now_ms)) {
+            if let Err(e) = self.step(Step::Hold) {
+                return vec![Action::Emit(EventKind::UpdateFailed, e)];
+            }
+            let why = format!("installed; the swap waits for the maintenance window {w}");
+            return vec![
+                Action::Persist,
+                Action::Report,
+                Action::Emit(EventKind::Installed, why),
+            ];
+        }
+        let from = self.state.current.clone();
+        self.advance(Step::Installed, |to| Action::Swap { from, to })
+    }
+
+    /// A held swap starts once its window is open (and, once started, is
+    /// not interrupted when the window closes).
+    fn on_tick(&mut self, now_ms: u64) -> Vec<Action> {
+        let open = self.state.target.as_ref().is_some_and(|t| match &t.window {
+            Some(w) => w.contains(now_ms),
+            None => true,
+        });
+        if self.state.phase != Phase::Ready || !open {
+            return vec![];
+        }
+        let from = self.state.current.clone();
+        self.advance(Step::WindowOpened, |to| Action::Swap { from, to })
     }
 
     fn advance(&mut self, step: Step, next: impl FnOnce(Target) -> Action) -> Vec<Action> {
@@ -231,6 +271,7 @@ impl Machine {
         let target = Target {
             generation: d.generation,
             release: d.release,
+            window: d.window,
         };
         let name = target
             .release

@@ -179,6 +179,7 @@ mod tests {
             release: Some(sample_release("2")),
             issued_at_ms: 1,
             expires_at_ms: None,
+            window: None,
         };
         encode(&Envelope::wrap(&d))
     }

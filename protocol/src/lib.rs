@@ -34,6 +34,7 @@ pub mod rollout;
 pub mod signing;
 pub mod start_order;
 pub mod topics;
+pub mod window;
 
 pub use broker::{BrokerUrl, BrokerUrlError};
 pub use codec::{

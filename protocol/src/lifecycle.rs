@@ -14,6 +14,8 @@ pub enum Phase {
     Downloading,
     /// Verifying and unpacking layers, assembling root filesystems.
     Installing,
+    /// Installed, held until the device's maintenance window opens.
+    Ready,
     /// Stopping the old services and starting the new ones.
     Swapping,
     /// The desired release runs.
@@ -35,6 +37,10 @@ pub enum Step {
     Downloaded,
     /// Every layer is unpacked and every rootfs assembled.
     Installed,
+    /// Installed outside the maintenance window: wait for it.
+    Hold,
+    /// The maintenance window opened.
+    WindowOpened,
     /// The new services run.
     Started,
     /// Something failed; the update stops here.
@@ -63,8 +69,10 @@ impl Phase {
             (_, Step::Accept) => Ok(Downloading),
             (Downloading, Step::Downloaded) => Ok(Installing),
             (Installing, Step::Installed) => Ok(Swapping),
+            (Installing, Step::Hold) => Ok(Ready),
+            (Ready, Step::WindowOpened) => Ok(Swapping),
             (Swapping, Step::Started) => Ok(Running),
-            (Downloading | Installing | Swapping, Step::Fail) => Ok(Failed),
+            (Downloading | Installing | Ready | Swapping, Step::Fail) => Ok(Failed),
             (Swapping, Step::Unhealthy) => Ok(RollingBack),
             (RollingBack, Step::Restored) => Ok(RolledBack),
             (phase, step) => Err(TransitionError { phase, step }),
@@ -96,6 +104,15 @@ mod tests {
             p = p.next(s).unwrap();
         }
         assert_eq!(p, Phase::Running);
+    }
+
+    #[test]
+    fn an_installed_release_waits_in_ready_for_its_window() {
+        let p = Phase::Installing.next(Step::Hold).unwrap();
+        assert_eq!(p, Phase::Ready);
+        assert_eq!(p.next(Step::WindowOpened).unwrap(), Phase::Swapping);
+        assert!(Phase::Downloading.next(Step::WindowOpened).is_err());
+        assert_eq!(p.next(Step::Accept).unwrap(), Phase::Downloading);
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct Desired {
     /// be replayed forever); the controller refreshes it while it stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<u64>,
+    /// When the device may swap (it downloads and installs any time, then
+    /// holds in `ready`); `None`: at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<crate::window::Window>,
 }
 
 /// Bytes of the update in progress.

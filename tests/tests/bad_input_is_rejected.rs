@@ -93,6 +93,7 @@ fn desired_state(
         release,
         issued_at_ms: now,
         expires_at_ms: Some(now.saturating_add_signed(valid_ms)),
+        window: None,
     }
 }
 

@@ -16,7 +16,7 @@ pub use device::DeviceCmd;
 pub use devices::devices_table;
 pub use image::ImageCmd;
 pub use release::ReleaseCmd;
-pub use rollout::RolloutCmd;
+pub use rollout::{GroupCmd, RolloutCmd};
 pub use security::{BrokerCmd, CaCmd, KeyCmd, TokenCmd};
 
 use crate::client::Client;
@@ -104,6 +104,9 @@ pub enum Command {
     /// The fleet certificate authority (local, on the controller's machine).
     #[command(subcommand)]
     Ca(CaCmd),
+    /// Saved selectors, with maintenance windows.
+    #[command(subcommand)]
+    Group(GroupCmd),
     /// Waves of a release over the devices a selector picks.
     #[command(subcommand)]
     Rollout(RolloutCmd),
@@ -159,6 +162,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Token(cmd) => security::token(&client, cmd).await,
         Command::Rollout(cmd) => rollout::run(&client, cmd).await,
+        Command::Group(cmd) => rollout::group(&client, cmd).await,
         Command::Undeploy { devices } => {
             for d in devices {
                 let u = client.undeploy(&d).await?;

@@ -79,6 +79,66 @@ pub enum RolloutCmd {
     },
 }
 
+#[derive(Subcommand)]
+pub enum GroupCmd {
+    /// Save a selector under a name, with an optional maintenance window
+    /// (devices it selects swap only inside it): create or replace.
+    Create {
+        name: String,
+        #[arg(long = "select")]
+        selector: String,
+        /// `mon-fri 02:00-04:00 Europe/Berlin`, `daily 22:00-02:00 UTC`.
+        #[arg(long)]
+        window: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+pub(super) async fn group(client: &Client, cmd: GroupCmd) -> Result<()> {
+    use crate::http::groups::GroupSpec;
+    match cmd {
+        GroupCmd::Create {
+            name,
+            selector,
+            window,
+        } => {
+            let g = client
+                .put_group(&GroupSpec {
+                    name,
+                    selector,
+                    window,
+                })
+                .await?;
+            let w = g.window.map_or("any time".into(), |w| w.to_string());
+            println!("group {}: {} (swaps: {w})", g.name, g.selector);
+        }
+        GroupCmd::List { json } => {
+            let groups = client.groups().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&groups)?);
+            }
+            for g in groups.iter().filter(|_| !json) {
+                let w = g
+                    .window
+                    .as_ref()
+                    .map_or("any time".into(), |w| w.to_string());
+                println!("{}  {}  swaps: {w}", g.name, g.selector);
+            }
+        }
+        GroupCmd::Delete { name } => {
+            client.delete_group(&name).await?;
+            println!("group {name} deleted");
+        }
+    }
+    Ok(())
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum BreachArg {
     Pause,

@@ -33,6 +33,25 @@ impl Client {
         self.send(self.http.post(&url).json(&body), &url).await
     }
 
+    pub async fn put_group(
+        &self,
+        spec: &crate::http::groups::GroupSpec,
+    ) -> Result<crate::http::groups::Group, ClientError> {
+        let url = format!("{}/v1/groups", self.base);
+        self.send(self.http.post(&url).json(spec), &url).await
+    }
+
+    pub async fn groups(&self) -> Result<Vec<crate::http::groups::Group>, ClientError> {
+        let url = format!("{}/v1/groups", self.base);
+        self.send(self.http.get(&url), &url).await
+    }
+
+    pub async fn delete_group(&self, name: &str) -> Result<(), ClientError> {
+        let url = format!("{}/v1/groups/{name}", self.base);
+        let _: serde_json::Value = self.send(self.http.delete(&url), &url).await?;
+        Ok(())
+    }
+
     /// Clears a device's desired state (it keeps what it runs).
     pub async fn undeploy(&self, id: &str) -> Result<crate::http::Undeployed, ClientError> {
         let url = format!("{}/v1/devices/{id}/desired", self.base);

@@ -99,7 +99,10 @@ pub(crate) async fn publish(
     if let Some(r) = &release {
         prepare_deltas(api, id, r);
     }
-    let desired = api.store.set_desired(id, release, crate::now_ms())?;
+    let window = super::groups::window_for(api, id)?;
+    let desired = api
+        .store
+        .set_desired(id, release, window, crate::now_ms())?;
     api.fleet
         .publish_desired(&desired)
         .await

@@ -21,6 +21,7 @@ use tokio::io::AsyncWriteExt;
 mod blobs;
 mod delta_guard;
 pub(crate) mod deploy;
+pub mod groups;
 mod images;
 mod releases;
 pub mod rollouts;
@@ -202,6 +203,8 @@ pub fn router(api: Api) -> Router {
         )
         .route("/v1/rollouts", get(rollouts::list).post(rollouts::create))
         .route("/v1/rollouts/{id}", get(rollouts::status))
+        .route("/v1/groups", get(groups::list).post(groups::put))
+        .route("/v1/groups/{name}", axum::routing::delete(groups::delete))
         .route("/v1/rollouts/{id}/{verb}", post(rollouts::command))
         .route(
             "/v1/tokens",

@@ -150,6 +150,7 @@ fn check_fits(release: &ReleaseManifest, limits: petrel_protocol::Limits) -> Api
         release: Some(release.clone()),
         issued_at_ms: u64::MAX,
         expires_at_ms: Some(u64::MAX),
+        window: None,
     };
     let size =
         petrel_protocol::encode(&petrel_protocol::Envelope::wrap(&desired)).len() + SIGNATURE_ROOM;

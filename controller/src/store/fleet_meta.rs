@@ -21,6 +21,20 @@ impl Store {
         self.put(&self.labels, device_id, labels)
     }
 
+    pub fn put_group<T: Serialize>(&self, name: &str, group: &T) -> Result<(), StoreError> {
+        self.put(&self.groups, name, group)
+    }
+
+    pub fn groups<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
+        all(&self.groups)
+    }
+
+    pub fn delete_group(&self, name: &str) -> Result<bool, StoreError> {
+        let gone = self.groups.remove(name)?.is_some();
+        self.db.flush()?;
+        Ok(gone)
+    }
+
     pub fn put_rollout<T: Serialize>(&self, id: &str, record: &T) -> Result<(), StoreError> {
         self.put(&self.rollouts, id, record)
     }

@@ -58,6 +58,8 @@ pub struct Store {
     rollouts: sled::Tree,
     /// device id → its operator labels.
     labels: sled::Tree,
+    /// group name → saved selector and maintenance window.
+    groups: sled::Tree,
 }
 
 mod fleet_meta;
@@ -105,6 +107,7 @@ impl Store {
             variants: db.open_tree("variants")?,
             rollouts: db.open_tree("rollouts")?,
             labels: db.open_tree("labels")?,
+            groups: db.open_tree("groups")?,
             db,
         })
     }
@@ -234,6 +237,7 @@ impl Store {
         &self,
         device_id: &str,
         release: Option<ReleaseManifest>,
+        window: Option<petrel_protocol::window::Window>,
         now_ms: u64,
     ) -> Result<Desired, StoreError> {
         let prev: Option<Desired> = get(&self.desired, device_id)?;
@@ -246,6 +250,7 @@ impl Store {
             release,
             issued_at_ms: now_ms,
             expires_at_ms: None,
+            window,
         };
         self.put(&self.desired, device_id, &desired)?;
         Ok(desired)

@@ -43,12 +43,16 @@ fn desired(generation: u64, version: &str) -> Input {
         release: Some(release(version)),
         issued_at_ms: 0,
         expires_at_ms: None,
+        window: None,
     })
 }
 
 fn run_to_completion(m: &mut Machine, generation: u64) {
     m.handle(Input::Downloaded { generation });
-    m.handle(Input::Installed { generation });
+    m.handle(Input::Installed {
+        generation,
+        now_ms: 0,
+    });
     m.handle(Input::Started {
         generation,
         instances: vec![format!("web-g{generation}")],
@@ -70,7 +74,10 @@ fn an_update_runs_through_install_and_swap_to_running() {
     m.handle(desired(1, "1"));
     let acts = m.handle(Input::Downloaded { generation: 1 });
     assert!(matches!(acts.last(), Some(Action::Install(_))));
-    let acts = m.handle(Input::Installed { generation: 1 });
+    let acts = m.handle(Input::Installed {
+        generation: 1,
+        now_ms: 0,
+    });
     assert!(matches!(acts.last(), Some(Action::Swap { from: None, .. })));
     m.handle(Input::Started {
         generation: 1,
@@ -154,7 +161,10 @@ fn a_completed_update_keeps_the_previous_release_and_collects_the_rest() {
     m.handle(desired(2, "2"));
     let acts = {
         m.handle(Input::Downloaded { generation: 2 });
-        m.handle(Input::Installed { generation: 2 });
+        m.handle(Input::Installed {
+            generation: 2,
+            now_ms: 0,
+        });
         m.handle(Input::Started {
             generation: 2,
             instances: vec!["web-g2".into()],
@@ -176,7 +186,10 @@ fn an_unhealthy_release_is_rolled_back_with_the_journal_written_first() {
     run_to_completion(&mut m, 1);
     m.handle(desired(2, "2"));
     m.handle(Input::Downloaded { generation: 2 });
-    m.handle(Input::Installed { generation: 2 });
+    m.handle(Input::Installed {
+        generation: 2,
+        now_ms: 0,
+    });
     let acts = m.handle(Input::Unhealthy {
         generation: 2,
         reason: "exited".into(),
@@ -194,4 +207,40 @@ fn an_unhealthy_release_is_rolled_back_with_the_journal_written_first() {
     assert!(acts
         .iter()
         .any(|a| matches!(a, Action::Emit(EventKind::RolledBack, msg) if msg.contains("exited"))));
+}
+
+#[test]
+fn an_installed_release_outside_its_window_waits_in_ready_and_swaps_when_it_opens() {
+    let mut m = Machine::new(AgentState::default());
+    let Input::Desired(mut d) = desired(1, "1") else {
+        unreachable!()
+    };
+    // open one minute a day, at midnight UTC
+    d.window = Some("daily 00:00-00:01 UTC".parse().unwrap());
+    m.handle(Input::Desired(d));
+    m.handle(Input::Downloaded { generation: 1 });
+    let held = m.handle(Input::Installed {
+        generation: 1,
+        now_ms: 120_000,
+    });
+    assert_eq!(m.state.phase, Phase::Ready);
+    assert_eq!(held[0], Action::Persist, "held is persisted first");
+    assert!(!held.iter().any(|a| matches!(a, Action::Swap { .. })));
+    assert!(m.handle(Input::Tick { now_ms: 3_600_000 }).is_empty());
+    let opened = m.handle(Input::Tick { now_ms: 86_400_000 });
+    assert!(
+        opened.iter().any(|a| matches!(a, Action::Swap { .. })),
+        "{opened:?}"
+    );
+    assert_eq!(m.state.phase, Phase::Swapping);
+    // the window closing mid-swap changes nothing
+    assert!(m.handle(Input::Tick { now_ms: 86_500_000 }).is_empty());
+    assert_eq!(m.state.phase, Phase::Swapping);
+    // and a restart while held re-issues no swap
+    let mut m2 = Machine::new(AgentState {
+        phase: Phase::Ready,
+        ..m.state.clone()
+    });
+    assert_eq!(m2.resume(), vec![Action::Report]);
+    assert!(m2.handle(Input::Tick { now_ms: 86_400_000 }).len() > 1);
 }

@@ -14,6 +14,7 @@ fn desired(generation: u64, expires_at_ms: Option<u64>) -> Desired {
         release: Some(sample_release("1")),
         issued_at_ms: 1,
         expires_at_ms,
+        window: None,
     }
 }
 
