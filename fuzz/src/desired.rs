@@ -131,6 +131,7 @@ pub fn seeds() -> Vec<Seed> {
         release,
         issued_at_ms: NOW_MS - 1000,
         expires_at_ms: Some(NOW_MS + 3_600_000),
+        window: Some("mon-fri 02:00-04:00 Europe/Berlin".parse().expect("a valid window")),
     };
     let full = desired(Some(release()));
     let (controller, rotated) = (controller_key(), rotated_key());
