@@ -5,7 +5,9 @@
 //! `--listen ADDR` serves `GET /` with its version (an HTTP health
 //! endpoint); `--exit-after-ms N` makes it exit with status 1 after N ms
 //! (a broken release, for rollback scenarios); `--state-dir DIR` appends its
-//! version to `DIR/history` at start (state kept in a volume).
+//! version to `DIR/history` at start (state kept in a volume);
+//! `--exit-if-file PATH` exits with status 1 at start if PATH exists (a
+//! fault local to one device, for fleet rollout scenarios).
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -15,6 +17,7 @@ struct Args {
     listen: Option<String>,
     exit_after: Option<Duration>,
     state_dir: Option<String>,
+    exit_if_file: Option<String>,
 }
 
 fn args() -> Args {
@@ -23,6 +26,7 @@ fn args() -> Args {
         listen: None,
         exit_after: None,
         state_dir: None,
+        exit_if_file: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -38,6 +42,7 @@ fn args() -> Args {
             "--exit-after-ms" => a.exit_after = ms(),
             "--listen" => a.listen = value.clone(),
             "--state-dir" => a.state_dir = value.clone(),
+            "--exit-if-file" => a.exit_if_file = value.clone(),
             _ => eprintln!("ignoring unknown argument {flag}"),
         }
     }
@@ -70,6 +75,12 @@ fn main() {
     let args = args();
     let version = std::fs::read_to_string("version.txt").unwrap_or_else(|_| "unknown".into());
     let version = version.trim().to_string();
+    if let Some(path) = args.exit_if_file.as_deref() {
+        if std::path::Path::new(path).exists() {
+            eprintln!("sample-app {version}: {path} exists: exiting with failure as asked");
+            std::process::exit(1);
+        }
+    }
     let greeting = std::env::var("GREETING").unwrap_or_default();
     println!(
         "sample-app {version} started (pid {}) {greeting}",
