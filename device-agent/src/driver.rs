@@ -212,6 +212,13 @@ impl<R: Runtime> Driver<R> {
                         let _ = tx.send(result).await;
                     });
                 }
+                Action::Cancel => {
+                    // a swap is never cancelled: desired states wait for it
+                    if let Some((task, false)) = self.task.take() {
+                        task.abort();
+                        tracing::info!("update under way stopped: its target was withdrawn");
+                    }
+                }
                 Action::Collect(keep) => {
                     let images = gc::images_of(&self.paths, &keep);
                     let paths = self.paths.clone();

@@ -131,6 +131,8 @@ pub enum Action {
     },
     /// Remove layers, copies and root filesystems no held release needs.
     Collect(Vec<ReleaseManifest>),
+    /// Stop the download or install under way: its target was dropped.
+    Cancel,
 }
 
 #[derive(Debug, Default)]
@@ -260,13 +262,18 @@ impl Machine {
         self.state.desired_generation = d.generation;
         let same = self.state.current.as_ref().map(|c| &c.release) == Some(&d.release);
         if same {
-            // already running it: adopt the new generation, nothing to do
+            // already running it: adopt the new generation, and stop any
+            // update under way (stop means stop)
             if let Some(c) = self.state.current.as_mut() {
                 c.generation = d.generation;
             }
-            self.state.target = None;
+            let dropped = self.state.target.take().is_some();
             self.state.phase = Phase::Running;
-            return vec![Action::Persist, Action::Report];
+            let mut actions = vec![Action::Persist, Action::Report];
+            if dropped {
+                actions.push(Action::Cancel);
+            }
+            return actions;
         }
         let target = Target {
             generation: d.generation,

@@ -244,3 +244,21 @@ fn an_installed_release_outside_its_window_waits_in_ready_and_swaps_when_it_open
     assert_eq!(m2.resume(), vec![Action::Report]);
     assert!(m2.handle(Input::Tick { now_ms: 86_400_000 }).len() > 1);
 }
+
+#[test]
+fn a_desired_state_back_to_the_running_release_cancels_the_update_under_way() {
+    let mut m = Machine::new(AgentState::default());
+    m.handle(desired(1, "1"));
+    run_to_completion(&mut m, 1);
+    m.handle(desired(2, "2"));
+    assert_eq!(m.state.phase, Phase::Downloading);
+    let back = m.handle(desired(3, "1"));
+    assert_eq!(back, vec![Action::Persist, Action::Report, Action::Cancel]);
+    assert_eq!(m.state.phase, Phase::Running);
+    assert!(m.state.target.is_none());
+    // with nothing under way, nothing to cancel
+    assert_eq!(
+        m.handle(desired(4, "1")),
+        vec![Action::Persist, Action::Report]
+    );
+}
