@@ -66,6 +66,7 @@ async fn scenario(fleet: &LocalFleet, tmp: &std::path::Path) -> anyhow::Result<(
             waves: "10%,50%,100%".into(),
             canary: vec![],
             per_minute: None,
+            rate_growth_percent: 0,
             success_percent: 100,
             soak_s: 5,
             max_failed_percent: 10,

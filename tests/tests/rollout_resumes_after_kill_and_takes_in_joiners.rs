@@ -47,6 +47,7 @@ async fn a_rollout_resumes_after_kill_9_and_a_device_joining_midway_gets_the_rel
             waves: "1,2,100%".into(),
             canary: vec![],
             per_minute: None,
+            rate_growth_percent: 0,
             success_percent: 100,
             soak_s: 4,
             max_failed_percent: 50,

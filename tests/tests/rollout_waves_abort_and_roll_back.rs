@@ -74,6 +74,7 @@ async fn a_failing_wave_aborts_the_rollout_and_moved_devices_roll_back() -> anyh
             waves: "100%".into(),
             canary: vec!["rb-1".into()],
             per_minute: None,
+            rate_growth_percent: 0,
             success_percent: 100,
             soak_s: 0,
             max_failed_percent: 20,

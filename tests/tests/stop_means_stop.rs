@@ -41,6 +41,7 @@ async fn an_abort_stops_a_download_in_progress_and_undeploy_leaves_the_device_ru
             waves: "100%".into(),
             canary: vec![],
             per_minute: None,
+            rate_growth_percent: 0,
             success_percent: 100,
             soak_s: 0,
             max_failed_percent: 100,

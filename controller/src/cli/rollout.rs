@@ -29,6 +29,9 @@ pub enum RolloutCmd {
         /// Devices started per minute at most.
         #[arg(long)]
         per_minute: Option<u32>,
+        /// The rate grows by this percent each minute (100: doubles).
+        #[arg(long, default_value_t = 0)]
+        rate_growth: u16,
         /// Share of a wave that must succeed before the next (percent).
         #[arg(long, default_value_t = 95)]
         success: u8,
@@ -67,15 +70,21 @@ pub enum RolloutCmd {
     },
     Pause {
         id: String,
+        #[arg(long)]
+        json: bool,
     },
     Resume {
         id: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Stop it and send every device that moved back to what it ran.
     Abort {
         id: String,
         #[arg(long)]
         reason: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -154,6 +163,7 @@ pub(super) async fn run(client: &Client, cmd: RolloutCmd) -> Result<()> {
             waves,
             canary,
             per_minute,
+            rate_growth,
             success,
             soak,
             max_failed,
@@ -170,6 +180,7 @@ pub(super) async fn run(client: &Client, cmd: RolloutCmd) -> Result<()> {
                 waves,
                 canary,
                 per_minute,
+                rate_growth_percent: rate_growth,
                 success_percent: success,
                 soak_s: soak,
                 max_failed_percent: max_failed,
@@ -213,12 +224,14 @@ pub(super) async fn run(client: &Client, cmd: RolloutCmd) -> Result<()> {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
-        RolloutCmd::Pause { id } => show(&client.rollout_command(&id, "pause", None).await?, false),
-        RolloutCmd::Resume { id } => {
-            show(&client.rollout_command(&id, "resume", None).await?, false)
+        RolloutCmd::Pause { id, json } => {
+            show(&client.rollout_command(&id, "pause", None).await?, json)
         }
-        RolloutCmd::Abort { id, reason } => {
-            show(&client.rollout_command(&id, "abort", reason).await?, false)
+        RolloutCmd::Resume { id, json } => {
+            show(&client.rollout_command(&id, "resume", None).await?, json)
+        }
+        RolloutCmd::Abort { id, reason, json } => {
+            show(&client.rollout_command(&id, "abort", reason).await?, json)
         }
     }
 }

@@ -49,6 +49,9 @@ pub struct CreateRollout {
     pub canary: Vec<String>,
     #[serde(default)]
     pub per_minute: Option<u32>,
+    /// The rate grows by this share each minute.
+    #[serde(default)]
+    pub rate_growth_percent: u16,
     #[serde(default = "default_success")]
     pub success_percent: u8,
     #[serde(default = "default_soak")]
@@ -78,6 +81,7 @@ pub(super) async fn create(
         waves: parse_waves(&req.waves).map_err(bad_request)?,
         canary: req.canary.clone(),
         per_minute: req.per_minute,
+        rate_growth_percent: req.rate_growth_percent,
         success_percent: req.success_percent,
         soak_ms: req.soak_s * 1000,
         max_failed_percent: req.max_failed_percent,

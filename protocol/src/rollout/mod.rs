@@ -47,6 +47,9 @@ pub struct Policy {
     /// Devices started per minute at most (`None`: no limit).
     #[serde(default)]
     pub per_minute: Option<u32>,
+    /// The rate grows by this share each minute (100: it doubles).
+    #[serde(default)]
+    pub rate_growth_percent: u16,
     /// Share of a wave's devices that must succeed before the next wave.
     pub success_percent: u8,
     /// Time a finished wave must stay healthy before the next starts.

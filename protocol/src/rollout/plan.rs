@@ -259,6 +259,15 @@ fn breached(r: &Rollout) -> Option<String> {
     })
 }
 
+/// Starts allowed per minute `age_ms` after creation: `per_minute`,
+/// grown by `rate_growth_percent` each whole minute.
+fn rate_now(p: &super::Policy, age_ms: u64) -> Option<u32> {
+    let base = p.per_minute?;
+    let minutes = (age_ms / MINUTE_MS).min(10_000) as i32;
+    let factor = (1.0 + f64::from(p.rate_growth_percent) / 100.0).powi(minutes);
+    Some((f64::from(base) * factor).min(1e9) as u32)
+}
+
 /// Starts queued members of the current waves within the rate limit.
 fn start(r: &mut Rollout, now: u64, out: &mut Vec<Action>) {
     let wave = match r.phase {
@@ -273,11 +282,9 @@ fn start(r: &mut Rollout, now: u64, out: &mut Vec<Action>) {
     {
         r.recent_starts.pop_front();
     }
+    let rate = rate_now(&r.policy, now.saturating_sub(r.created_ms));
     while let Some((w, device)) = r.queue.first().cloned() {
-        let limited = r
-            .policy
-            .per_minute
-            .is_some_and(|n| r.recent_starts.len() as u32 >= n);
+        let limited = rate.is_some_and(|n| r.recent_starts.len() as u32 >= n);
         if w > wave || limited {
             break;
         }

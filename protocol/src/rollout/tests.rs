@@ -12,6 +12,7 @@ fn policy() -> Policy {
         waves: parse_waves("10%,50%,100%").unwrap(),
         canary: vec![],
         per_minute: None,
+        rate_growth_percent: 0,
         success_percent: 90,
         soak_ms: 60_000,
         max_failed_percent: 20,
@@ -179,6 +180,18 @@ fn the_rate_limit_spreads_starts_over_minutes() {
     assert_eq!(deployed(&step(&mut r, Input::Tick, 0)).len(), 3);
     assert_eq!(deployed(&step(&mut r, Input::Tick, 30_000)).len(), 0);
     assert_eq!(deployed(&step(&mut r, Input::Tick, 60_000)).len(), 3);
+}
+
+#[test]
+fn a_growing_rate_doubles_each_minute() {
+    let mut p = policy();
+    p.waves = parse_waves("100%").unwrap();
+    p.per_minute = Some(2);
+    p.rate_growth_percent = 100;
+    let mut r = Rollout::new("r1", rel("2"), Selector::default(), p, fleet(20), 0);
+    assert_eq!(deployed(&step(&mut r, Input::Tick, 0)).len(), 2);
+    assert_eq!(deployed(&step(&mut r, Input::Tick, 60_000)).len(), 4);
+    assert_eq!(deployed(&step(&mut r, Input::Tick, 120_000)).len(), 8);
 }
 
 #[test]
