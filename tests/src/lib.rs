@@ -4,7 +4,8 @@
 //! sample app images.
 //!
 //! Layout:
-//! - [`procs`]: controller, agent and Mosquitto processes.
+//! - [`procs`]: controller and agent processes.
+//! - [`mosquitto`]: a Mosquitto broker process.
 //! - [`cli`]: running the `petrel` CLI against a test controller.
 //! - [`docker`]: the local Docker Engine (containers of a device, cleanup).
 //! - [`proxy`]: a TCP proxy that counts and throttles bytes.
@@ -18,6 +19,7 @@ pub mod docker;
 pub mod fleet;
 pub mod hostile;
 pub mod images;
+pub mod mosquitto;
 pub mod oci;
 pub mod procs;
 pub mod proxy;
@@ -25,5 +27,6 @@ pub mod proxy;
 pub use cli::{failed_saying, petrel, succeeded};
 pub use fleet::*;
 pub use images::*;
+pub use mosquitto::Mosquitto;
 pub use procs::*;
 pub use proxy::Proxy;

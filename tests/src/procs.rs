@@ -29,14 +29,14 @@ fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
         .context("log file")
 }
 
-fn spawn(cmd: &mut Command, dir: &Path, log: &str) -> Result<Child> {
+pub(crate) fn spawn(cmd: &mut Command, dir: &Path, log: &str) -> Result<Child> {
     let out = log_file(dir, log)?;
     let err = out.try_clone()?;
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
     cmd.spawn().with_context(|| format!("spawning {cmd:?}"))
 }
 
-fn kill9(child: &mut Option<Child>) {
+pub(crate) fn kill9(child: &mut Option<Child>) {
     if let Some(mut c) = child.take() {
         let _ = c.kill();
         let _ = c.wait();
@@ -399,44 +399,6 @@ pub fn stop_services(state_dir: &Path) {
         });
     })
     .join();
-}
-
-/// A Mosquitto broker (from Debian) on a free loopback port.
-pub struct Mosquitto {
-    pub port: u16,
-    child: Option<Child>,
-}
-
-impl Mosquitto {
-    pub fn start(dir: &Path) -> Result<Mosquitto> {
-        let port = free_port();
-        let conf = dir.join("mosquitto.conf");
-        std::fs::create_dir_all(dir)?;
-        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmessage_size_limit 2097152\n"))?;
-        let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap_or("mosquitto");
-        let mut cmd = Command::new(exe);
-        cmd.arg("-c").arg(&conf);
-        let child = spawn(&mut cmd, dir, "mosquitto.log")
-            .context("mosquitto is required (apt-get install mosquitto)")?;
-        wait_listening(&format!("127.0.0.1:{port}"), Duration::from_secs(10))?;
-        Ok(Mosquitto {
-            port,
-            child: Some(child),
-        })
-    }
-
-    pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        kill9(&mut self.child);
-    }
 }
 
 /// Whether a Docker Engine answers here (`docker info`).
