@@ -12,5 +12,6 @@
 pub mod bins;
 pub mod demo;
 pub mod fleet;
+pub mod plan_bench;
 pub mod sample;
 pub mod soak;

@@ -34,6 +34,18 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         downtime_samples: usize,
     },
+    /// The CPU cost of planning a large rollout (pure planner, simulated
+    /// reports), against writing the whole rollout record per step.
+    BenchRollout {
+        #[arg(long, default_value_t = 50_000)]
+        devices: usize,
+        /// Progress reports per device before it succeeds.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Seconds between a device's reports.
+        #[arg(long, default_value_t = 30)]
+        interval: u64,
+    },
 }
 
 #[tokio::main]
@@ -45,6 +57,15 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     match Args::parse().cmd {
+        Cmd::BenchRollout {
+            devices,
+            rounds,
+            interval,
+        } => {
+            let b = petrel_simulator::plan_bench::run(devices, rounds);
+            println!("{}", b.summary(Duration::from_secs(interval)));
+            Ok(())
+        }
         Cmd::Demo { devices, timeout } => {
             let opts = petrel_simulator::demo::DemoOptions {
                 devices,
