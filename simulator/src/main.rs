@@ -34,8 +34,9 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         downtime_samples: usize,
     },
-    /// The CPU cost of planning a large rollout (pure planner, simulated
-    /// reports), against writing the whole rollout record per step.
+    /// The cost of running a large rollout (the planner, then the
+    /// controller's rollout core on a real store, simulated reports),
+    /// against writing the whole rollout record per step.
     BenchRollout {
         #[arg(long, default_value_t = 50_000)]
         devices: usize,
@@ -62,8 +63,8 @@ async fn main() -> anyhow::Result<()> {
             rounds,
             interval,
         } => {
-            let b = petrel_simulator::plan_bench::run(devices, rounds);
-            println!("{}", b.summary(Duration::from_secs(interval)));
+            let b = petrel_simulator::plan_bench::run(devices, rounds, Duration::from_secs(interval))?;
+            println!("{}", b.summary());
             Ok(())
         }
         Cmd::Demo { devices, timeout } => {

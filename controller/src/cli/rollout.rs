@@ -263,7 +263,7 @@ fn summary(rec: &RolloutRecord) -> String {
         r.release,
         phase_text(&r.phase),
         done,
-        r.members.len()
+        r.tallies.iter().map(|t| t.total()).sum::<u32>()
     )
 }
 

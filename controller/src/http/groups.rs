@@ -51,7 +51,7 @@ pub(super) async fn put(
     api.store.put_group(&group.name, &group)?;
     let _guard = api.deploy_lock.lock().await;
     for id in api.store.device_ids()? {
-        let view = super::views::view(&api, &id)?;
+        let view = super::views::view(&api.store, &id)?;
         let pending = view.desired.is_some() && !view.converged();
         if pending && group.selector.matches(&view.facts()) {
             let release = api.store.desired(&id)?.and_then(|d| d.release);
@@ -86,7 +86,7 @@ pub(crate) fn window_for(api: &Api, device: &str) -> ApiResult<Option<Window>> {
     if groups.iter().all(|g| g.window.is_none()) {
         return Ok(None);
     }
-    let facts = super::views::view(api, device)?.facts();
+    let facts = super::views::view(&api.store, device)?.facts();
     Ok(groups
         .into_iter()
         .find(|g| g.window.is_some() && g.selector.matches(&facts))

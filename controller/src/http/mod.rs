@@ -27,7 +27,7 @@ mod releases;
 pub mod rollouts;
 pub mod security;
 pub mod tls;
-pub(crate) mod views;
+pub mod views;
 
 pub use deploy::{Deploy, Deployed, Undeployed};
 pub use images::ImageSpec;

@@ -99,7 +99,7 @@ pub(super) async fn create(
     petrel_protocol::validate_name(&id, 64).map_err(bad_request)?;
     let mut devices = Vec::new();
     for device in api.store.device_ids()? {
-        let view = super::views::view(&api, &device)?;
+        let view = super::views::view(&api.store, &device)?;
         if selector.matches(&view.facts()) {
             devices.push((device, view.current));
         }
@@ -117,9 +117,9 @@ fn conflict(e: String) -> ApiError {
     ApiError(code, e)
 }
 
-/// `GET /v1/rollouts`
+/// `GET /v1/rollouts`: every rollout without its members (tallies only).
 pub(super) async fn list(State(api): State<Api>) -> ApiResult<Json<Vec<RolloutRecord>>> {
-    Ok(Json(api.store.rollouts()?))
+    Ok(Json(crate::rollouts::persist::summaries(&api.store)?))
 }
 
 /// `GET /v1/rollouts/{id}`
@@ -127,8 +127,7 @@ pub(super) async fn status(
     State(api): State<Api>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RolloutRecord>> {
-    api.store
-        .rollout(&id)?
+    crate::rollouts::persist::load(&api.store, &id)?
         .map(Json)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no rollout {id}")))
 }

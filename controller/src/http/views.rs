@@ -72,10 +72,10 @@ impl DeviceView {
     }
 }
 
-pub(crate) fn view(api: &Api, id: &str) -> ApiResult<DeviceView> {
-    let desired = api.store.desired(id)?;
-    let reported = api.store.reported(id)?.unwrap_or_default();
-    let presence = api.store.presence(id)?.unwrap_or_default();
+pub fn view(store: &crate::store::Store, id: &str) -> ApiResult<DeviceView> {
+    let desired = store.desired(id)?;
+    let reported = store.reported(id)?.unwrap_or_default();
+    let presence = store.presence(id)?.unwrap_or_default();
     Ok(DeviceView {
         id: id.to_string(),
         online: presence.online,
@@ -97,14 +97,14 @@ pub(crate) fn view(api: &Api, id: &str) -> ApiResult<DeviceView> {
         agent_version: reported.agent_version,
         hostname: reported.hostname,
         free_disk_bytes: reported.free_disk_bytes,
-        labels: api.store.labels(id)?,
+        labels: store.labels(id)?,
     })
 }
 
 pub async fn list_devices(State(api): State<Api>) -> ApiResult<Json<Vec<DeviceView>>> {
     let mut out = Vec::new();
     for id in api.store.device_ids()? {
-        out.push(view(&api, &id)?);
+        out.push(view(&api.store, &id)?);
     }
     Ok(Json(out))
 }
@@ -133,7 +133,7 @@ pub async fn show_device(
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeviceView>> {
     known(&api, &id)?;
-    Ok(Json(view(&api, &id)?))
+    Ok(Json(view(&api.store, &id)?))
 }
 
 /// `DELETE /v1/devices/{id}`: forgets a device (desired state, report,
@@ -145,7 +145,7 @@ pub async fn forget_device(
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeviceView>> {
     known(&api, &id)?;
-    let last = view(&api, &id)?;
+    let last = view(&api.store, &id)?;
     api.store.forget_device(&id)?;
     api.fleet
         .clear_desired(&id)

@@ -21,17 +21,12 @@ pub(super) async fn perform(
             Action::Deploy { device } => {
                 let release = rec.rollout.release.clone();
                 match set(api, &device, Some(&release)).await {
-                    Ok(generation) => {
-                        rec.generations.insert(device, generation);
-                    }
+                    Ok(generation) => rec.deployed(&device, generation),
                     Err(reason) => follow.push(Input::Failed { device, reason }),
                 }
             }
             Action::Revert { device, to } => match set(api, &device, to.as_ref()).await {
-                Ok(generation) => {
-                    rec.generations.remove(&device);
-                    rec.reverted.insert(device, generation);
-                }
+                Ok(generation) => rec.sent_back(&device, generation),
                 Err(reason) => note(
                     rec,
                     now,
@@ -45,6 +40,7 @@ pub(super) async fn perform(
 }
 
 pub(super) fn note(rec: &mut RolloutRecord, at_ms: u64, text: String) {
+    rec.changed = true;
     rec.notes.push(Note { at_ms, text });
     let excess = rec.notes.len().saturating_sub(NOTES_KEPT);
     rec.notes.drain(..excess);

@@ -1,14 +1,19 @@
 //! Rollouts as the controller runs them: the pure planner
 //! (`petrel_protocol::rollout`) fed by one driver task with what devices
-//! report, the operator's commands and a one-second tick; each step is
-//! persisted (the whole record, in the store) before its actions run, so
-//! a controller restarted by kill -9 resumes every rollout where it was.
+//! report, the operator's commands and a one-second tick; what each batch
+//! of steps changed is persisted before its actions run, so a controller
+//! restarted by kill -9 resumes every rollout where it was.
 //!
-//! - [`driver`]: the task, and how a device report becomes planner input.
+//! - [`core`]: the unfinished rollouts; reports and commands become
+//!   planner steps; what changed is written.
+//! - [`driver`]: the task around the core, batching messages.
 //! - [`act`]: performing the planner's actions (desired states).
+//! - [`persist`]: the store layout (a head record, a record per member).
 
 mod act;
+pub mod core;
 mod driver;
+pub mod persist;
 
 use petrel_protocol::rollout::{Input, Rollout};
 use serde::{Deserialize, Serialize};
@@ -22,14 +27,43 @@ pub(crate) use driver::spawn;
 pub struct RolloutRecord {
     pub rollout: Rollout,
     /// The desired generation each started member was given.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub generations: BTreeMap<String, u64>,
     /// Members sent back by an abort, and the generation of that revert.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub reverted: BTreeMap<String, u64>,
     /// What happened, oldest first (the last [`NOTES_KEPT`]).
     #[serde(default)]
     pub notes: Vec<Note>,
+    /// The head (phase, tallies, notes) changed since it was last stored.
+    #[serde(skip)]
+    pub(crate) changed: bool,
+}
+
+impl RolloutRecord {
+    /// A new rollout's record (all of it to be stored).
+    pub fn new(rollout: Rollout) -> RolloutRecord {
+        RolloutRecord {
+            rollout,
+            generations: Default::default(),
+            reverted: Default::default(),
+            notes: Default::default(),
+            changed: true,
+        }
+    }
+
+    /// Member `device` was sent the release under `generation`.
+    pub fn deployed(&mut self, device: &str, generation: u64) {
+        self.rollout.mark_dirty(device);
+        self.generations.insert(device.to_string(), generation);
+    }
+
+    /// Member `device` was sent back under `generation`.
+    pub fn sent_back(&mut self, device: &str, generation: u64) {
+        self.rollout.mark_dirty(device);
+        self.generations.remove(device);
+        self.reverted.insert(device.to_string(), generation);
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +76,8 @@ const NOTES_KEPT: usize = 200;
 
 /// What the driver is asked.
 pub(crate) enum Msg {
+    /// The driver's clock (deadlines, soaks, the start rate).
+    Tick,
     /// A device's report, presence or labels changed.
     Observed(String),
     Create(Box<Rollout>, oneshot::Sender<Result<RolloutRecord, String>>),

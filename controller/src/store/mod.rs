@@ -54,8 +54,10 @@ pub struct Store {
     /// device id → the last generation of a forgotten device, so one that
     /// comes back is never sent a generation it already passed.
     retired: sled::Tree,
-    /// rollout id → rollout record (see `rollouts`).
+    /// rollout id → the rollout's head record (see `rollouts::persist`).
     rollouts: sled::Tree,
+    /// `rollout id \0 device id` → that member's record.
+    rollout_members: sled::Tree,
     /// device id → its operator labels.
     labels: sled::Tree,
     /// group name → saved selector and maintenance window.
@@ -106,6 +108,7 @@ impl Store {
             retired: db.open_tree("retired")?,
             variants: db.open_tree("variants")?,
             rollouts: db.open_tree("rollouts")?,
+            rollout_members: db.open_tree("rollout_members")?,
             labels: db.open_tree("labels")?,
             groups: db.open_tree("groups")?,
             db,

@@ -6,6 +6,7 @@
 use super::{DeviceState, Member, Phase, Policy, Rollout, Tally, WaveSize};
 use crate::ReleaseRef;
 use sha2::{Digest as _, Sha256};
+use std::collections::BTreeSet;
 
 impl Rollout {
     /// A rollout of `release` to `devices` (id, release it runs now), its
@@ -40,6 +41,7 @@ impl Rollout {
             queue: Default::default(),
             deadlines: Default::default(),
             recent_starts: Default::default(),
+            dirty: Default::default(),
         };
         for (d, prev) in firsts {
             r.admit(&d, prev, 0);
@@ -73,6 +75,7 @@ impl Rollout {
         let Some(m) = self.members.get_mut(device) else {
             return;
         };
+        self.dirty.insert(device.to_string());
         let (wave, old) = (m.wave, std::mem::replace(&mut m.state, state.clone()));
         let tally = &mut self.tallies[wave];
         *slot(tally, &old) -= 1;
@@ -97,6 +100,48 @@ impl Rollout {
                 self.deadlines.insert((deadline, device.to_string()));
             }
             _ => {}
+        }
+    }
+
+    /// The members changed since the last call (by the planner, or marked
+    /// with [`Rollout::mark_dirty`]): what a store must write.
+    pub fn take_dirty(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Marks a member changed (the caller changed what it keeps beside it).
+    pub fn mark_dirty(&mut self, device: &str) {
+        if self.members.contains_key(device) {
+            self.dirty.insert(device.to_string());
+        }
+    }
+
+    /// Rebuilds the tallies, the start queue and the deadlines from the
+    /// members (after they were loaded from a store).
+    pub fn reindex(&mut self) {
+        self.queue.clear();
+        self.deadlines.clear();
+        for t in &mut self.tallies {
+            *t = Tally::default();
+        }
+        let last = self.tallies.len().saturating_sub(1);
+        for (d, m) in self.members.iter_mut() {
+            // a record from another version never indexes past the waves
+            m.wave = m.wave.min(last);
+            let Some(tally) = self.tallies.get_mut(m.wave) else {
+                continue;
+            };
+            *slot(tally, &m.state) += 1;
+            match &m.state {
+                DeviceState::Queued => {
+                    self.queue.insert((m.wave, d.clone()));
+                }
+                DeviceState::Started { since_ms, .. } => {
+                    let deadline = since_ms + self.policy.device_timeout_ms;
+                    self.deadlines.insert((deadline, d.clone()));
+                }
+                _ => {}
+            }
         }
     }
 

@@ -139,9 +139,17 @@ impl Tally {
     pub fn moved(&self) -> u32 {
         self.started + self.succeeded + self.failed
     }
+
+    /// Every member of the wave.
+    pub fn total(&self) -> u32 {
+        self.queued + self.moved() + self.other
+    }
 }
 
-/// A rollout and everything the planner needs, persisted whole.
+/// A rollout and everything the planner needs. The start queue and the
+/// deadlines are indexes over the members, rebuilt by
+/// [`Rollout::reindex`] after loading; members changed since the last
+/// [`Rollout::take_dirty`] are tracked, so a store writes only those.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rollout {
     pub id: String,
@@ -150,17 +158,25 @@ pub struct Rollout {
     pub policy: Policy,
     pub phase: Phase,
     pub created_ms: u64,
+    /// Empty in a rollout's summary (and in its stored head record).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub members: BTreeMap<String, Member>,
     /// Per wave (index = wave).
     pub tallies: Vec<Tally>,
     /// Queued members by (wave, id): the start order.
+    #[serde(skip)]
     queue: BTreeSet<(usize, String)>,
     /// Started members by (deadline, id).
+    #[serde(skip)]
     deadlines: BTreeSet<(u64, String)>,
     /// Start times within the last minute (rate limit).
+    #[serde(default)]
     recent_starts: VecDeque<u64>,
     /// Wave boundaries fixed at creation: cumulative member counts.
     pub bounds: Vec<u32>,
+    /// Members whose state changed since the last `take_dirty`.
+    #[serde(skip)]
+    dirty: BTreeSet<String>,
 }
 
 /// What the controller observed or was asked.

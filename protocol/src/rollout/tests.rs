@@ -244,6 +244,8 @@ fn a_rollout_survives_serialization_midway() {
     let first = deployed(&step(&mut r, Input::Tick, 0));
     let json = serde_json::to_string(&r).unwrap();
     let mut back: Rollout = serde_json::from_str(&json).unwrap();
+    back.reindex();
+    r.take_dirty();
     assert_eq!(back, r);
     // nothing is started twice after a reload
     assert!(deployed(&step(&mut back, Input::Tick, 1)).is_empty());
@@ -260,4 +262,61 @@ fn policies_and_wave_lists_are_checked() {
     p.waves = vec![];
     assert_eq!(p.validate(), Err(PolicyError::NoWaves));
     assert!(policy().validate().is_ok());
+}
+
+#[test]
+fn a_rollout_stored_as_head_and_changed_members_resumes_identically() {
+    let mut p = policy();
+    p.on_breach = Breach::Pause;
+    let mut r = Rollout::new("r1", rel("2"), Selector::default(), p, fleet(100), 0);
+    let first = deployed(&step(&mut r, Input::Tick, 0));
+    // the store writes the head (no members) and each dirty member
+    let mut stored: BTreeMap<String, Member> = BTreeMap::new();
+    let mut save = |r: &mut Rollout| {
+        for d in r.take_dirty() {
+            stored.insert(d.clone(), r.members[&d].clone());
+        }
+        let mut head = r.clone();
+        head.members.clear();
+        serde_json::to_string(&head).unwrap()
+    };
+    assert!(!save(&mut r).contains("members"));
+    succeed_all(&mut r, &first[..4], 1_000);
+    step(
+        &mut r,
+        Input::Failed {
+            device: first[4].clone(),
+            reason: "health".into(),
+        },
+        1_000,
+    );
+    let head = save(&mut r);
+    assert!(r.take_dirty().is_empty(), "taking clears the set");
+    let mut back: Rollout = serde_json::from_str(&head).unwrap();
+    back.members = stored.clone();
+    back.reindex();
+    assert_eq!(back.tallies, r.tallies);
+    assert_eq!(back.members, r.members);
+    // both go on the same way: the stuck ones at the same deadline
+    let a = step(&mut r, Input::Tick, 700_000);
+    let b = step(&mut back, Input::Tick, 700_000);
+    assert_eq!(a, b);
+    let stuck = back
+        .members
+        .values()
+        .filter(|m| matches!(m.state, DeviceState::Stuck { .. }))
+        .count();
+    assert_eq!((stuck, back.tallies[0].failed), (5, 6));
+    assert!(matches!(back.phase, Phase::Paused { .. }));
+}
+
+#[test]
+fn reindexing_a_member_from_a_foreign_wave_does_not_panic() {
+    let mut r = Rollout::new("r1", rel("2"), Selector::default(), policy(), fleet(10), 0);
+    if let Some(m) = r.members.get_mut("d000") {
+        m.wave = 99;
+    }
+    r.reindex();
+    assert_eq!(r.members["d000"].wave, 2);
+    step(&mut r, Input::Tick, 0);
 }
