@@ -63,6 +63,7 @@ async fn scenario(fleet: &LocalFleet, tmp: &std::path::Path) -> anyhow::Result<(
             id: Some("fleet-v2".into()),
             release: "demo@2".into(),
             selector: String::new(),
+            group: None,
             waves: "10%,50%,100%".into(),
             canary: vec![],
             per_minute: None,

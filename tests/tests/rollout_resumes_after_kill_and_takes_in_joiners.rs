@@ -3,8 +3,8 @@
 //! into the selector afterwards joins and gets the release; in the end
 //! every selected device runs it, each having been sent it exactly once.
 
-use petrel_controller::http::rollouts::CreateRollout;
-use petrel_protocol::rollout::{Breach, Phase};
+use petrel_controller::rollouts::RolloutRecord;
+use petrel_protocol::rollout::Phase;
 use petrel_tests::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -39,24 +39,30 @@ async fn a_rollout_resumes_after_kill_9_and_a_device_joining_midway_gets_the_rel
     }
     sample_image(&client, tmp.path(), "v2", "2", &[]).await?;
     sample_release(&client, "2", "v2").await?;
-    client
-        .create_rollout(&CreateRollout {
-            id: Some("field-v2".into()),
-            release: "demo@2".into(),
-            selector: "group=field".into(),
-            waves: "1,2,100%".into(),
-            canary: vec![],
-            per_minute: None,
-            rate_growth_percent: 0,
-            success_percent: 100,
-            soak_s: 4,
-            max_failed_percent: 50,
-            min_failed: 1,
-            on_breach: Some(Breach::Pause),
-            device_timeout_s: 120,
-            retries: 0,
-        })
-        .await?;
+    // through the CLI, by a saved group's name (an unknown one is named)
+    let unknown = ctl
+        .cli()
+        .args(["rollout", "create", "demo@2", "--group", "feild"])
+        .output()?;
+    assert!(!unknown.status.success());
+    let why = String::from_utf8_lossy(&unknown.stderr);
+    assert!(why.contains("no group \"feild\""), "{why}");
+    succeeded(
+        &ctl.cli()
+            .args(["group", "create", "field", "--select", "group=field"])
+            .output()?,
+    );
+    let created = ctl
+        .cli()
+        .args(["rollout", "create", "demo@2", "--group", "field"])
+        .args(["--id", "field-v2", "--waves", "1,2,100%", "--success", "100"])
+        .args(["--soak", "4", "--max-failed", "50", "--min-failed", "1"])
+        .args(["--on-breach", "pause", "--device-timeout", "120", "--json"])
+        .output()?;
+    succeeded(&created);
+    let created: RolloutRecord = serde_json::from_slice(&created.stdout)?;
+    assert_eq!(created.rollout.selector.to_string(), "group=field");
+    assert_eq!(created.rollout.members.len(), 4);
     // the first wave done: kill -9 while the rollout soaks or runs wave 2
     wait_for(
         Duration::from_secs(60),

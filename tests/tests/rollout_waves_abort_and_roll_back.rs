@@ -71,6 +71,7 @@ async fn a_failing_wave_aborts_the_rollout_and_moved_devices_roll_back() -> anyh
             id: Some("field-v2".into()),
             release: "demo@2".into(),
             selector: "group=field".into(),
+            group: None,
             waves: "100%".into(),
             canary: vec!["rb-1".into()],
             per_minute: None,

@@ -38,6 +38,7 @@ async fn an_abort_stops_a_download_in_progress_and_undeploy_leaves_the_device_ru
             id: Some("slow".into()),
             release: "demo@2".into(),
             selector: String::new(),
+            group: None,
             waves: "100%".into(),
             canary: vec![],
             per_minute: None,

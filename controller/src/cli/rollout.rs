@@ -18,6 +18,9 @@ pub enum RolloutCmd {
         /// (empty: every device).
         #[arg(long = "select", default_value = "")]
         selector: String,
+        /// A saved group: its selector (and `--select`, if given, too).
+        #[arg(long)]
+        group: Option<String>,
         #[arg(long)]
         id: Option<String>,
         /// Cumulative waves: percentages or counts.
@@ -159,6 +162,7 @@ pub(super) async fn run(client: &Client, cmd: RolloutCmd) -> Result<()> {
         RolloutCmd::Create {
             release,
             selector,
+            group,
             id,
             waves,
             canary,
@@ -177,6 +181,7 @@ pub(super) async fn run(client: &Client, cmd: RolloutCmd) -> Result<()> {
                 id,
                 release,
                 selector,
+                group,
                 waves,
                 canary,
                 per_minute,

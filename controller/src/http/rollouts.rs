@@ -42,6 +42,9 @@ pub struct CreateRollout {
     /// `key=value,key!=value,key`; empty: every device.
     #[serde(default)]
     pub selector: String,
+    /// A saved group whose selector applies too.
+    #[serde(default)]
+    pub group: Option<String>,
     /// Cumulative waves, `1%,10%,50%,100%` or counts.
     #[serde(default = "default_waves")]
     pub waves: String,
@@ -76,7 +79,7 @@ pub(super) async fn create(
 ) -> ApiResult<(StatusCode, Json<RolloutRecord>)> {
     let release: ReleaseRef = req.release.parse().map_err(bad_request)?;
     api.store.release(&release)?;
-    let selector: Selector = req.selector.parse().map_err(bad_request)?;
+    let selector = selector_for(&api, &req)?;
     let policy = Policy {
         waves: parse_waves(&req.waves).map_err(bad_request)?,
         canary: req.canary.clone(),
@@ -107,6 +110,25 @@ pub(super) async fn create(
     let rollout = Rollout::new(&id, release, selector, policy, devices, now);
     let rec = api.rollouts.create(rollout).await.map_err(conflict)?;
     Ok((StatusCode::CREATED, Json(rec)))
+}
+
+/// The request's selector, with the saved group's terms first.
+fn selector_for(api: &Api, req: &CreateRollout) -> ApiResult<Selector> {
+    let mut text = req.selector.trim().to_string();
+    if let Some(name) = &req.group {
+        let groups: Vec<super::groups::Group> = api.store.groups()?;
+        let group = groups
+            .into_iter()
+            .find(|g| &g.name == name)
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no group {name:?}")))?;
+        let saved = group.selector.to_string();
+        text = [saved, text]
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    text.parse().map_err(bad_request)
 }
 
 fn conflict(e: String) -> ApiError {
