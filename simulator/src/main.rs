@@ -63,7 +63,8 @@ async fn main() -> anyhow::Result<()> {
             rounds,
             interval,
         } => {
-            let b = petrel_simulator::plan_bench::run(devices, rounds, Duration::from_secs(interval))?;
+            let b =
+                petrel_simulator::plan_bench::run(devices, rounds, Duration::from_secs(interval))?;
             println!("{}", b.summary());
             Ok(())
         }

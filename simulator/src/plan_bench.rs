@@ -209,7 +209,11 @@ fn report(device: &str, generation: u64, phase: Phase, current: &str) -> Reporte
         schema: petrel_protocol::SCHEMA,
         device_id: device.into(),
         desired_generation: generation,
-        applied_generation: if phase == Phase::Running { generation } else { 0 },
+        applied_generation: if phase == Phase::Running {
+            generation
+        } else {
+            0
+        },
         current: Some(release(current)),
         phase,
         ..Default::default()

@@ -55,7 +55,14 @@ async fn a_rollout_resumes_after_kill_9_and_a_device_joining_midway_gets_the_rel
     let created = ctl
         .cli()
         .args(["rollout", "create", "demo@2", "--group", "field"])
-        .args(["--id", "field-v2", "--waves", "1,2,100%", "--success", "100"])
+        .args([
+            "--id",
+            "field-v2",
+            "--waves",
+            "1,2,100%",
+            "--success",
+            "100",
+        ])
         .args(["--soak", "4", "--max-failed", "50", "--min-failed", "1"])
         .args(["--on-breach", "pause", "--device-timeout", "120", "--json"])
         .output()?;

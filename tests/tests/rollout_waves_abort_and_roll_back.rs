@@ -125,9 +125,20 @@ async fn a_failing_wave_aborts_the_rollout_and_moved_devices_roll_back() -> anyh
         client.device("rb-7").await?.desired_generation,
         lab_generation
     );
+    // the rollback is tracked to its end: all six back on demo@1
+    let rolled = wait_for(
+        Duration::from_secs(60),
+        "the rollback to settle",
+        || async {
+            let rec = client.rollout("field-v2").await.ok()?;
+            rec.rollback.clone().filter(|r| r.settled())
+        },
+    )
+    .await?;
+    assert_eq!((rolled.sent, rolled.back, rolled.failed), (6, 6, 0));
     let status = succeeded(&ctl.cli().args(["rollout", "status", "field-v2"]).output()?);
     assert!(
-        status.contains("aborted") && status.contains("sent back"),
+        status.contains("aborted") && status.contains("rollback done: 6 sent back"),
         "{status}"
     );
     Ok(())

@@ -2,6 +2,7 @@
 
 use crate::client::Client;
 use crate::http::rollouts::{CreateRollout, LabelChange};
+use crate::rollouts::rollback::RevertOutcome;
 use crate::rollouts::RolloutRecord;
 use anyhow::Result;
 use clap::Subcommand;
@@ -300,11 +301,20 @@ pub fn status_text(rec: &RolloutRecord) -> String {
             _ => {}
         }
     }
-    if !rec.reverted.is_empty() {
+    if let Some(rb) = &rec.rollback {
+        let state = match rb.settled() {
+            true => "done",
+            false => "under way",
+        };
         out += &format!(
-            "  sent back to their previous release: {}\n",
-            rec.reverted.len()
+            "  rollback {state}: {} sent back to their previous release, {} back, {} failed\n",
+            rb.sent, rb.back, rb.failed
         );
+    }
+    for (d, outcome) in &rec.reverts {
+        if let RevertOutcome::Failed { reason } = outcome {
+            out += &format!("  {d}: rollback failed: {reason}\n");
+        }
     }
     for n in rec.notes.iter().rev().take(5).rev() {
         out += &format!("  [{}] {}\n", crate::rfc3339(n.at_ms / 1000), n.text);

@@ -8,7 +8,7 @@ use petrel_protocol::{Event, Phase, Progress, ReleaseRef, ServiceState};
 use serde::{Deserialize, Serialize};
 
 /// What `petrel devices` shows for one device.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DeviceView {
     pub id: String,
     pub online: bool,

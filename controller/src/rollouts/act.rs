@@ -26,7 +26,7 @@ pub(super) async fn perform(
                 }
             }
             Action::Revert { device, to } => match set(api, &device, to.as_ref()).await {
-                Ok(generation) => rec.sent_back(&device, generation),
+                Ok(generation) => rec.sent_back(&device, generation, to.is_none(), now),
                 Err(reason) => note(
                     rec,
                     now,

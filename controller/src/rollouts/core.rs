@@ -9,7 +9,7 @@ use super::{act, RolloutRecord};
 use crate::http::views::{view, DeviceView};
 use crate::store::{Store, StoreError};
 use crate::watch::{outcome, Outcome};
-use petrel_protocol::rollout::{step, Action, DeviceState, Input, Phase, Rollout};
+use petrel_protocol::rollout::{step, Action, DeviceState, Input, Phase};
 use std::collections::BTreeMap;
 
 /// Every unfinished rollout, and what its steps left to do.
@@ -29,7 +29,7 @@ impl Core {
             tracing::error!("rollouts could not be read: {e}");
             Vec::new()
         });
-        for head in heads.iter().filter(|h| !finished(&h.rollout)) {
+        for head in heads.iter().filter(|h| !h.finished()) {
             let id = &head.rollout.id;
             match persist::load(store, id) {
                 Ok(Some(rec)) => core.insert(rec),
@@ -52,11 +52,14 @@ impl Core {
         self.active.get_mut(id)
     }
 
-    /// Time passed: one step of every rollout.
+    /// Time passed: one step of every rollout (and the rollbacks' deadline).
     pub fn tick(&mut self, now: u64) {
         let ids: Vec<String> = self.active.keys().cloned().collect();
         for id in ids {
             self.plan(&id, Input::Tick, now);
+            if let Some(rec) = self.active.get_mut(&id) {
+                rec.revert_deadline(now);
+            }
         }
     }
 
@@ -91,9 +94,13 @@ impl Core {
         let facts = view.facts();
         let ids: Vec<String> = self.active.keys().cloned().collect();
         for id in ids {
-            let Some(rec) = self.active.get(&id) else {
+            let Some(rec) = self.active.get_mut(&id) else {
                 continue;
             };
+            if matches!(rec.rollout.phase, Phase::Aborted { .. }) {
+                rec.revert_reported(&view);
+                continue;
+            }
             let selected = rec.rollout.selector.matches(&facts);
             let input = match rec.rollout.members.get(device).map(|m| &m.state) {
                 None | Some(DeviceState::Left) if selected => Some(Input::Joined {
@@ -147,12 +154,8 @@ impl Core {
 
     /// Forgets finished rollouts (they stay in the store).
     pub fn retire_finished(&mut self) {
-        self.active.retain(|_, rec| !finished(&rec.rollout));
+        self.active.retain(|_, rec| !rec.finished());
     }
-}
-
-pub fn finished(r: &Rollout) -> bool {
-    matches!(r.phase, Phase::Completed | Phase::Aborted { .. })
 }
 
 /// A started member's report as planner input.

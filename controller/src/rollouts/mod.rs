@@ -9,11 +9,13 @@
 //! - [`driver`]: the task around the core, batching messages.
 //! - [`act`]: performing the planner's actions (desired states).
 //! - [`persist`]: the store layout (a head record, a record per member).
+//! - [`rollback`]: following an abort's rollback to its end.
 
 mod act;
 pub mod core;
 mod driver;
 pub mod persist;
+pub mod rollback;
 
 use petrel_protocol::rollout::{Input, Rollout};
 use serde::{Deserialize, Serialize};
@@ -32,6 +34,12 @@ pub struct RolloutRecord {
     /// Members sent back by an abort, and the generation of that revert.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub reverted: BTreeMap<String, u64>,
+    /// How each sent-back member's rollback ended, once it has.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reverts: BTreeMap<String, rollback::RevertOutcome>,
+    /// The rollback's counts, once an abort sent members back.
+    #[serde(default)]
+    pub rollback: Option<rollback::Rollback>,
     /// What happened, oldest first (the last [`NOTES_KEPT`]).
     #[serde(default)]
     pub notes: Vec<Note>,
@@ -47,6 +55,8 @@ impl RolloutRecord {
             rollout,
             generations: Default::default(),
             reverted: Default::default(),
+            reverts: Default::default(),
+            rollback: None,
             notes: Default::default(),
             changed: true,
         }
@@ -56,13 +66,6 @@ impl RolloutRecord {
     pub fn deployed(&mut self, device: &str, generation: u64) {
         self.rollout.mark_dirty(device);
         self.generations.insert(device.to_string(), generation);
-    }
-
-    /// Member `device` was sent back under `generation`.
-    pub fn sent_back(&mut self, device: &str, generation: u64) {
-        self.rollout.mark_dirty(device);
-        self.generations.remove(device);
-        self.reverted.insert(device.to_string(), generation);
     }
 }
 

@@ -6,6 +6,7 @@
 //! not the size of the rollout; loading puts the parts back together and
 //! rebuilds the planner's indexes.
 
+use super::rollback::RevertOutcome;
 use super::RolloutRecord;
 use crate::store::{Store, StoreError};
 use petrel_protocol::rollout::Member;
@@ -22,6 +23,9 @@ struct MemberRecord {
     /// The generation of the desired state that sent it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reverted: Option<u64>,
+    /// How that rollback ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rollback: Option<RevertOutcome>,
 }
 
 /// What a batch of steps changed, serialized, waiting to be written.
@@ -48,6 +52,7 @@ impl Changes {
                 member: member.clone(),
                 generation: rec.generations.get(&device).copied(),
                 reverted: rec.reverted.get(&device).copied(),
+                rollback: rec.reverts.get(&device).cloned(),
             };
             self.members.push((id.clone(), device, to_json(&record)));
         }
@@ -81,10 +86,12 @@ fn head_json(rec: &mut RolloutRecord) -> Vec<u8> {
     let members = std::mem::take(&mut rec.rollout.members);
     let generations = std::mem::take(&mut rec.generations);
     let reverted = std::mem::take(&mut rec.reverted);
+    let reverts = std::mem::take(&mut rec.reverts);
     let out = to_json(&*rec);
     rec.rollout.members = members;
     rec.generations = generations;
     rec.reverted = reverted;
+    rec.reverts = reverts;
     out
 }
 
@@ -102,6 +109,9 @@ pub fn load(store: &Store, id: &str) -> Result<Option<RolloutRecord>, StoreError
         }
         if let Some(g) = m.reverted {
             rec.reverted.insert(device.clone(), g);
+        }
+        if let Some(outcome) = m.rollback {
+            rec.reverts.insert(device.clone(), outcome);
         }
         rec.rollout.members.insert(device, m.member);
     }

@@ -24,7 +24,14 @@ fn record(n: usize) -> RolloutRecord {
         retries: 0,
     };
     let fleet = (0..n).map(|i| (format!("d{i:04}"), Some(rel("1"))));
-    let r = Rollout::new("r1", rel("2"), Selector::default(), policy, fleet.collect(), 0);
+    let r = Rollout::new(
+        "r1",
+        rel("2"),
+        Selector::default(),
+        policy,
+        fleet.collect(),
+        0,
+    );
     RolloutRecord::new(r)
 }
 
@@ -47,7 +54,11 @@ fn a_stored_rollout_loads_back_whole_and_goes_on_where_it_was() {
     let first = started(&mut rec, 0);
     let mut changes = Changes::default();
     changes.collect(&mut rec);
-    assert_eq!(changes.members.len(), 100, "a new rollout writes every member");
+    assert_eq!(
+        changes.members.len(),
+        100,
+        "a new rollout writes every member"
+    );
     changes.write(&store).unwrap();
     assert!(changes.is_empty());
 
@@ -60,7 +71,11 @@ fn a_stored_rollout_loads_back_whole_and_goes_on_where_it_was() {
     assert!(started(&mut back, 1).is_empty());
     let mut next = Vec::new();
     for d in &first {
-        next.extend(step(&mut back.rollout, Input::Succeeded { device: d.clone() }, 2));
+        next.extend(step(
+            &mut back.rollout,
+            Input::Succeeded { device: d.clone() },
+            2,
+        ));
     }
     // no soak: the last success starts the second wave
     let deploys = next
@@ -89,7 +104,11 @@ fn a_step_writes_only_the_members_it_changed() {
     changes.collect(&mut rec);
     assert_eq!((changes.heads.len(), changes.members.len()), (1, 1));
     let head = &changes.heads[0].1;
-    assert!(head.len() < 2_000, "the head holds no members: {}", head.len());
+    assert!(
+        head.len() < 2_000,
+        "the head holds no members: {}",
+        head.len()
+    );
     changes.write(&store).unwrap();
     let back = load(&store, "r1").unwrap().unwrap();
     assert_eq!(back.rollout.tallies[0].succeeded, 1);
@@ -115,7 +134,11 @@ fn a_record_written_whole_by_an_older_controller_still_loads() {
     assert_eq!(back.generations.len(), 2);
     let mut changes = Changes::default();
     changes.collect(&mut back);
-    assert_eq!(changes.members.len(), 20, "its members get records of their own");
+    assert_eq!(
+        changes.members.len(),
+        20,
+        "its members get records of their own"
+    );
     changes.write(&store).unwrap();
     let again = load(&store, "r1").unwrap().unwrap();
     assert_eq!(again.rollout.members, rec.rollout.members);
