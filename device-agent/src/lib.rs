@@ -15,7 +15,7 @@
 //! - [`gc`]: removing what neither the current nor the previous release needs.
 //! - [`fetch`]: resumable, verified HTTP downloads with backoff.
 //! - [`session`]: the MQTT session (desired in; reports, events out).
-//! - [`store`]: sled-backed lifecycle record and event outbox.
+//! - [`store`]: lifecycle record and event outbox (sled, or memory).
 
 pub mod apply;
 pub mod config;
@@ -64,10 +64,22 @@ pub async fn stop_all<R: Runtime>(runtime: &R) -> Result<usize, AgentError> {
     Ok(instances.len())
 }
 
-/// Runs the agent with `runtime` until `shutdown` resolves.
+/// Runs the agent with `runtime` until `shutdown` resolves, its store in
+/// sled under the data dir.
 pub async fn run<R: Runtime>(
     cfg: Config,
     runtime: R,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let store = store::AgentStore::open(&cfg.data_dir.join("db"))?;
+    run_with_store(cfg, runtime, store, shutdown).await
+}
+
+/// Runs the agent on a given store (a virtual device's, in memory).
+pub async fn run_with_store<R: Runtime>(
+    cfg: Config,
+    runtime: R,
+    store: store::AgentStore,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     let broker = cfg.broker_url().map_err(AgentError::Config)?;
@@ -75,7 +87,6 @@ pub async fn run<R: Runtime>(
     if !broker.tls || !cfg.controller_url.starts_with("https://") {
         tracing::warn!(broker = %cfg.broker, controller = %cfg.controller_url, "INSECURE: plaintext broker or controller URL; anyone on the network can read this device's traffic (use the mqtts:// and https:// config `petrel device provision` writes)");
     }
-    let store = store::AgentStore::open(&cfg.data_dir.join("db"))?;
     let layers = LayerStore::open(cfg.data_dir.join("layers"))
         .map_err(|e| AgentError::Layers(e.to_string()))?;
     let setid_layers = LayerStore::open(cfg.data_dir.join("layers-setid"))

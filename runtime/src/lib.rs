@@ -23,6 +23,7 @@ pub mod layers;
 pub mod native;
 pub mod rootfs;
 pub mod runtime;
+pub mod sim;
 pub mod unpack;
 mod volumes;
 
@@ -30,4 +31,5 @@ pub use docker::DockerRuntime;
 pub use layers::{LayerError, LayerStore};
 pub use native::NativeRuntime;
 pub use runtime::{ImageLayers, InstanceSpec, InstanceStatus, Mount, Runtime, RuntimeError};
+pub use sim::SimRuntime;
 pub use unpack::{UnpackError, UnpackLimits, UnpackStats};

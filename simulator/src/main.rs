@@ -1,4 +1,5 @@
-//! `petrel-sim`: the simulator. `petrel-sim demo` runs the quickstart.
+//! `petrel-sim`: the simulator. `petrel-sim demo` runs the quickstart;
+//! `petrel-sim run SCENARIO.toml --report DIR` rehearses a rollout.
 use clap::{Parser, Subcommand};
 use std::time::Duration;
 
@@ -11,6 +12,17 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Rehearse a rollout: a scenario's virtual fleet over simulated
+    /// links against a real controller; a JSON report, charts and an HTML
+    /// page in DIR.
+    Run {
+        scenario: std::path::PathBuf,
+        #[arg(long)]
+        report: std::path::PathBuf,
+        /// No progress lines.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Controller + agents on embedded defaults; roll the sample app v1 then v2.
     Demo {
         #[arg(long, default_value_t = 3)]
@@ -54,10 +66,28 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,rumqttd=off".into()),
+                .unwrap_or_else(|_| "warn,rumqttd=off,petrel_agent=error".into()),
         )
         .init();
     match Args::parse().cmd {
+        Cmd::Run {
+            scenario,
+            report,
+            quiet,
+        } => {
+            let s = petrel_simulator::scenario::Scenario::load(&scenario)?;
+            let opts = petrel_simulator::run::RunOptions {
+                report_dir: report.clone(),
+                live: !quiet,
+            };
+            let r = petrel_simulator::run::run(&s, &opts).await?;
+            println!("{}", r.summary());
+            println!("report: {}", report.join("index.html").display());
+            if r.timed_out {
+                anyhow::bail!("the rollout did not end within {} s", s.timeout_s);
+            }
+            Ok(())
+        }
         Cmd::BenchRollout {
             devices,
             rounds,

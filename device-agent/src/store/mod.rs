@@ -1,14 +1,18 @@
-//! The agent's durable state in sled: the update lifecycle record and the
-//! event outbox. Every write is flushed before the caller acts on it
-//! (sled is durable only after `flush()`).
-//!
-//! The store is rebuildable: if sled cannot open it, it is moved aside and
-//! a fresh one is created (the running release keeps running; the
-//! controller's retained desired state brings the device back on track).
+//! The agent's durable state: the update lifecycle record, the keys it
+//! learned and the event outbox. Every write is flushed before the caller
+//! acts on it. The store is written against [`kv::Kv`]: sled on a device
+//! ([`sled_kv`], rebuilt if unreadable), memory for virtual devices
+//! ([`memory_kv`]).
+
+pub mod kv;
+pub mod memory_kv;
+pub mod sled_kv;
 
 use crate::machine::AgentState;
+use kv::{Kv, Tree};
 use petrel_protocol::Event;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -20,8 +24,9 @@ pub enum StoreError {
 
 #[derive(Clone)]
 pub struct AgentStore {
-    db: sled::Db,
-    outbox: sled::Tree,
+    kv: Arc<dyn Kv>,
+    /// Sequence numbers are read and written under it.
+    seq: Arc<Mutex<()>>,
 }
 
 const STATE_KEY: &str = "state";
@@ -32,52 +37,42 @@ const RETIRED_KEY: &str = "retired-keys";
 const SEQ_KEY: &str = "event-seq";
 
 impl AgentStore {
-    /// Opens the store, moving an unreadable one aside.
+    /// Opens the sled store in `dir`, moving an unreadable one aside.
     pub fn open(dir: &Path) -> Result<AgentStore, StoreError> {
-        let db = match sled::open(dir) {
-            Ok(db) => db,
-            Err(e) => {
-                let aside = dir.with_extension(format!("corrupt-{}", std::process::id()));
-                tracing::error!(path = %dir.display(), error = %e, "agent store unreadable; moving it aside");
-                let _ = std::fs::rename(dir, &aside);
-                sled::open(dir).map_err(|source| StoreError::Open {
-                    path: dir.to_path_buf(),
-                    source,
-                })?
-            }
-        };
-        Ok(AgentStore {
-            outbox: db.open_tree("outbox")?,
-            db,
-        })
+        Ok(AgentStore::on(Arc::new(sled_kv::SledKv::open(dir)?)))
+    }
+
+    /// The store on any key-value backend.
+    pub fn on(kv: Arc<dyn Kv>) -> AgentStore {
+        AgentStore {
+            kv,
+            seq: Arc::default(),
+        }
+    }
+
+    fn read<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let v = self.kv.get(Tree::Main, key.as_bytes()).ok().flatten()?;
+        serde_json::from_slice(&v).ok()
+    }
+
+    fn write<T: serde::Serialize>(&self, key: &str, v: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(v).unwrap_or_default();
+        self.kv.insert(Tree::Main, key.as_bytes(), bytes)
     }
 
     pub fn load_state(&self) -> AgentState {
-        self.db
-            .get(STATE_KEY)
-            .ok()
-            .flatten()
-            .and_then(|v| serde_json::from_slice(&v).ok())
-            .unwrap_or_default()
+        self.read(STATE_KEY).unwrap_or_default()
     }
 
     /// Persists the lifecycle record durably (before its side effects).
     pub fn save_state(&self, s: &AgentState) -> Result<(), StoreError> {
-        self.db
-            .insert(STATE_KEY, serde_json::to_vec(s).unwrap_or_default())?;
-        self.db.flush()?;
-        Ok(())
+        self.write(STATE_KEY, s)?;
+        self.kv.flush()
     }
 
     /// Keys learned through endorsements (a rotated controller key).
     pub fn learned_keys(&self) -> Vec<petrel_protocol::PublicKey> {
-        let hexes: Vec<String> = self
-            .db
-            .get(KEYS_KEY)
-            .ok()
-            .flatten()
-            .and_then(|v| serde_json::from_slice(&v).ok())
-            .unwrap_or_default();
+        let hexes: Vec<String> = self.read(KEYS_KEY).unwrap_or_default();
         hexes
             .iter()
             .filter_map(|h| petrel_protocol::PublicKey::from_hex(h).ok())
@@ -86,12 +81,7 @@ impl AgentStore {
 
     /// Ids of the keys rotated out.
     pub fn retired_keys(&self) -> Vec<String> {
-        self.db
-            .get(RETIRED_KEY)
-            .ok()
-            .flatten()
-            .and_then(|v| serde_json::from_slice(&v).ok())
-            .unwrap_or_default()
+        self.read(RETIRED_KEY).unwrap_or_default()
     }
 
     /// Records what a verified envelope taught, durably.
@@ -106,56 +96,51 @@ impl AgentStore {
             }
         }
         let hexes: Vec<String> = keys.iter().map(|k| k.to_hex()).collect();
-        self.db
-            .insert(KEYS_KEY, serde_json::to_vec(&hexes).unwrap_or_default())?;
+        self.write(KEYS_KEY, &hexes)?;
         let mut retired = self.retired_keys();
         for id in &learned.retired {
             if !retired.contains(id) {
                 retired.push(id.clone());
             }
         }
-        self.db.insert(
-            RETIRED_KEY,
-            serde_json::to_vec(&retired).unwrap_or_default(),
-        )?;
-        self.db.flush()?;
-        Ok(())
+        self.write(RETIRED_KEY, &retired)?;
+        self.kv.flush()
     }
 
     /// Next event sequence number (durable, increasing across restarts).
     pub fn next_seq(&self) -> Result<u64, StoreError> {
-        let v = self.db.update_and_fetch(SEQ_KEY, |old| {
-            let n = old
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
-            Some((n + 1).to_be_bytes().to_vec())
-        })?;
-        Ok(v.and_then(|b| b.as_ref().try_into().ok())
+        let _one_at_a_time = self
+            .seq
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let last = self
+            .kv
+            .get(Tree::Main, SEQ_KEY.as_bytes())?
+            .and_then(|b| b.try_into().ok())
             .map(u64::from_be_bytes)
-            .unwrap_or(1))
+            .unwrap_or(0);
+        let next = last + 1;
+        self.kv
+            .insert(Tree::Main, SEQ_KEY.as_bytes(), next.to_be_bytes().to_vec())?;
+        Ok(next)
     }
 
     /// Adds an event to the outbox; it stays until the broker acks it.
     pub fn push_event(&self, e: &Event) -> Result<(), StoreError> {
-        self.outbox.insert(
-            e.seq.to_be_bytes(),
-            serde_json::to_vec(e).unwrap_or_default(),
-        )?;
-        self.db.flush()?;
-        Ok(())
+        let bytes = serde_json::to_vec(e).unwrap_or_default();
+        self.kv.insert(Tree::Outbox, &e.seq.to_be_bytes(), bytes)?;
+        self.kv.flush()
     }
 
     pub fn ack_event(&self, seq: u64) -> Result<(), StoreError> {
-        self.outbox.remove(seq.to_be_bytes())?;
-        Ok(())
+        self.kv.remove(Tree::Outbox, &seq.to_be_bytes())
     }
 
     pub fn pending_events(&self) -> Vec<Event> {
-        self.outbox
+        self.kv
+            .values(Tree::Outbox)
             .iter()
-            .values()
-            .filter_map(|v| v.ok().and_then(|v| serde_json::from_slice(&v).ok()))
+            .filter_map(|v| serde_json::from_slice(v).ok())
             .collect()
     }
 }
@@ -181,6 +166,37 @@ mod tests {
         let s = AgentStore::open(&path).unwrap();
         assert_eq!(s.load_state().desired_generation, 7);
         assert_eq!(s.next_seq().unwrap(), 3);
+    }
+
+    #[test]
+    fn a_memory_store_outlives_the_agent_that_wrote_it() {
+        let kv: Arc<dyn Kv> = Arc::new(memory_kv::MemoryKv::default());
+        {
+            let s = AgentStore::on(kv.clone());
+            let st = AgentState {
+                desired_generation: 9,
+                ..Default::default()
+            };
+            s.save_state(&st).unwrap();
+            assert_eq!(s.next_seq().unwrap(), 1);
+            let e = Event {
+                schema: petrel_protocol::SCHEMA,
+                device_id: "sim-1".into(),
+                seq: 1,
+                at_ms: 0,
+                kind: petrel_protocol::EventKind::Installed,
+                generation: 1,
+                digest: None,
+                message: String::new(),
+            };
+            s.push_event(&e).unwrap();
+        }
+        let s = AgentStore::on(kv);
+        assert_eq!(s.load_state().desired_generation, 9);
+        assert_eq!(s.next_seq().unwrap(), 2);
+        assert_eq!(s.pending_events().len(), 1);
+        s.ack_event(1).unwrap();
+        assert!(s.pending_events().is_empty());
     }
 
     #[test]

@@ -1,0 +1,136 @@
+//! The controller a scenario runs against: the real `petrel-controller`
+//! binary in its own process (embedded broker, plaintext on loopback, so
+//! the fault layer can tell devices by address), measured from outside:
+//! its CPU time and resident memory from /proc.
+
+use crate::fleet::free_port;
+use anyhow::{bail, Context, Result};
+use petrel_controller::client::{Client, Credentials};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct ControllerProcess {
+    child: Child,
+    pub http: SocketAddr,
+    pub mqtt: SocketAddr,
+    /// Its public signing key (hex), which devices pin.
+    pub key: String,
+    pub client: Client,
+}
+
+/// CPU seconds and resident bytes of a process, read now.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    pub cpu_s: f64,
+    pub rss_bytes: u64,
+}
+
+impl ControllerProcess {
+    /// Starts the controller on free loopback ports with its data in
+    /// `dir`; waits until its API answers.
+    pub async fn start(dir: &Path) -> Result<ControllerProcess> {
+        let bin = crate::bins::workspace_binary("petrel-controller", "petrel-controller")?;
+        // the keys and the first admin token are made here, so this side
+        // can read them; the controller loads the same
+        let keys = petrel_controller::keys::Keyring::load_or_create(&dir.join("keys"))?;
+        petrel_controller::auth::Tokens::open(&dir.join("auth"))?;
+        let token = std::fs::read_to_string(dir.join("auth/admin.token"))?;
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mqtt = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let log = std::fs::File::create(dir.join("controller.log"))?;
+        let child = Command::new(&bin)
+            .arg("serve")
+            .arg("--data")
+            .arg(dir)
+            .args(["--http", &http.to_string()])
+            .args(["--mqtt-listen", &mqtt.to_string()])
+            .arg("--insecure")
+            .env("RUST_LOG", "warn,rumqttd=error")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let creds = Credentials {
+            token: Some(token.trim().to_string()),
+            ca_pem: None,
+        };
+        let client = Client::with_credentials(&format!("http://{http}"), &creds)?;
+        let mut me = ControllerProcess {
+            child,
+            http,
+            mqtt,
+            key: keys.public().to_hex(),
+            client,
+        };
+        me.wait_ready().await?;
+        Ok(me)
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the controller exited at start ({status}); see controller.log");
+            }
+            if self.client.signing_key().await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the controller did not answer within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its CPU time and resident memory now.
+    pub fn usage(&self) -> Usage {
+        usage_of(self.pid()).unwrap_or_default()
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn usage_of(pid: u32) -> Option<Usage> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split_whitespace();
+    // fields after the name: state is 3rd overall; utime 14th, stime 15th
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    // clock ticks: 100 a second on Linux
+    Some(Usage {
+        cpu_s: (utime + stime) / 100.0,
+        rss_bytes: rss_kb * 1024,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn this_process_has_cpu_time_and_memory() {
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        assert!(x > 0);
+        let u = super::usage_of(std::process::id()).unwrap();
+        assert!(u.rss_bytes > 1 << 20, "{u:?}");
+        assert!(u.cpu_s >= 0.0);
+    }
+}

@@ -1,0 +1,161 @@
+//! `petrel-sim run SCENARIO.toml --report DIR`: a scenario played against
+//! a real controller process. The releases are built and uploaded, the
+//! fleet of virtual devices connects through the fault layer, the first
+//! release is installed everywhere, then the last is rolled out while the
+//! scenario's faults hit the fleet; the run is sampled every second and
+//! ends when the rollout is over and every device runs what it should (or
+//! at the timeout). What it measured becomes the report.
+//!
+//! - [`controller`]: the controller process and its CPU and memory.
+//! - [`images`]: the made-up application image of each release.
+//! - [`fleet`]: the virtual devices, their links, the faults.
+//! - [`sampler`]: the once-a-second sample and the live progress line.
+
+pub mod controller;
+pub mod fleet;
+pub mod images;
+pub mod sampler;
+
+use crate::report::{Report, Setup};
+use crate::scenario::Scenario;
+use anyhow::{bail, Context, Result};
+use controller::ControllerProcess;
+use petrel_controller::client::Client;
+use petrel_controller::http::rollouts::CreateRollout;
+use petrel_protocol::rollout::Breach;
+use petrel_protocol::ImageConfig;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub struct RunOptions {
+    pub report_dir: PathBuf,
+    /// Print a progress line every few seconds.
+    pub live: bool,
+}
+
+/// Runs `scenario`; writes and returns its report.
+pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Report> {
+    let work = tempfile::tempdir().context("creating a work dir")?;
+    std::fs::create_dir_all(&opts.report_dir)
+        .with_context(|| format!("creating {}", opts.report_dir.display()))?;
+    let ctl = ControllerProcess::start(&work.path().join("controller")).await?;
+    let result = play(scenario, opts, &ctl, work.path()).await;
+    let log = work.path().join("controller/controller.log");
+    let _ = std::fs::copy(&log, opts.report_dir.join("controller.log"));
+    ctl.stop();
+    let report = result?;
+    report.write(&opts.report_dir)?;
+    Ok(report)
+}
+
+async fn play(
+    s: &Scenario,
+    opts: &RunOptions,
+    ctl: &ControllerProcess,
+    work: &Path,
+) -> Result<Report> {
+    let client = &ctl.client;
+    let image_bytes = build_releases(s, client, work).await?;
+    let mut fleet = fleet::SimFleet::start(s, ctl, work).await?;
+    let started = Instant::now();
+    fleet
+        .wait_online(client, Duration::from_secs(s.timeout_s))
+        .await?;
+    let connect_s = started.elapsed().as_secs_f64();
+    fleet.label(s, client).await?;
+    let first = format!("sim@{}", s.releases[0].version);
+    let t = Instant::now();
+    client.deploy(&first, &fleet.ids()).await?;
+    fleet
+        .wait_converged(client, &first, Duration::from_secs(s.timeout_s))
+        .await
+        .context("installing the first release")?;
+    let install_s = t.elapsed().as_secs_f64();
+    let last = s
+        .releases
+        .last()
+        .map(|r| r.version.clone())
+        .unwrap_or_default();
+    let mut sampler = sampler::Sampler::new(s, &fleet, ctl, opts.live);
+    let rollout_id = start_rollout(s, client, &fleet, &last).await?;
+    sampler
+        .run(s, &mut fleet, client, rollout_id.as_deref())
+        .await?;
+    fleet.shut_down().await;
+    let setup = Setup {
+        connect_s,
+        install_s,
+        image_bytes,
+        release: format!("sim@{last}"),
+        rollout: rollout_id,
+    };
+    Ok(sampler.finish(s, &fleet, setup))
+}
+
+/// Builds and uploads every release's image; the compressed size of each.
+async fn build_releases(s: &Scenario, client: &Client, work: &Path) -> Result<Vec<u64>> {
+    let mut sizes = Vec::new();
+    for (k, r) in s.releases.iter().enumerate() {
+        let dir = work.join(format!("image-{k}"));
+        images::write(&s.image, s.seed, k, &dir)?;
+        let tag = format!("v{}", r.version);
+        let config = ImageConfig {
+            entrypoint: vec!["/app/run".into()],
+            working_dir: Some("/app".into()),
+            ..Default::default()
+        };
+        let image = client.build_image(&dir, "app", &tag, config).await?.image;
+        sizes.push(image.layers.iter().map(|l| l.size).sum());
+        let compose = format!("services:\n  app:\n    image: app:{tag}\n    restart: always\n");
+        client.create_release("sim", &r.version, &compose).await?;
+    }
+    Ok(sizes)
+}
+
+/// Starts the rollout of the last release (or a plain deploy); its id.
+async fn start_rollout(
+    s: &Scenario,
+    client: &Client,
+    fleet: &fleet::SimFleet,
+    version: &str,
+) -> Result<Option<String>> {
+    let release = format!("sim@{version}");
+    let r = &s.rollout;
+    if r.plain {
+        client.deploy(&release, &fleet.ids()).await?;
+        return Ok(None);
+    }
+    let req = CreateRollout {
+        id: Some("sim".into()),
+        release,
+        selector: String::new(),
+        group: None,
+        waves: r.waves.clone(),
+        canary: r
+            .canary
+            .iter()
+            .map(|i| crate::virtual_device::device_id(*i))
+            .collect(),
+        per_minute: r.per_minute,
+        rate_growth_percent: 0,
+        success_percent: r.success_percent,
+        soak_s: r.soak_s,
+        max_failed_percent: r.max_failed_percent,
+        min_failed: r.min_failed,
+        on_breach: Some(match r.on_breach.as_str() {
+            "pause" => Breach::Pause,
+            _ => Breach::Abort,
+        }),
+        device_timeout_s: r.device_timeout_s,
+        retries: r.retries,
+    };
+    let rec = client.create_rollout(&req).await?;
+    if rec.rollout.members.len() != s.devices {
+        bail!(
+            "the rollout took {} devices of {}",
+            rec.rollout.members.len(),
+            s.devices
+        );
+    }
+    Ok(Some(rec.rollout.id))
+}

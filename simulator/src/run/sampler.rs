@@ -1,0 +1,202 @@
+//! Following a rollout once a second: the fleet as the controller sees
+//! it (phases, who runs what), the bytes each device's link delivered,
+//! the controller's CPU and memory; the faults of the timeline applied on
+//! the way; a progress line for the operator. The run ends when the
+//! rollout is over, every device runs what it should and no fault is
+//! under way, or at the scenario's timeout.
+
+use super::controller::{ControllerProcess, Usage};
+use super::fleet::SimFleet;
+use crate::link::{Dir, Kind};
+use crate::report::{DeviceOutcome, Report, Sample, Setup};
+use crate::scenario::Scenario;
+use anyhow::Result;
+use petrel_controller::client::Client;
+use petrel_controller::http::DeviceView;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+pub struct Sampler<'a> {
+    ctl: &'a ControllerProcess,
+    live: bool,
+    started: Instant,
+    /// Link bytes and controller usage when the rollout started.
+    base_bytes: Vec<u64>,
+    base_usage: Usage,
+    samples: Vec<Sample>,
+    devices: Vec<DeviceOutcome>,
+    /// The rollout's record at the end.
+    pub rollout: Option<petrel_controller::rollouts::RolloutRecord>,
+    timed_out: bool,
+}
+
+impl<'a> Sampler<'a> {
+    pub fn new(s: &Scenario, fleet: &SimFleet, ctl: &'a ControllerProcess, live: bool) -> Self {
+        let devices = fleet
+            .devices
+            .iter()
+            .map(|d| DeviceOutcome {
+                id: d.id.clone(),
+                profile: fleet.profiles[d.index].clone(),
+                ..Default::default()
+            })
+            .collect();
+        let _ = s;
+        Sampler {
+            ctl,
+            live,
+            started: Instant::now(),
+            base_bytes: http_down(fleet),
+            base_usage: ctl.usage(),
+            samples: Vec::new(),
+            devices,
+            rollout: None,
+            timed_out: false,
+        }
+    }
+
+    /// Samples every second until the run is over.
+    pub async fn run(
+        &mut self,
+        s: &Scenario,
+        fleet: &mut SimFleet,
+        client: &Client,
+        rollout: Option<&str>,
+    ) -> Result<()> {
+        let release = format!(
+            "sim@{}",
+            s.releases.last().map_or("", |r| r.version.as_str())
+        );
+        let mut fired = vec![false; s.faults.len()];
+        let deadline = self.started + Duration::from_secs(s.timeout_s);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let t = self.started.elapsed().as_secs_f64();
+            fleet.apply_faults(s, &mut fired, t);
+            let views = client.devices().await?;
+            let settled = self.sample(t, fleet, &views, &release);
+            let over = match rollout {
+                Some(id) => {
+                    let rec = client.rollout(id).await?;
+                    let done = rec.finished();
+                    self.rollout = Some(rec);
+                    done
+                }
+                None => true,
+            };
+            if self.live && self.samples.len() % 5 == 1 {
+                println!("{}", self.progress());
+            }
+            let all_fired = fired.iter().all(|f| *f);
+            if over && settled == s.devices && all_fired && !fleet.faults_active() {
+                break;
+            }
+            if Instant::now() > deadline {
+                self.timed_out = true;
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records one sample; returns how many devices run what they should.
+    fn sample(&mut self, t: f64, fleet: &SimFleet, views: &[DeviceView], release: &str) -> usize {
+        let mut phases = BTreeMap::new();
+        let by_id: BTreeMap<&str, &DeviceView> = views.iter().map(|v| (v.id.as_str(), v)).collect();
+        let (mut settled, mut on_new) = (0, 0);
+        for (i, out) in self.devices.iter_mut().enumerate() {
+            let Some(v) = by_id.get(out.id.as_str()) else {
+                *phases.entry("unknown".to_string()).or_insert(0) += 1;
+                continue;
+            };
+            let phase = serde_json::to_value(v.phase)
+                .ok()
+                .and_then(|p| p.as_str().map(str::to_string))
+                .unwrap_or_default();
+            // what the operator sees: a device gone silent is offline
+            let shown = if v.online {
+                phase.clone()
+            } else {
+                "offline".into()
+            };
+            *phases.entry(shown).or_insert(0) += 1;
+            let runs_new = v.current.as_ref().is_some_and(|c| c.to_string() == release);
+            let aims_new = v.target.as_ref().is_some_and(|c| c.to_string() == release);
+            out.sent_new |= runs_new || aims_new;
+            out.rolled_back |= phase == "rolled-back";
+            on_new += usize::from(runs_new);
+            if v.converged() {
+                settled += 1;
+                out.settled_at_s.get_or_insert(t);
+            } else {
+                out.settled_at_s = None;
+            }
+            out.release = v.current.as_ref().map(|c| c.to_string());
+            out.phase = phase;
+            out.http_down_bytes =
+                fleet.links.devices[i].counters.get(Kind::Http, Dir::Down) - self.base_bytes[i];
+            out.power_losses = fleet.devices[i].power_losses;
+            out.dropped = fleet.links.devices[i]
+                .counters
+                .dropped
+                .load(std::sync::atomic::Ordering::Relaxed);
+        }
+        let usage = self.ctl.usage();
+        self.samples.push(Sample {
+            t_s: t,
+            phases,
+            settled,
+            on_new,
+            online: views.iter().filter(|v| v.online).count(),
+            http_down_bytes: self.devices.iter().map(|d| d.http_down_bytes).sum(),
+            controller_cpu_s: usage.cpu_s - self.base_usage.cpu_s,
+            controller_rss_bytes: usage.rss_bytes,
+        });
+        settled
+    }
+
+    fn progress(&self) -> String {
+        let Some(last) = self.samples.last() else {
+            return String::new();
+        };
+        let phases: Vec<String> = last
+            .phases
+            .iter()
+            .map(|(p, n)| format!("{p} {n}"))
+            .collect();
+        format!(
+            "t={:>4.0}s  on the new release {}/{}  settled {}  online {}  [{}]  {:.1} MB down  controller {:.0} MB",
+            last.t_s,
+            last.on_new,
+            self.devices.len(),
+            last.settled,
+            last.online,
+            phases.join(", "),
+            last.http_down_bytes as f64 / 1e6,
+            last.controller_rss_bytes as f64 / 1e6,
+        )
+    }
+
+    /// The report of the run.
+    pub fn finish(self, s: &Scenario, fleet: &SimFleet, setup: Setup) -> Report {
+        let _ = fleet;
+        Report::build(
+            s,
+            setup,
+            self.samples,
+            self.devices,
+            self.rollout,
+            self.timed_out,
+        )
+    }
+}
+
+fn http_down(fleet: &SimFleet) -> Vec<u64> {
+    fleet
+        .links
+        .devices
+        .iter()
+        .map(|l| l.counters.get(Kind::Http, Dir::Down))
+        .collect()
+}
