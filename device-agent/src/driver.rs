@@ -45,6 +45,16 @@ pub struct Driver<R: Runtime> {
     results_rx: mpsc::Receiver<Input>,
 }
 
+/// A driver dropped mid-update (its future dropped, as when a simulator
+/// cuts a virtual device's power) stops the work it started.
+impl<R: Runtime> Drop for Driver<R> {
+    fn drop(&mut self) {
+        if let Some((task, _)) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
 impl<R: Runtime> Driver<R> {
     pub fn new(
         device_id: String,

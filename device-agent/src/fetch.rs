@@ -314,8 +314,11 @@ impl Fetcher {
             }
             416 => {
                 // we hold bytes the server does not have
+                // (a partial file a power loss left longer than it was):
+                // start again from nothing; a blob truly shorter than
+                // declared then fails its digest
                 discard(part).await;
-                return Err(permanent(format!("server has fewer bytes than the {have} already received (truncated or replaced)")));
+                return Err(transient(format!("server has fewer bytes than the {have} already received (truncated or replaced); starting again")));
             }
             404 => return Ok(Got::NotFound),
             s if s >= 500 => return Err(transient(format!("server error {s}"))),

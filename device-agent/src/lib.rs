@@ -105,7 +105,7 @@ pub async fn run_with_store<R: Runtime>(
     let limits = petrel_protocol::Limits {
         max_message_bytes: cfg.max_message_bytes,
     };
-    let (publisher, incoming) = session::start(
+    let (publisher, incoming, _session) = session::start(
         &cfg.device_id,
         &broker,
         tls.filter(|_| broker.tls),

@@ -65,15 +65,26 @@ fn status(device_id: &str, online: bool) -> Vec<u8> {
     })
 }
 
-/// Connects (in the background) and returns the publisher and the stream
-/// of incoming messages.
+/// The session's background task, stopped when this is dropped: an agent
+/// embedded in a process (the simulator's virtual devices) leaves no
+/// connection behind when its future is dropped.
+pub struct SessionTask(tokio::task::JoinHandle<()>);
+
+impl Drop for SessionTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Connects (in the background) and returns the publisher, the stream of
+/// incoming messages, and the task to hold while the session is wanted.
 pub fn start(
     device_id: &str,
     broker: &petrel_protocol::BrokerUrl,
     tls: Option<petrel_tls::rustls::ClientConfig>,
     max_message: usize,
     store: AgentStore,
-) -> (Publisher, mpsc::Receiver<Incoming>) {
+) -> (Publisher, mpsc::Receiver<Incoming>, SessionTask) {
     // the client id is the device id: with TLS, the broker (front or
     // Mosquitto) holds it to the certificate's identity
     let mut opts = MqttOptions::new(device_id, broker.host.clone(), broker.port);
@@ -103,8 +114,8 @@ pub fn start(
         order: Default::default(),
     };
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(run(eventloop, publisher.clone(), store, tx));
-    (publisher, rx)
+    let task = tokio::spawn(run(eventloop, publisher.clone(), store, tx));
+    (publisher, rx, SessionTask(task))
 }
 
 async fn run(

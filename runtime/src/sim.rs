@@ -6,6 +6,7 @@
 
 use crate::runtime::{InstanceSpec, InstanceStatus, Runtime, RuntimeError};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Default)]
@@ -13,16 +14,30 @@ pub struct SimRuntime {
     instances: Arc<Mutex<BTreeMap<String, InstanceStatus>>>,
     /// `name:tag` of images whose instances fail on this device.
     failing: Arc<BTreeSet<String>>,
+    /// Instances started that failed (shared by the caller's handle).
+    failed_starts: Arc<AtomicU64>,
 }
 
 impl SimRuntime {
     /// A runtime on which instances of the `failing` images (`name:tag`)
     /// exit as soon as they start.
     pub fn new(failing: BTreeSet<String>) -> SimRuntime {
+        SimRuntime::counting(failing, Arc::default())
+    }
+
+    /// As [`SimRuntime::new`], counting failed starts into `failed_starts`
+    /// (a handle that outlives the runtime, as across a power loss).
+    pub fn counting(failing: BTreeSet<String>, failed_starts: Arc<AtomicU64>) -> SimRuntime {
         SimRuntime {
             instances: Arc::default(),
             failing: Arc::new(failing),
+            failed_starts,
         }
+    }
+
+    /// Instances started that failed.
+    pub fn failed_starts(&self) -> u64 {
+        self.failed_starts.load(Ordering::Relaxed)
     }
 
     fn fails(&self, spec: &InstanceSpec) -> bool {
@@ -43,6 +58,9 @@ impl SimRuntime {
 impl Runtime for SimRuntime {
     async fn start(&self, spec: &InstanceSpec) -> Result<(), RuntimeError> {
         let fails = self.fails(spec);
+        if fails {
+            self.failed_starts.fetch_add(1, Ordering::Relaxed);
+        }
         let status = InstanceStatus {
             name: spec.name.clone(),
             state: if fails { "exited" } else { "running" }.into(),
@@ -109,6 +127,7 @@ mod tests {
         assert!(rt.inspect("web-g1").await.unwrap().is_running());
         let bad = rt.inspect("web-g2").await.unwrap();
         assert_eq!((bad.is_running(), bad.exit_code), (false, Some(1)));
+        assert_eq!(rt.failed_starts(), 1);
         assert_eq!(
             rt.exec(&spec("x", "bad"), &[], Default::default())
                 .await

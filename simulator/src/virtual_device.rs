@@ -23,6 +23,8 @@ pub struct VirtualDevice {
     /// `name:tag` of images whose instances fail on this device.
     pub failing: BTreeSet<String>,
     pub power_losses: u32,
+    /// Instances of a failing image started (each a health check failed).
+    pub failed_starts: Arc<std::sync::atomic::AtomicU64>,
     config: Config,
     kv: Arc<MemoryKv>,
     running: Option<(JoinHandle<()>, watch::Sender<bool>)>,
@@ -68,6 +70,7 @@ impl VirtualDevice {
             link,
             failing: BTreeSet::new(),
             power_losses: 0,
+            failed_starts: Arc::default(),
             config,
             kv: Arc::new(MemoryKv::default()),
             running: None,
@@ -82,7 +85,7 @@ impl VirtualDevice {
         }
         let (stop, mut rx) = watch::channel(false);
         let cfg = self.config.clone();
-        let runtime = SimRuntime::new(self.failing.clone());
+        let runtime = SimRuntime::counting(self.failing.clone(), self.failed_starts.clone());
         let store = AgentStore::on(self.kv.clone());
         let id = self.id.clone();
         let task = tokio::spawn(async move {

@@ -124,7 +124,10 @@ impl<'a> Sampler<'a> {
             let runs_new = v.current.as_ref().is_some_and(|c| c.to_string() == release);
             let aims_new = v.target.as_ref().is_some_and(|c| c.to_string() == release);
             out.sent_new |= runs_new || aims_new;
-            out.rolled_back |= phase == "rolled-back";
+            let failed = fleet.devices[i]
+                .failed_starts
+                .load(std::sync::atomic::Ordering::Relaxed);
+            out.rolled_back |= phase == "rolled-back" || failed > 0;
             on_new += usize::from(runs_new);
             if v.converged() {
                 settled += 1;

@@ -1,0 +1,95 @@
+//! The fleet simulator end to end: each scenario shipped in
+//! `simulator/scenarios/` played at 200 virtual devices (real agents, a
+//! real controller process, the fault layer) with a small image; every
+//! device must end running what it should, and the report's numbers must
+//! add up: per-device bytes sum to the total, every sample's phase counts
+//! to the fleet size, and its files are written.
+
+use petrel_simulator::report::Report;
+use petrel_simulator::run::{run, RunOptions};
+use petrel_simulator::scenario::Scenario;
+use std::path::Path;
+
+const DEVICES: usize = 200;
+
+async fn play(file: &str) -> anyhow::Result<Report> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../simulator/scenarios")
+        .join(file);
+    let mut s = Scenario::load(&path)?;
+    s.devices = DEVICES;
+    s.image.size_kb = 64;
+    s.timeout_s = 600;
+    let out = tempfile::tempdir()?;
+    let opts = RunOptions {
+        report_dir: out.path().to_path_buf(),
+        live: false,
+    };
+    let r = run(&s, &opts).await?;
+    println!("{}", r.summary());
+    assert!(!r.timed_out, "{file}: timed out\n{}", r.summary());
+    assert_eq!(r.devices, DEVICES);
+    assert!(
+        r.convergence.p100_s.is_some(),
+        "{file}: a device never settled"
+    );
+    let total: u64 = r.per_device.iter().map(|d| d.http_down_bytes).sum();
+    assert_eq!(total, r.http_down_bytes);
+    for sample in &r.samples {
+        assert_eq!(sample.phases.values().sum::<usize>(), DEVICES, "{sample:?}");
+    }
+    for f in [
+        "report.json",
+        "index.html",
+        "phases.svg",
+        "bytes.svg",
+        "convergence.svg",
+    ] {
+        assert!(out.path().join(f).exists(), "{f} missing");
+    }
+    Ok(r)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canary_rollout_over_mixed_links_completes_with_deltas() -> anyhow::Result<()> {
+    let r = play("canary-mixed-links.toml").await?;
+    assert_eq!(r.outcome, "completed");
+    assert_eq!(r.on_new_release, DEVICES);
+    assert!(
+        r.http_down_bytes < r.full_image_bytes,
+        "deltas, not full images"
+    );
+    assert!(
+        r.dropped_connections > 0,
+        "the flaky links dropped connections"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_release_is_aborted_and_rolled_back_fleet_wide() -> anyhow::Result<()> {
+    let r = play("bad-release-rollback.toml").await?;
+    assert!(r.outcome.starts_with("aborted"), "{}", r.outcome);
+    assert_eq!(r.on_new_release, 0, "every device is back on release 1");
+    assert!(r.local_rollbacks > 0);
+    assert!(r.fleet_rollback_sent > 0);
+    assert_eq!(r.fleet_rollback_back, r.fleet_rollback_sent);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_power_loss_storm_ends_with_every_device_updated() -> anyhow::Result<()> {
+    let r = play("power-loss-storm.toml").await?;
+    assert_eq!(r.on_new_release, DEVICES);
+    assert!(r.power_losses >= 100, "{} power losses", r.power_losses);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_during_a_wave_delays_but_does_not_fail_the_rollout() -> anyhow::Result<()> {
+    let r = play("partition-during-wave.toml").await?;
+    assert_eq!(r.outcome, "completed");
+    assert_eq!(r.on_new_release, DEVICES);
+    assert_eq!(r.stuck, 0);
+    Ok(())
+}
