@@ -28,6 +28,8 @@ pub struct Sample {
     /// Downloaded over HTTP (layers, deltas) since the rollout started.
     pub http_down_bytes: u64,
     pub controller_cpu_s: f64,
+    /// When the controller's usage was read (seconds into the rollout).
+    pub controller_at_s: f64,
     pub controller_rss_bytes: u64,
 }
 
@@ -266,7 +268,7 @@ fn peak_cpu(samples: &[Sample]) -> f64 {
     samples
         .windows(2)
         .map(|w| {
-            let dt = (w[1].t_s - w[0].t_s).max(1e-3);
+            let dt = (w[1].controller_at_s - w[0].controller_at_s).max(0.2);
             (w[1].controller_cpu_s - w[0].controller_cpu_s) / dt * 100.0
         })
         .fold(0.0, f64::max)

@@ -11,6 +11,7 @@ fn sample(t: f64, settled: usize) -> Sample {
         settled,
         http_down_bytes: 1000 * t as u64,
         controller_cpu_s: t * 0.1,
+        controller_at_s: t,
         controller_rss_bytes: 50 << 20,
         ..Default::default()
     }

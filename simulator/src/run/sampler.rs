@@ -154,6 +154,7 @@ impl<'a> Sampler<'a> {
             online: views.iter().filter(|v| v.online).count(),
             http_down_bytes: self.devices.iter().map(|d| d.http_down_bytes).sum(),
             controller_cpu_s: usage.cpu_s - self.base_usage.cpu_s,
+            controller_at_s: self.started.elapsed().as_secs_f64(),
             controller_rss_bytes: usage.rss_bytes,
         });
         settled
