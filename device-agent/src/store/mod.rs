@@ -169,6 +169,25 @@ mod tests {
     }
 
     #[test]
+    fn a_store_still_held_by_a_closing_agent_is_waited_for_not_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let first = AgentStore::open(&path).unwrap();
+        let st = AgentState {
+            desired_generation: 5,
+            ..Default::default()
+        };
+        first.save_state(&st).unwrap();
+        let closing = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(first);
+        });
+        let second = AgentStore::open(&path).unwrap();
+        closing.join().unwrap();
+        assert_eq!(second.load_state().desired_generation, 5);
+    }
+
+    #[test]
     fn a_memory_store_outlives_the_agent_that_wrote_it() {
         let kv: Arc<dyn Kv> = Arc::new(memory_kv::MemoryKv::default());
         {

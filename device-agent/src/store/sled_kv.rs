@@ -1,6 +1,7 @@
 //! [`Kv`] on sled: the real device's store. An unreadable store is moved
 //! aside and a fresh one created (the running release keeps running; the
-//! controller's retained desired state brings the device back on track).
+//! controller's retained desired state brings the device back on track);
+//! a store another handle holds is waited for, then refused, never moved.
 
 use super::kv::{Kv, Tree};
 use super::StoreError;
@@ -13,8 +14,15 @@ pub struct SledKv {
 
 impl SledKv {
     pub fn open(dir: &Path) -> Result<SledKv, StoreError> {
-        let db = match sled::open(dir) {
+        let db = match open_waiting(dir) {
             Ok(db) => db,
+            // held by another agent (or one still closing): never moved aside
+            Err(e) if locked(&e) => {
+                return Err(StoreError::Open {
+                    path: dir.to_path_buf(),
+                    source: e,
+                })
+            }
             Err(e) => {
                 let aside = dir.with_extension(format!("corrupt-{}", std::process::id()));
                 tracing::error!(path = %dir.display(), error = %e, "agent store unreadable; moving it aside");
@@ -35,6 +43,26 @@ impl SledKv {
         match tree {
             Tree::Main => &self.db,
             Tree::Outbox => &self.outbox,
+        }
+    }
+}
+
+/// Whether sled failed because another handle holds the store's lock.
+fn locked(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
+/// Opens the store, waiting up to 5 s for a handle being closed (sled's
+/// flusher lets go of the lock a moment after the last handle drops).
+fn open_waiting(dir: &Path) -> Result<sled::Db, sled::Error> {
+    let mut tries = 0;
+    loop {
+        match sled::open(dir) {
+            Err(e) if locked(&e) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other,
         }
     }
 }
