@@ -58,6 +58,9 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);
 /// State of a slot whose first start is still in progress (never reported).
 const PENDING: &str = "pending";
 
+/// Polls (50 ms each) for the process of a spawn the agent died in.
+const SPAWN_SETTLE_TRIES: u32 = 20;
+
 /// Runs service instances as supervised native processes. Cheap to clone;
 /// clones share the same instances.
 #[derive(Clone)]
@@ -188,15 +191,29 @@ impl NativeRuntime {
         recorded: Option<(u32, u64)>,
     ) -> Option<(u32, u64)> {
         let name = &record.spec.name;
-        let unrecorded = self
-            .shared
-            .paths
-            .read_pid_file(name)
-            .filter(|&pid| Some(pid) != record.pid)
-            .and_then(|pid| Some((pid, process::start_time(pid)?)))
-            .filter(|&(pid, start)| {
-                process::is_alive(pid, start) && process::runs_from(pid, &record.spec.rootfs)
-            });
+        let find = || {
+            self.shared
+                .paths
+                .read_pid_file(name)
+                .filter(|&pid| Some(pid) != record.pid)
+                .and_then(|pid| Some((pid, process::start_time(pid)?)))
+                .filter(|&(pid, start)| {
+                    process::is_alive(pid, start) && process::runs_from(pid, &record.spec.rootfs)
+                })
+        };
+        let mut unrecorded = find();
+        // a record without a pid: the agent died while spawning; the child
+        // may not have written its pid file or entered its root yet
+        let mut waited = 0;
+        while unrecorded.is_none()
+            && record.pid.is_none()
+            && waited < SPAWN_SETTLE_TRIES
+            && self.shared.paths.spawn_pending(name)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+            waited += 1;
+            unrecorded = find();
+        }
         match (recorded, unrecorded) {
             (Some(live), Some((orphan, _))) => {
                 tracing::warn!(%name, orphan, "killing an unrecorded second process of the instance");

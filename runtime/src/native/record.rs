@@ -91,6 +91,18 @@ impl Paths {
             .ok()
     }
 
+    /// Whether a spawn of `name` may still be settling: its pid file is
+    /// there and empty, or names a live process (not yet in its root).
+    pub fn spawn_pending(&self, name: &str) -> bool {
+        match fs::read_to_string(self.pid_file(name)) {
+            Err(_) => false,
+            Ok(text) => match text.trim().parse::<u32>() {
+                Err(_) => true,
+                Ok(pid) => Path::new(&format!("/proc/{pid}")).exists(),
+            },
+        }
+    }
+
     /// Removes the record of `name`; a missing record is not an error.
     pub fn remove_record(&self, name: &str) -> Result<(), RuntimeError> {
         let _ = fs::remove_file(self.pid_file(name));
