@@ -128,13 +128,9 @@ pub fn start(
         client,
         keys: Arc::new(RwLock::new(keys)),
     };
-    tokio::spawn(run(
-        eventloop,
-        fleet.clone(),
-        store.clone(),
-        limits,
-        observer,
-    ));
+    let (ingest_tx, ingest_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(run(eventloop, fleet.clone(), store.clone(), ingest_tx));
+    tokio::spawn(ingest_batches(ingest_rx, store.clone(), limits, observer));
     let refresher = fleet.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(REFRESH);
@@ -147,12 +143,14 @@ pub fn start(
     fleet
 }
 
+/// The broker session: it only polls, so the controller's own publishes
+/// and pings never wait for the store; device messages go to
+/// [`ingest_batches`].
 async fn run(
     mut eventloop: rumqttc::EventLoop,
     fleet: Fleet,
     store: Store,
-    limits: Limits,
-    observer: crate::rollouts::Rollouts,
+    ingest: tokio::sync::mpsc::UnboundedSender<Publish>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -166,9 +164,7 @@ async fn run(
                 tokio::spawn(async move { on_connect(&fleet, &store).await });
             }
             Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
-                if let Some(device) = ingest(&store, &p, limits) {
-                    observer.observed(&device);
-                }
+                let _ = ingest.send(p);
             }
             Ok(_) => {}
             Err(e) => {
@@ -205,6 +201,50 @@ async fn republish(fleet: &Fleet, store: &Store) {
     }
 }
 
+/// Messages recorded between two flushes at most.
+const INGEST_BATCH: usize = 2048;
+
+/// Records device messages in batches: every message waiting is written,
+/// then one flush, off the async workers; then the rollouts hear which
+/// devices changed. Under a report storm one flush serves many messages.
+async fn ingest_batches(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Publish>,
+    store: Store,
+    limits: Limits,
+    observer: crate::rollouts::Rollouts,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < INGEST_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let store = store.clone();
+        let changed = tokio::task::spawn_blocking(move || {
+            let mut changed: Vec<String> = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            for p in &batch {
+                if let Some(device) = ingest(&store, p, limits) {
+                    if seen.insert(device.clone()) {
+                        changed.push(device);
+                    }
+                }
+            }
+            if let Err(e) = store.flush() {
+                tracing::error!(error = %e, "cannot flush device messages");
+            }
+            changed
+        })
+        .await
+        .unwrap_or_default();
+        for device in changed {
+            observer.observed(&device);
+        }
+    }
+}
+
 /// Device messages dropped for their size since start.
 static DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -232,12 +272,12 @@ fn ingest(store: &Store, p: &Publish, limits: Limits) -> Option<String> {
         Channel::Reported => from_device(id, payload, limits, |r: &Reported| &r.device_id)
             .and_then(|r| {
                 touch(store, id, true);
-                store.put_reported(&r).map_err(|e| e.to_string())
+                store.record_reported(&r).map_err(|e| e.to_string())
             }),
         Channel::Events => {
             from_device(id, payload, limits, |e: &Event| &e.device_id).and_then(|e| {
                 touch(store, id, true);
-                store.put_event(&e).map_err(|e| e.to_string())
+                store.record_event(&e).map_err(|e| e.to_string())
             })
         }
         Channel::Status => from_device(id, payload, limits, |s: &Status| &s.device_id)
@@ -281,7 +321,7 @@ fn touch(store: &Store, id: &str, online: bool) {
         online,
         last_seen_ms: crate::now_ms(),
     };
-    if let Err(e) = store.set_presence(id, &p) {
+    if let Err(e) = store.record_presence(id, &p) {
         tracing::error!(device = id, error = %e, "cannot record presence");
     }
 }

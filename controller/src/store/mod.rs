@@ -268,7 +268,22 @@ impl Store {
     }
 
     pub fn put_reported(&self, r: &Reported) -> Result<(), StoreError> {
-        self.put(&self.reported, &r.device_id, r)
+        self.record_reported(r)?;
+        self.flush()
+    }
+
+    /// Writes a report without flushing: the fleet link records a batch of
+    /// device messages, then calls [`Store::flush`] once.
+    pub fn record_reported(&self, r: &Reported) -> Result<(), StoreError> {
+        self.reported
+            .insert(&r.device_id, serde_json::to_vec(r).unwrap_or_default())?;
+        Ok(())
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
     }
 
     pub fn reported(&self, device_id: &str) -> Result<Option<Reported>, StoreError> {
@@ -276,7 +291,15 @@ impl Store {
     }
 
     pub fn set_presence(&self, device_id: &str, p: &Presence) -> Result<(), StoreError> {
-        self.put(&self.presence, device_id, p)
+        self.record_presence(device_id, p)?;
+        self.flush()
+    }
+
+    /// Writes presence without flushing (see [`Store::record_reported`]).
+    pub fn record_presence(&self, device_id: &str, p: &Presence) -> Result<(), StoreError> {
+        self.presence
+            .insert(device_id, serde_json::to_vec(p).unwrap_or_default())?;
+        Ok(())
     }
 
     pub fn presence(&self, device_id: &str) -> Result<Option<Presence>, StoreError> {
@@ -324,6 +347,12 @@ impl Store {
 
     /// Records an event; a re-sent duplicate (same seq) overwrites itself.
     pub fn put_event(&self, e: &Event) -> Result<(), StoreError> {
+        self.record_event(e)?;
+        self.flush()
+    }
+
+    /// Records an event without flushing (see [`Store::record_reported`]).
+    pub fn record_event(&self, e: &Event) -> Result<(), StoreError> {
         let key = format!("{}/{:020}", e.device_id, e.seq);
         self.events
             .insert(key, serde_json::to_vec(e).unwrap_or_default())?;
@@ -337,7 +366,6 @@ impl Store {
         {
             self.events.remove(k?)?;
         }
-        self.db.flush()?;
         Ok(())
     }
 
