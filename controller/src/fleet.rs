@@ -215,12 +215,7 @@ async fn ingest_batches(
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
-        while batch.len() < INGEST_BATCH {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
+        crate::drain_waiting(&mut rx, &mut batch, INGEST_BATCH);
         let store = store.clone();
         let changed = tokio::task::spawn_blocking(move || {
             let mut changed: Vec<String> = Vec::new();

@@ -48,6 +48,21 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Adds to `batch` every message already waiting in `rx`, up to `max` in
+/// all: the batching of the fleet link's ingest and the rollout driver.
+pub(crate) fn drain_waiting<T>(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>,
+    batch: &mut Vec<T>,
+    max: usize,
+) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(msg) => batch.push(msg),
+            Err(_) => break,
+        }
+    }
+}
+
 /// The controller's wall clock as RFC 3339 UTC (`2026-12-02T03:59:19Z`),
 /// for image creation times.
 pub fn now_rfc3339() -> String {

@@ -146,9 +146,7 @@ impl<R: Runtime> Driver<R> {
                 }
             }
         }
-        if let Some((task, _)) = self.task.take() {
-            task.abort();
-        }
+        // the work under way stops with the driver (see its Drop)
     }
 
     async fn feed(&mut self, input: Input) {

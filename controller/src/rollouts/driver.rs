@@ -35,12 +35,7 @@ pub(crate) fn spawn(api: Api, mut rx: UnboundedReceiver<Msg>) {
                 },
                 _ = tick.tick() => batch.push(Msg::Tick),
             }
-            while batch.len() < BATCH_MAX {
-                match rx.try_recv() {
-                    Ok(msg) => batch.push(msg),
-                    Err(_) => break,
-                }
-            }
+            crate::drain_waiting(&mut rx, &mut batch, BATCH_MAX);
             let now = crate::now_ms();
             let mut replies = Vec::new();
             for msg in batch {

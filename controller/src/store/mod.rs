@@ -78,6 +78,12 @@ fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> Result<Option<T>, S
     }
 }
 
+/// Writes `v` under `key`, not yet flushed.
+fn insert<T: Serialize>(tree: &sled::Tree, key: &str, v: &T) -> Result<(), StoreError> {
+    tree.insert(key, serde_json::to_vec(v).unwrap_or_default())?;
+    Ok(())
+}
+
 fn all<T: DeserializeOwned>(tree: &sled::Tree) -> Result<Vec<T>, StoreError> {
     let mut out = Vec::new();
     for kv in tree.iter() {
@@ -116,9 +122,8 @@ impl Store {
     }
 
     fn put<T: Serialize>(&self, tree: &sled::Tree, key: &str, v: &T) -> Result<(), StoreError> {
-        tree.insert(key, serde_json::to_vec(v).unwrap_or_default())?;
-        self.db.flush()?;
-        Ok(())
+        insert(tree, key, v)?;
+        self.flush()
     }
 
     pub fn put_image(&self, m: &ImageManifest) -> Result<(), StoreError> {
@@ -275,9 +280,7 @@ impl Store {
     /// Writes a report without flushing: the fleet link records a batch of
     /// device messages, then calls [`Store::flush`] once.
     pub fn record_reported(&self, r: &Reported) -> Result<(), StoreError> {
-        self.reported
-            .insert(&r.device_id, serde_json::to_vec(r).unwrap_or_default())?;
-        Ok(())
+        insert(&self.reported, &r.device_id, r)
     }
 
     /// Makes every write so far durable.
@@ -290,16 +293,9 @@ impl Store {
         get(&self.reported, device_id)
     }
 
-    pub fn set_presence(&self, device_id: &str, p: &Presence) -> Result<(), StoreError> {
-        self.record_presence(device_id, p)?;
-        self.flush()
-    }
-
     /// Writes presence without flushing (see [`Store::record_reported`]).
     pub fn record_presence(&self, device_id: &str, p: &Presence) -> Result<(), StoreError> {
-        self.presence
-            .insert(device_id, serde_json::to_vec(p).unwrap_or_default())?;
-        Ok(())
+        insert(&self.presence, device_id, p)
     }
 
     pub fn presence(&self, device_id: &str) -> Result<Option<Presence>, StoreError> {
@@ -345,17 +341,11 @@ impl Store {
         Ok(Some(d.generation))
     }
 
-    /// Records an event; a re-sent duplicate (same seq) overwrites itself.
-    pub fn put_event(&self, e: &Event) -> Result<(), StoreError> {
-        self.record_event(e)?;
-        self.flush()
-    }
-
-    /// Records an event without flushing (see [`Store::record_reported`]).
+    /// Records an event without flushing (see [`Store::record_reported`]);
+    /// a re-sent duplicate (same seq) overwrites itself.
     pub fn record_event(&self, e: &Event) -> Result<(), StoreError> {
         let key = format!("{}/{:020}", e.device_id, e.seq);
-        self.events
-            .insert(key, serde_json::to_vec(e).unwrap_or_default())?;
+        insert(&self.events, &key, e)?;
         let prefix = format!("{}/", e.device_id);
         let n = self.events.scan_prefix(&prefix).count();
         for k in self
