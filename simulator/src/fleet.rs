@@ -79,6 +79,16 @@ impl StartedController {
     }
 }
 
+/// Makes, in a controller's data dir before it starts, its signing key
+/// and first admin token (the controller loads the same), so this side
+/// can pin the key and call the API: (public key hex, admin token).
+pub fn controller_secrets(data: &Path) -> Result<(String, String)> {
+    let keys = petrel_controller::keys::Keyring::load_or_create(&data.join("keys"))?;
+    petrel_controller::auth::Tokens::open(&data.join("auth"))?;
+    let token = std::fs::read_to_string(data.join("auth/admin.token"))?;
+    Ok((keys.public().to_hex(), token.trim().to_string()))
+}
+
 /// Starts a controller with its embedded broker under `root/controller`
 /// until `stop` turns true.
 pub async fn start_controller(
@@ -88,20 +98,15 @@ pub async fn start_controller(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let http = listener.local_addr()?;
     let mqtt_port = free_port()?;
-    // made now (the controller loads the same keys), so agents can pin it
-    let keys = petrel_controller::keys::Keyring::load_or_create(&root.join("controller/keys"))?;
-    let key = keys.public().to_hex();
-    // the fleet's throwaway CA and first admin token, made before the
-    // controller starts so this side can read them
+    let (key, token) = controller_secrets(&root.join("controller"))?;
+    // the fleet's throwaway CA, made before the controller starts so this
+    // side can read it
     let pki_dir = root.join("controller/pki");
     if !pki_dir.join("ca.pem").exists() {
         petrel_controller::pki::init(&pki_dir, &petrel_controller::pki::default_names())?;
     }
-    petrel_controller::auth::Tokens::open(&root.join("controller/auth"))?;
     let creds = Credentials {
-        token: Some(std::fs::read_to_string(
-            root.join("controller/auth/admin.token"),
-        )?),
+        token: Some(token),
         ca_pem: Some(std::fs::read_to_string(pki_dir.join("ca.pem"))?),
     };
     let client = Client::with_credentials(&format!("https://{http}"), &creds)?;

@@ -17,7 +17,6 @@
 //! The devices' own report writes are not counted: the fleet link pays
 //! them with or without a rollout.
 
-use petrel_controller::rollouts::RolloutRecord;
 use petrel_protocol::rollout::{parse_waves, step, Action, Breach, Input, Policy, Rollout};
 use petrel_protocol::{Phase, ReleaseManifest, ReleaseRef, Reported};
 use std::time::{Duration, Instant};
@@ -218,11 +217,6 @@ fn report(device: &str, generation: u64, phase: Phase, current: &str) -> Reporte
         phase,
         ..Default::default()
     }
-}
-
-/// A record for the core, as the driver makes it.
-fn record(r: Rollout) -> RolloutRecord {
-    RolloutRecord::new(r)
 }
 
 #[cfg(test)]

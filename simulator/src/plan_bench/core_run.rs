@@ -1,9 +1,10 @@
 //! The controller's rollout core on a real store, driven by simulated
 //! device reports; and the whole-record write it replaced.
 
-use super::{manifest, record, report, rollout, Run};
+use super::{manifest, report, rollout, Run};
 use anyhow::Context as _;
 use petrel_controller::rollouts::core::Core;
+use petrel_controller::rollouts::RolloutRecord;
 use petrel_controller::store::Store;
 use petrel_protocol::rollout::Action;
 use petrel_protocol::Phase;
@@ -24,7 +25,7 @@ pub fn run(devices: usize, rounds: u32, batch: usize) -> anyhow::Result<Run> {
     let mut t = Tally::default();
     let (mut reports, mut now) = (0u64, 0u64);
     let mut clock = Instant::now();
-    core.insert(record(rollout(devices)));
+    core.insert(RolloutRecord::new(rollout(devices)));
     core.tick(now);
     let mut pending = settle(&mut core, &store, &mut t, now)?;
     let mut since_write = 0usize;
@@ -108,7 +109,7 @@ fn settle(
 pub fn whole_record_write(devices: usize) -> anyhow::Result<(Duration, usize)> {
     let dir = tempfile::tempdir()?;
     let store = Store::open(dir.path())?;
-    let mut rec = record(rollout(devices));
+    let mut rec = RolloutRecord::new(rollout(devices));
     for d in rec.rollout.members.keys().cloned().collect::<Vec<_>>() {
         rec.generations.insert(d, 1);
     }

@@ -32,11 +32,7 @@ impl ControllerProcess {
     /// `dir`; waits until its API answers.
     pub async fn start(dir: &Path) -> Result<ControllerProcess> {
         let bin = crate::bins::workspace_binary("petrel-controller", "petrel-controller")?;
-        // the keys and the first admin token are made here, so this side
-        // can read them; the controller loads the same
-        let keys = petrel_controller::keys::Keyring::load_or_create(&dir.join("keys"))?;
-        petrel_controller::auth::Tokens::open(&dir.join("auth"))?;
-        let token = std::fs::read_to_string(dir.join("auth/admin.token"))?;
+        let (key, token) = crate::fleet::controller_secrets(dir)?;
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let mqtt = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let log = std::fs::File::create(dir.join("controller.log"))?;
@@ -53,7 +49,7 @@ impl ControllerProcess {
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         let creds = Credentials {
-            token: Some(token.trim().to_string()),
+            token: Some(token),
             ca_pem: None,
         };
         let client = Client::with_credentials(&format!("http://{http}"), &creds)?;
@@ -61,7 +57,7 @@ impl ControllerProcess {
             child,
             http,
             mqtt,
-            key: keys.public().to_hex(),
+            key,
             client,
         };
         me.wait_ready().await?;

@@ -9,6 +9,7 @@ use crate::virtual_device::{Endpoints, VirtualDevice};
 use anyhow::{bail, Result};
 use petrel_controller::client::Client;
 use petrel_controller::http::rollouts::LabelChange;
+use petrel_controller::http::DeviceView;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,21 +73,8 @@ impl SimFleet {
     /// Waits until the controller has heard from every device (on flaky
     /// links some are always reconnecting, so not all online at once).
     pub async fn wait_online(&self, client: &Client, limit: Duration) -> Result<()> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let views = client.devices().await?;
-            let online = views.iter().filter(|d| d.reported_at_ms > 0).count();
-            if online >= self.devices.len() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{online} of {} devices online after {limit:?}",
-                    self.devices.len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        self.wait_all(client, limit, "reported", |v| v.reported_at_ms > 0)
+            .await
     }
 
     /// Waits until every device runs `release` as desired.
@@ -96,21 +84,31 @@ impl SimFleet {
         release: &str,
         limit: Duration,
     ) -> Result<()> {
+        let runs = |v: &DeviceView| v.current.as_ref().is_some_and(|c| c.to_string() == release);
+        self.wait_all(client, limit, &format!("run {release}"), |v| {
+            v.converged() && runs(v)
+        })
+        .await
+    }
+
+    /// Waits until every device's view passes `done`; the error says how
+    /// many devices `what` by the limit.
+    async fn wait_all(
+        &self,
+        client: &Client,
+        limit: Duration,
+        what: &str,
+        done: impl Fn(&DeviceView) -> bool,
+    ) -> Result<()> {
         let deadline = Instant::now() + limit;
         loop {
-            let views = client.devices().await?;
-            let done = views
-                .iter()
-                .filter(|v| {
-                    v.converged() && v.current.as_ref().is_some_and(|c| c.to_string() == release)
-                })
-                .count();
-            if done >= self.devices.len() {
+            let n = client.devices().await?.iter().filter(|v| done(v)).count();
+            if n >= self.devices.len() {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 bail!(
-                    "{done} of {} devices run {release} after {limit:?}",
+                    "{n} of {} devices {what} after {limit:?}",
                     self.devices.len()
                 );
             }

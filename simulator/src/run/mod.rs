@@ -76,7 +76,7 @@ async fn play(
         .last()
         .map(|r| r.version.clone())
         .unwrap_or_default();
-    let mut sampler = sampler::Sampler::new(s, &fleet, ctl, opts.live);
+    let mut sampler = sampler::Sampler::new(&fleet, ctl, opts.live);
     let rollout_id = start_rollout(s, client, &fleet, &last).await?;
     sampler
         .run(s, &mut fleet, client, rollout_id.as_deref())
@@ -89,7 +89,7 @@ async fn play(
         release: format!("sim@{last}"),
         rollout: rollout_id,
     };
-    Ok(sampler.finish(s, &fleet, setup))
+    Ok(sampler.finish(s, setup))
 }
 
 /// Builds and uploads every release's image; the compressed size of each.

@@ -31,7 +31,7 @@ pub struct Sampler<'a> {
 }
 
 impl<'a> Sampler<'a> {
-    pub fn new(s: &Scenario, fleet: &SimFleet, ctl: &'a ControllerProcess, live: bool) -> Self {
+    pub fn new(fleet: &SimFleet, ctl: &'a ControllerProcess, live: bool) -> Self {
         let devices = fleet
             .devices
             .iter()
@@ -41,7 +41,6 @@ impl<'a> Sampler<'a> {
                 ..Default::default()
             })
             .collect();
-        let _ = s;
         Sampler {
             ctl,
             live,
@@ -183,8 +182,7 @@ impl<'a> Sampler<'a> {
     }
 
     /// The report of the run.
-    pub fn finish(self, s: &Scenario, fleet: &SimFleet, setup: Setup) -> Report {
-        let _ = fleet;
+    pub fn finish(self, s: &Scenario, setup: Setup) -> Report {
         Report::build(
             s,
             setup,
