@@ -27,7 +27,12 @@ async fn play(file: &str) -> anyhow::Result<Report> {
     };
     let r = run(&s, &opts).await?;
     println!("{}", r.summary());
-    assert!(!r.timed_out, "{file}: timed out\n{}", r.summary());
+    assert!(
+        !r.timed_out,
+        "{file}: timed out\n{}\n{}",
+        r.summary(),
+        unsettled(&r)
+    );
     assert_eq!(r.devices, DEVICES);
     assert!(
         r.convergence.p100_s.is_some(),
@@ -48,6 +53,25 @@ async fn play(file: &str) -> anyhow::Result<Report> {
         assert!(out.path().join(f).exists(), "{f} missing");
     }
     Ok(r)
+}
+
+/// What the fleet looked like at the end, and who had not settled: the
+/// first thing to read when a scenario times out.
+fn unsettled(r: &Report) -> String {
+    let last = r.samples.last().map(|s| format!("{:?}", s.phases));
+    let mut lines = vec![format!("last sample: {}", last.unwrap_or_default())];
+    for d in r
+        .per_device
+        .iter()
+        .filter(|d| d.settled_at_s.is_none())
+        .take(20)
+    {
+        lines.push(format!(
+            "unsettled {} ({}): phase {}, runs {:?}, sent the new release {}, dropped {}, power losses {}",
+            d.id, d.profile, d.phase, d.release, d.sent_new, d.dropped, d.power_losses
+        ));
+    }
+    lines.join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -17,7 +17,7 @@ pub fn start_embedded(listen: SocketAddr) -> tokio::task::JoinHandle<()> {
     let router = Router::new(
         0,
         RouterConfig {
-            max_connections: 20_000,
+            max_connections: super::limits::BROKER_MAX_CONNECTIONS,
             max_outgoing_packet_count: 200,
             // small segments: the sample config allows 1 GB per topic
             max_segment_size: 4 * 1024 * 1024,

@@ -1,17 +1,21 @@
 //! The MQTT broker side of the controller.
 //!
-//! - [`embedded`]: rumqttd in-process. Insecure mode: it listens where
-//!   devices connect. Secure mode (default): it listens on an ephemeral
-//!   loopback port only the controller and the front use.
-//! - [`front`]: the authorizing TLS front of the embedded broker: mutual
-//!   TLS, then every CONNECT, SUBSCRIBE and PUBLISH checked against the
+//! - [`embedded`]: rumqttd in-process, on an ephemeral loopback port only
+//!   the controller and the front use.
+//! - [`front`]: the front of the embedded broker, where devices connect:
+//!   it holds each connection until the broker has answered its CONNECT
+//!   (rumqttd 0.20 otherwise breaks for good on a client that vanishes
+//!   mid-connect) and caps the connections; in secure mode, mutual TLS,
+//!   then every CONNECT, SUBSCRIBE and PUBLISH checked against the
 //!   certificate's identity (`petrel_protocol::acl`) before it is passed
-//!   on. rumqttd has no per-topic authorization hook, hence the front.
+//!   on. rumqttd has no per-topic authorization hook.
+//! - [`limits`]: how many device connections one process can hold.
 //! - [`mosquitto`]: the same rules as a Mosquitto configuration, for
 //!   fleets on an external broker.
 
 pub mod embedded;
 pub mod front;
+pub mod limits;
 pub mod mosquitto;
 
 pub use embedded::{start_embedded, MAX_PAYLOAD};
@@ -55,20 +59,7 @@ pub async fn setup(
         password: None,
     };
     match (mode, pki) {
-        (BrokerMode::Embedded { listen }, None) => {
-            start_embedded(*listen);
-            let mut url = local(listen.port());
-            if !listen.ip().is_unspecified() {
-                url.host = listen.ip().to_string();
-            }
-            let device_url = format!("mqtt://{advertise_host}:{}", listen.port());
-            Ok(BrokerLink {
-                url,
-                tls: None,
-                device_url,
-            })
-        }
-        (BrokerMode::Embedded { listen }, Some(pki)) => {
+        (BrokerMode::Embedded { listen }, pki) => {
             let internal = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .map_err(|e| format!("no loopback port for the internal broker: {e}"))?;
@@ -76,20 +67,33 @@ pub async fn setup(
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .map_err(|e| format!("binding the MQTT listener on {listen}: {e}"))?;
-            let (cert, key) = pki.server_pems().map_err(|e| e.to_string())?;
-            let config = petrel_tls::server_config(pki.ca_pem(), &cert, &key, ClientAuth::Required)
-                .map_err(|e| e.to_string())?;
+            let tls = match pki {
+                Some(pki) => {
+                    let (cert, key) = pki.server_pems().map_err(|e| e.to_string())?;
+                    let config =
+                        petrel_tls::server_config(pki.ca_pem(), &cert, &key, ClientAuth::Required)
+                            .map_err(|e| e.to_string())?;
+                    Some((TlsAcceptor::from(config), pki.clone()))
+                }
+                None => None,
+            };
+            let max_connections = limits::device_connections();
+            let scheme = if tls.is_some() { "mqtts" } else { "mqtt" };
             let front = front::Front {
-                acceptor: TlsAcceptor::from(config),
+                tls,
                 upstream: internal,
-                pki: pki.clone(),
+                max_connections,
             };
             tokio::spawn(front::run(listener, front));
-            tracing::info!(%listen, "MQTT over mutual TLS, per-device authorization");
+            if pki.is_some() {
+                tracing::info!(%listen, max_connections, "MQTT over mutual TLS, per-device authorization");
+            } else {
+                tracing::info!(%listen, max_connections, "MQTT in plaintext (--insecure)");
+            }
             Ok(BrokerLink {
                 url: local(internal.port()),
                 tls: None,
-                device_url: format!("mqtts://{advertise_host}:{}", listen.port()),
+                device_url: format!("{scheme}://{advertise_host}:{}", listen.port()),
             })
         }
         (BrokerMode::External { url }, pki) => external(url, pki),

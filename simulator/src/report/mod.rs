@@ -195,6 +195,7 @@ impl Report {
         let s = |v: Option<f64>| v.map_or("never".into(), |v| format!("{v:.0}s"));
         format!(
             "{}: {} devices, rollout {}{}\n\
+             setup: connected in {:.0}s, first release installed in {:.0}s\n\
              settled: 50% {}, 90% {}, 99% {}, 100% {}; {} on {}\n\
              downloaded {:.2} MB (full images: {:.2} MB); retries {}, dropped connections {}, power losses {}\n\
              rolled back on their own {}, sent back {} (back {}), stuck {}\n\
@@ -203,6 +204,8 @@ impl Report {
             self.devices,
             self.outcome,
             if self.timed_out { " (timed out)" } else { "" },
+            self.setup.connect_s,
+            self.setup.install_s,
             s(c.p50_s),
             s(c.p90_s),
             s(c.p99_s),
