@@ -28,7 +28,7 @@ async fn connect_and_reset(addr: SocketAddr, id: &str, wait: Duration) -> anyhow
     tcp.write_all(&buf).await?;
     tokio::time::sleep(wait).await;
     // an abortive close (RST), as a device whose link vanished
-    tcp.set_linger(Some(Duration::ZERO))?;
+    tcp.set_zero_linger()?;
     drop(tcp);
     Ok(())
 }

@@ -77,49 +77,81 @@ pub(super) async fn deploy(
         return Err(bad_request(msg));
     }
     let _guard = api.deploy_lock.lock().await;
-    let mut out = Vec::new();
-    for (id, release) in resolved {
-        let desired = publish(&api, id, Some(release)).await?;
-        out.push(Deployed {
-            device: id.clone(),
-            generation: desired.generation,
-        });
-    }
+    let changes = resolved
+        .into_iter()
+        .map(|(id, release)| (id.clone(), Some(release)))
+        .collect();
+    let out = set_desired(&api, changes)?
+        .into_iter()
+        .map(|d| Deployed {
+            device: d.device_id,
+            generation: d.generation,
+        })
+        .collect();
     Ok(Json(out))
 }
 
 /// Sets `id`'s desired release (`None`: run nothing) under a new
 /// generation: durable first, then published (a broker restart
 /// re-publishes it). The caller holds `deploy_lock`.
-pub(crate) async fn publish(
+pub(crate) fn publish(
     api: &Api,
     id: &str,
     release: Option<petrel_protocol::ReleaseManifest>,
 ) -> ApiResult<petrel_protocol::Desired> {
-    if let Some(r) = &release {
-        prepare_deltas(api, id, r);
+    let mut one = set_desired(api, vec![(id.to_string(), release)])?;
+    one.pop()
+        .ok_or_else(|| internal("no desired state was recorded"))
+}
+
+/// [`publish`] for many devices: every desired state recorded, one flush,
+/// then all handed to the fleet's publisher, which sends them in the
+/// background; returns once they are durable.
+pub(crate) fn set_desired(
+    api: &Api,
+    changes: Vec<(String, Option<petrel_protocol::ReleaseManifest>)>,
+) -> ApiResult<Vec<petrel_protocol::Desired>> {
+    let now = crate::now_ms();
+    let mut prepared = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(changes.len());
+    for (id, release) in changes {
+        if let Some(r) = &release {
+            prepare_deltas(api, &id, r, &mut prepared);
+        }
+        let window = super::groups::window_for(api, &id)?;
+        out.push(api.store.record_desired(&id, release, window, now)?);
     }
-    let window = super::groups::window_for(api, id)?;
-    let desired = api
-        .store
-        .set_desired(id, release, window, crate::now_ms())?;
-    api.fleet
-        .publish_desired(&desired)
-        .await
-        .map_err(internal)?;
-    Ok(desired)
+    api.store.flush()?;
+    for d in &out {
+        api.fleet.publish(&d.device_id);
+    }
+    Ok(out)
 }
 
 /// Starts generating, ahead of the device asking, the deltas it will want:
 /// each new layer against the layer at the same position of the same
 /// service in the release the device reports running.
-fn prepare_deltas(api: &Api, device: &str, release: &petrel_protocol::ReleaseManifest) {
+/// `prepared` holds the (release, platform) pairs already seen in this
+/// batch: a fleet on one release is looked at once, not per device.
+fn prepare_deltas(
+    api: &Api,
+    device: &str,
+    release: &petrel_protocol::ReleaseManifest,
+    prepared: &mut std::collections::HashSet<String>,
+) {
     let Some(reported) = api.store.reported(device).ok().flatten() else {
         return;
     };
     let (Some(current), platform) = (reported.current, reported.platform) else {
         return;
     };
+    let key = format!(
+        "{current} {platform:?} {}@{}",
+        release.name, release.version
+    );
+    if !prepared.insert(key) {
+        return;
+    }
     let Some(old) = api
         .store
         .release(&current)
@@ -160,7 +192,7 @@ pub(super) async fn undeploy(
     petrel_protocol::validate_device_id(&id).map_err(bad_request)?;
     let _guard = api.deploy_lock.lock().await;
     let generation = api.store.clear_desired(&id)?;
-    api.fleet.clear_desired(&id).await.map_err(internal)?;
+    api.fleet.publish(&id);
     api.rollouts.observed(&id);
     Ok(Json(Undeployed {
         device: id,

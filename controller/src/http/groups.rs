@@ -55,7 +55,7 @@ pub(super) async fn put(
         let pending = view.desired.is_some() && !view.converged();
         if pending && group.selector.matches(&view.facts()) {
             let release = api.store.desired(&id)?.and_then(|d| d.release);
-            super::deploy::publish(&api, &id, release).await?;
+            super::deploy::publish(&api, &id, release)?;
         }
     }
     Ok(Json(group))

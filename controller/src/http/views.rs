@@ -147,9 +147,6 @@ pub async fn forget_device(
     known(&api, &id)?;
     let last = view(&api.store, &id)?;
     api.store.forget_device(&id)?;
-    api.fleet
-        .clear_desired(&id)
-        .await
-        .map_err(super::internal)?;
+    api.fleet.publish(&id);
     Ok(Json(last))
 }

@@ -62,7 +62,6 @@ async fn set(api: &Api, device: &str, release: Option<&ReleaseRef>) -> Result<u6
     };
     let _guard = api.deploy_lock.lock().await;
     crate::http::deploy::publish(api, device, manifest)
-        .await
         .map(|d| d.generation)
         .map_err(|e| e.1)
 }

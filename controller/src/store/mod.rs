@@ -248,6 +248,20 @@ impl Store {
         window: Option<petrel_protocol::window::Window>,
         now_ms: u64,
     ) -> Result<Desired, StoreError> {
+        let desired = self.record_desired(device_id, release, window, now_ms)?;
+        self.flush()?;
+        Ok(desired)
+    }
+
+    /// [`Store::set_desired`] without the flush: a deploy to many devices
+    /// records each, then calls [`Store::flush`] once before publishing.
+    pub fn record_desired(
+        &self,
+        device_id: &str,
+        release: Option<ReleaseManifest>,
+        window: Option<petrel_protocol::window::Window>,
+        now_ms: u64,
+    ) -> Result<Desired, StoreError> {
         let prev: Option<Desired> = get(&self.desired, device_id)?;
         let retired: Option<u64> = get(&self.retired, device_id)?;
         let last = prev.map(|p| p.generation).or(retired).unwrap_or(0);
@@ -260,7 +274,7 @@ impl Store {
             expires_at_ms: None,
             window,
         };
-        self.put(&self.desired, device_id, &desired)?;
+        insert(&self.desired, device_id, &desired)?;
         Ok(desired)
     }
 
@@ -270,6 +284,15 @@ impl Store {
 
     pub fn all_desired(&self) -> Result<Vec<Desired>, StoreError> {
         all(&self.desired)
+    }
+
+    /// The devices with a desired state, without reading the states.
+    pub fn desired_ids(&self) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        for k in self.desired.iter().keys() {
+            ids.push(String::from_utf8_lossy(&k?).into_owned());
+        }
+        Ok(ids)
     }
 
     pub fn put_reported(&self, r: &Reported) -> Result<(), StoreError> {

@@ -5,12 +5,13 @@
 //! and rumqttc does not resubscribe, so on every ConnAck the session
 //! resubscribes and re-publishes all desired states from the store.
 
+pub mod publisher;
+
 use crate::keys::Keyring;
 use crate::store::{Presence, Store};
 use petrel_protocol::topics::{self, Channel};
-use petrel_protocol::{
-    decode, encode, BrokerUrl, Desired, Event, Limits, PublicKey, Reported, Status,
-};
+use petrel_protocol::{decode, BrokerUrl, Event, Limits, PublicKey, Reported, Status};
+use publisher::Publisher;
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, Publish, QoS};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -20,6 +21,7 @@ use std::time::Duration;
 pub struct Fleet {
     client: AsyncClient,
     keys: Arc<RwLock<Keyring>>,
+    publisher: Publisher,
 }
 
 /// Largest packet the controller's session reads without dropping the
@@ -31,24 +33,18 @@ const MAX_INCOMING_PACKET: usize = 64 * 1024 * 1024;
 const REFRESH: Duration = Duration::from_secs(24 * 3600);
 
 impl Fleet {
-    /// Publishes one desired state, signed and valid for
-    /// [`crate::keys::VALIDITY_MS`], retained. The payload is never empty
-    /// (an empty payload would clear the retained message).
-    pub async fn publish_desired(&self, d: &Desired) -> Result<(), rumqttc::ClientError> {
-        let envelope = self
-            .keys
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .sign(d, crate::now_ms());
-        let payload = encode(&envelope);
-        let topic = topics::topic(&d.device_id, Channel::Desired);
-        self.client
-            .publish(topic, QoS::AtLeastOnce, true, payload)
-            .await
+    /// Publishes `device`'s stored desired state, signed and valid for
+    /// [`crate::keys::VALIDITY_MS`], retained, in the background
+    /// ([`publisher`]); with none stored, clears the retained message.
+    pub fn publish(&self, device: &str) {
+        self.publisher.device(device);
     }
 
-    /// Clears a device's retained desired state (an empty retained
-    /// message); agents ignore the empty message and keep what they run.
+    /// Devices whose desired state waits to be published.
+    pub fn publish_backlog(&self) -> usize {
+        self.publisher.backlog()
+    }
+
     /// Rotates the signing key (endorsed by the current one) and
     /// re-publishes every desired state signed by the new key, with the
     /// endorsement that lets agents trust it.
@@ -90,13 +86,6 @@ impl Fleet {
             .unwrap_or_else(PoisonError::into_inner)
             .public()
     }
-
-    pub async fn clear_desired(&self, device_id: &str) -> Result<(), rumqttc::ClientError> {
-        let topic = topics::topic(device_id, Channel::Desired);
-        self.client
-            .publish(topic, QoS::AtLeastOnce, true, Vec::new())
-            .await
-    }
 }
 
 /// Connects to the broker and spawns the session loop (and the daily
@@ -124,9 +113,11 @@ pub fn start(
     // `ingest` instead of failing the connection. Outgoing: the limit.
     opts.set_max_packet_size(MAX_INCOMING_PACKET, limits.max_message_bytes + 4096);
     let (client, eventloop) = AsyncClient::new(opts, 1024);
+    let keys = Arc::new(RwLock::new(keys));
     let fleet = Fleet {
+        publisher: Publisher::start(client.clone(), keys.clone(), store.clone()),
         client,
-        keys: Arc::new(RwLock::new(keys)),
+        keys,
     };
     let (ingest_tx, ingest_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(run(eventloop, fleet.clone(), store.clone(), ingest_tx));
@@ -189,14 +180,8 @@ async fn on_connect(fleet: &Fleet, store: &Store) {
 /// Re-signs and re-publishes every stored desired state (same generation:
 /// devices take it silently, refreshing expiry and learning a new key).
 async fn republish(fleet: &Fleet, store: &Store) {
-    match store.all_desired() {
-        Ok(all) => {
-            for d in all {
-                if let Err(e) = fleet.publish_desired(&d).await {
-                    tracing::warn!(device = %d.device_id, error = %e, "re-publish failed");
-                }
-            }
-        }
+    match store.desired_ids() {
+        Ok(ids) => ids.iter().for_each(|id| fleet.publish(id)),
         Err(e) => tracing::error!(error = %e, "cannot read desired states"),
     }
 }
