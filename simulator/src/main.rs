@@ -22,6 +22,10 @@ enum Cmd {
         /// No progress lines.
         #[arg(long)]
         quiet: bool,
+        /// Play the scenario with this many devices instead of its own
+        /// number (the fleet mix and fault shares stay as percentages).
+        #[arg(long)]
+        devices: Option<usize>,
     },
     /// Controller + agents on embedded defaults; roll the sample app v1 then v2.
     Demo {
@@ -74,8 +78,12 @@ async fn main() -> anyhow::Result<()> {
             scenario,
             report,
             quiet,
+            devices,
         } => {
-            let s = petrel_simulator::scenario::Scenario::load(&scenario)?;
+            let mut s = petrel_simulator::scenario::Scenario::load(&scenario)?;
+            if let Some(n) = devices {
+                s.resize(n)?;
+            }
             let opts = petrel_simulator::run::RunOptions {
                 report_dir: report.clone(),
                 live: !quiet,

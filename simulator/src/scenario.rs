@@ -154,9 +154,11 @@ impl Default for RolloutSpec {
 pub struct Fault {
     pub at_s: u64,
     pub kind: FaultKind,
-    /// Percent of the fleet hit (picked from the seed).
+    /// Percent of the fleet hit (picked from the seed); device faults only.
+    #[serde(default)]
     pub share: u8,
-    /// How long a partition lasts, or a device stays off.
+    /// How long a partition lasts, a device stays off, or the controller
+    /// stays down.
     #[serde(default = "default_fault_len")]
     pub for_s: u64,
 }
@@ -175,6 +177,9 @@ pub enum FaultKind {
     PowerLoss,
     /// Every open connection of the device is cut once.
     Drop,
+    /// The controller (and its embedded broker) is killed with SIGKILL
+    /// and started again after `for_s` on the same data and ports.
+    ControllerRestart,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -225,6 +230,15 @@ impl Scenario {
         Ok(s)
     }
 
+    /// The same scenario with `devices` devices (shares stay percentages).
+    pub fn resize(&mut self, devices: usize) -> Result<(), ScenarioError> {
+        self.devices = devices;
+        self.check().map_err(|reason| ScenarioError::Invalid {
+            path: format!("with {devices} devices"),
+            reason,
+        })
+    }
+
     fn check(&self) -> Result<(), String> {
         if self.devices == 0 {
             return Err("a fleet of 0 devices".into());
@@ -254,6 +268,15 @@ impl Scenario {
             ));
         }
         petrel_protocol::rollout::parse_waves(&self.rollout.waves).map_err(|e| e.to_string())?;
+        for f in &self.faults {
+            let device_fault = f.kind != FaultKind::ControllerRestart;
+            if device_fault && !(1..=100).contains(&f.share) {
+                return Err(format!(
+                    "fault at {} s: share {}%, not 1 to 100",
+                    f.at_s, f.share
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -338,6 +361,14 @@ share = 10
         let shares = SMALL.replace("share = 30", "share = 20");
         let e = Scenario::parse(&shares).unwrap_err().to_string();
         assert!(e.contains("add up to 90%"), "{e}");
+        let no_share = SMALL.replace("share = 10\n", "");
+        let e = Scenario::parse(&no_share).unwrap_err().to_string();
+        assert!(e.contains("share 0%"), "{e}");
+        let restart = no_share.replace("power-loss", "controller-restart");
+        assert!(
+            Scenario::parse(&restart).is_ok(),
+            "a restart needs no share"
+        );
         let profile = SMALL.replace("flaky-2g", "pigeon");
         let e = Scenario::parse(&profile).unwrap_err().to_string();
         assert!(e.contains("no link profile \"pigeon\""), "{e}");

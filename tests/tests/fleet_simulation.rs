@@ -117,3 +117,18 @@ async fn a_partition_during_a_wave_delays_but_does_not_fail_the_rollout() -> any
     assert_eq!(r.stuck, 0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_controller_killed_mid_rollout_comes_back_and_the_rollout_completes() -> anyhow::Result<()>
+{
+    let r = play("controller-restart-mid-rollout.toml").await?;
+    assert_eq!(r.outcome, "completed");
+    assert_eq!(r.on_new_release, DEVICES);
+    let [restart] = r.controller_restarts.as_slice() else {
+        panic!("one restart: {:?}", r.controller_restarts);
+    };
+    // how fast is the benchmark's business (see ARCHITECTURE.md); here,
+    // that every device came back at all
+    assert!(restart.fleet_back_s.is_some(), "{restart:?}");
+    Ok(())
+}

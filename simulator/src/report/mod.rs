@@ -125,8 +125,23 @@ pub struct Report {
     pub controller_cpu_s: f64,
     pub controller_peak_cpu_percent: f64,
     pub controller_peak_rss_bytes: u64,
+    /// The controller restarts of the timeline and how the fleet came back.
+    #[serde(default)]
+    pub controller_restarts: Vec<RestartOutcome>,
     pub samples: Vec<Sample>,
     pub per_device: Vec<DeviceOutcome>,
+}
+
+/// One controller restart (kill -9, then started again).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RestartOutcome {
+    /// When it was killed, seconds from the rollout's start.
+    pub killed_at_s: f64,
+    /// From the kill until its API answered again.
+    pub down_s: f64,
+    /// From the API answering until every device had been heard from
+    /// again (reconnected and reported); `None`: not within the run.
+    pub fleet_back_s: Option<f64>,
 }
 
 impl Report {
@@ -183,9 +198,29 @@ impl Report {
                 .map(|x| x.controller_rss_bytes)
                 .max()
                 .unwrap_or(0),
+            controller_restarts: Vec::new(),
             setup,
             samples,
             per_device: devices,
+        }
+    }
+
+    fn restarts_line(&self) -> String {
+        let each: Vec<String> = self
+            .controller_restarts
+            .iter()
+            .map(|r| {
+                let back = r.fleet_back_s.map_or("never".into(), |b| format!("{b:.0} s"));
+                format!(
+                    "killed at {:.0} s, answering {:.0} s later, every device back {back} after that",
+                    r.killed_at_s, r.down_s
+                )
+            })
+            .collect();
+        if each.is_empty() {
+            String::new()
+        } else {
+            format!("\ncontroller restarts: {}", each.join("; "))
         }
     }
 
@@ -199,7 +234,7 @@ impl Report {
              settled: 50% {}, 90% {}, 99% {}, 100% {}; {} on {}\n\
              downloaded {:.2} MB (full images: {:.2} MB); retries {}, dropped connections {}, power losses {}\n\
              rolled back on their own {}, sent back {} (back {}), stuck {}\n\
-             controller: {:.1} s CPU, peak {:.0}% of a core, peak {:.0} MB",
+             controller: {:.1} s CPU, peak {:.0}% of a core, peak {:.0} MB{}",
             self.scenario,
             self.devices,
             self.outcome,
@@ -224,6 +259,7 @@ impl Report {
             self.controller_cpu_s,
             self.controller_peak_cpu_percent,
             self.controller_peak_rss_bytes as f64 / 1e6,
+            self.restarts_line(),
         )
     }
 

@@ -7,17 +7,21 @@ use crate::fleet::free_port;
 use anyhow::{bail, Context, Result};
 use petrel_controller::client::{Client, Credentials};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub struct ControllerProcess {
-    child: Child,
+    child: Mutex<Child>,
+    dir: PathBuf,
     pub http: SocketAddr,
     pub mqtt: SocketAddr,
     /// Its public signing key (hex), which devices pin.
     pub key: String,
     pub client: Client,
+    /// CPU seconds of the processes killed before this one.
+    cpu_before: Mutex<f64>,
 }
 
 /// CPU seconds and resident bytes of a process, read now.
@@ -31,43 +35,32 @@ impl ControllerProcess {
     /// Starts the controller on free loopback ports with its data in
     /// `dir`; waits until its API answers.
     pub async fn start(dir: &Path) -> Result<ControllerProcess> {
-        let bin = crate::bins::workspace_binary("petrel-controller", "petrel-controller")?;
         let (key, token) = crate::fleet::controller_secrets(dir)?;
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let mqtt = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let log = std::fs::File::create(dir.join("controller.log"))?;
-        let child = Command::new(&bin)
-            .arg("serve")
-            .arg("--data")
-            .arg(dir)
-            .args(["--http", &http.to_string()])
-            .args(["--mqtt-listen", &mqtt.to_string()])
-            .arg("--insecure")
-            .env("RUST_LOG", "warn,rumqttd=error")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
+        let child = spawn(dir, http, mqtt)?;
         let creds = Credentials {
             token: Some(token),
             ca_pem: None,
         };
         let client = Client::with_credentials(&format!("http://{http}"), &creds)?;
-        let mut me = ControllerProcess {
-            child,
+        let me = ControllerProcess {
+            child: Mutex::new(child),
+            dir: dir.to_path_buf(),
             http,
             mqtt,
             key,
             client,
+            cpu_before: Mutex::new(0.0),
         };
         me.wait_ready().await?;
         Ok(me)
     }
 
-    async fn wait_ready(&mut self) -> Result<()> {
+    async fn wait_ready(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(status) = self.child.try_wait()? {
+            if let Some(status) = self.lock().try_wait()? {
                 bail!("the controller exited at start ({status}); see controller.log");
             }
             if self.client.signing_key().await.is_ok() {
@@ -80,19 +73,65 @@ impl ControllerProcess {
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Child> {
+        self.child.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.lock().id()
     }
 
-    /// Its CPU time and resident memory now.
+    /// CPU time (of every process so far) and resident memory now.
     pub fn usage(&self) -> Usage {
-        usage_of(self.pid()).unwrap_or_default()
+        let now = usage_of(self.pid()).unwrap_or_default();
+        let before = *self.cpu_before.lock().unwrap_or_else(|e| e.into_inner());
+        Usage {
+            cpu_s: before + now.cpu_s,
+            ..now
+        }
     }
 
-    pub fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Kills the controller with SIGKILL, as a power cut would.
+    pub fn kill(&self) {
+        let last = usage_of(self.pid()).unwrap_or_default().cpu_s;
+        *self.cpu_before.lock().unwrap_or_else(|e| e.into_inner()) += last;
+        let mut child = self.lock();
+        let _ = child.kill();
+        let _ = child.wait();
     }
+
+    /// Starts the controller again on the same data and ports; waits
+    /// until its API answers.
+    pub async fn respawn(&self) -> Result<()> {
+        *self.lock() = spawn(&self.dir, self.http, self.mqtt)?;
+        self.wait_ready().await
+    }
+
+    pub fn stop(self) {
+        self.kill();
+    }
+}
+
+/// Starts `petrel-controller serve` on `dir`, logging to its
+/// `controller.log` (appended across restarts).
+fn spawn(dir: &Path, http: SocketAddr, mqtt: SocketAddr) -> Result<Child> {
+    let bin = crate::bins::workspace_binary("petrel-controller", "petrel-controller")?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("controller.log"))?;
+    Command::new(&bin)
+        .arg("serve")
+        .arg("--data")
+        .arg(dir)
+        .args(["--http", &http.to_string()])
+        .args(["--mqtt-listen", &mqtt.to_string()])
+        .arg("--insecure")
+        .env("RUST_LOG", "warn,rumqttd=error")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))
 }
 
 fn usage_of(pid: u32) -> Option<Usage> {

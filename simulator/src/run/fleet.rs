@@ -137,7 +137,8 @@ impl SimFleet {
         let now = Instant::now();
         let mut started = 0;
         for (k, f) in s.faults.iter().enumerate() {
-            if fired[k] || t < f.at_s as f64 {
+            // the sampler restarts the controller
+            if fired[k] || t < f.at_s as f64 || f.kind == FaultKind::ControllerRestart {
                 continue;
             }
             fired[k] = true;
@@ -148,6 +149,7 @@ impl SimFleet {
                     FaultKind::Partition => d.link.set_partitioned(true),
                     FaultKind::PowerLoss => d.power_off(),
                     FaultKind::Drop => d.link.cut_all(),
+                    FaultKind::ControllerRestart => {}
                 }
                 // a drop is over once done
                 if f.kind != FaultKind::Drop {
@@ -169,7 +171,7 @@ impl SimFleet {
             match kind {
                 FaultKind::Partition => d.link.set_partitioned(false),
                 FaultKind::PowerLoss => d.power_on(),
-                FaultKind::Drop => {}
+                FaultKind::Drop | FaultKind::ControllerRestart => {}
             }
         }
     }

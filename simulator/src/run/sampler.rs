@@ -8,8 +8,8 @@
 use super::controller::{ControllerProcess, Usage};
 use super::fleet::SimFleet;
 use crate::link::{Dir, Kind};
-use crate::report::{DeviceOutcome, Report, Sample, Setup};
-use crate::scenario::Scenario;
+use crate::report::{DeviceOutcome, Report, RestartOutcome, Sample, Setup};
+use crate::scenario::{FaultKind, Scenario};
 use anyhow::Result;
 use petrel_controller::client::Client;
 use petrel_controller::http::DeviceView;
@@ -28,6 +28,18 @@ pub struct Sampler<'a> {
     /// The rollout's record at the end.
     pub rollout: Option<petrel_controller::rollouts::RolloutRecord>,
     timed_out: bool,
+    restarts: Restarts,
+}
+
+/// The controller restarts of the timeline under way and done.
+#[derive(Default)]
+struct Restarts {
+    done: Vec<RestartOutcome>,
+    /// Killed at (seconds), to be started again at.
+    down: Option<(f64, Instant)>,
+    /// Since it answered again (wall clock ms, seconds): waiting for every
+    /// device to be heard from.
+    coming_back: Option<(u64, f64)>,
 }
 
 impl<'a> Sampler<'a> {
@@ -51,6 +63,7 @@ impl<'a> Sampler<'a> {
             devices,
             rollout: None,
             timed_out: false,
+            restarts: Restarts::default(),
         }
     }
 
@@ -73,22 +86,40 @@ impl<'a> Sampler<'a> {
             tick.tick().await;
             let t = self.started.elapsed().as_secs_f64();
             fleet.apply_faults(s, &mut fired, t);
-            let views = client.devices().await?;
+            self.restart_faults(s, &mut fired, t).await?;
+            let restarting = self.restarts.down.is_some() || self.restarts.coming_back.is_some();
+            // while the controller is down or coming back, no sample
+            let views = match client.devices().await {
+                Ok(v) => v,
+                Err(_) if restarting => {
+                    if Instant::now() > deadline {
+                        self.timed_out = true;
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            self.note_fleet_back(t, &views, s.devices);
             let settled = self.sample(t, fleet, &views, &release);
             let over = match rollout {
-                Some(id) => {
-                    let rec = client.rollout(id).await?;
-                    let done = rec.finished();
-                    self.rollout = Some(rec);
-                    done
-                }
+                Some(id) => match client.rollout(id).await {
+                    Ok(rec) => {
+                        let done = rec.finished();
+                        self.rollout = Some(rec);
+                        done
+                    }
+                    Err(_) if restarting => false,
+                    Err(e) => return Err(e.into()),
+                },
                 None => true,
             };
             if self.live && self.samples.len() % 5 == 1 {
                 println!("{}", self.progress());
             }
             let all_fired = fired.iter().all(|f| *f);
-            if over && settled == s.devices && all_fired && !fleet.faults_active() {
+            let quiet = !fleet.faults_active() && self.restarts.down.is_none();
+            if over && settled == s.devices && all_fired && quiet {
                 break;
             }
             if Instant::now() > deadline {
@@ -97,6 +128,47 @@ impl<'a> Sampler<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Kills the controller when a restart fault is due, and starts it
+    /// again when its downtime is over.
+    async fn restart_faults(&mut self, s: &Scenario, fired: &mut [bool], t: f64) -> Result<()> {
+        for (k, f) in s.faults.iter().enumerate() {
+            if f.kind == FaultKind::ControllerRestart && !fired[k] && t >= f.at_s as f64 {
+                fired[k] = true;
+                self.ctl.kill();
+                let up_at = Instant::now() + Duration::from_secs(f.for_s);
+                self.restarts.down = Some((t, up_at));
+            }
+        }
+        if let Some((killed_at_s, up_at)) = self.restarts.down {
+            if Instant::now() >= up_at {
+                self.restarts.down = None;
+                self.ctl.respawn().await?;
+                let answering = self.started.elapsed().as_secs_f64();
+                self.restarts.done.push(RestartOutcome {
+                    killed_at_s,
+                    down_s: answering - killed_at_s,
+                    fleet_back_s: None,
+                });
+                self.restarts.coming_back = Some((petrel_controller::now_ms(), answering));
+            }
+        }
+        Ok(())
+    }
+
+    /// After a restart: once every device has been heard from again.
+    fn note_fleet_back(&mut self, t: f64, views: &[DeviceView], devices: usize) {
+        let Some((since_ms, answering)) = self.restarts.coming_back else {
+            return;
+        };
+        let heard = views.iter().filter(|v| v.last_seen_ms >= since_ms).count();
+        if heard >= devices {
+            if let Some(last) = self.restarts.done.last_mut() {
+                last.fleet_back_s = Some(t - answering);
+            }
+            self.restarts.coming_back = None;
+        }
     }
 
     /// Records one sample; returns how many devices run what they should.
@@ -183,14 +255,16 @@ impl<'a> Sampler<'a> {
 
     /// The report of the run.
     pub fn finish(self, s: &Scenario, setup: Setup) -> Report {
-        Report::build(
+        let mut report = Report::build(
             s,
             setup,
             self.samples,
             self.devices,
             self.rollout,
             self.timed_out,
-        )
+        );
+        report.controller_restarts = self.restarts.done;
+        report
     }
 }
 
