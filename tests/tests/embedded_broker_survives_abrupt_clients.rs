@@ -90,6 +90,7 @@ async fn connections_above_the_fronts_limit_are_closed_and_a_freed_slot_is_reuse
         tls: None,
         upstream: internal,
         max_connections: 2,
+        sessions: Default::default(),
     };
     tokio::spawn(broker::front::run(listener, front));
     let refused_before = broker::front::refused_connections();

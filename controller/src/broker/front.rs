@@ -14,6 +14,7 @@
 //! certificate closes the connection (MQTT 3.1.1 has no per-publish
 //! refusal). Only MQTT 3.1.1 is spoken.
 
+use super::sessions::Sessions;
 use crate::pki::Pki;
 use bytes::{Bytes, BytesMut};
 use petrel_protocol::acl::{Denied, Identity};
@@ -78,6 +79,8 @@ pub struct Front {
     pub upstream: SocketAddr,
     /// Connections above this are closed at once (counted, warned).
     pub max_connections: usize,
+    /// One connection per client id at a time.
+    pub sessions: Arc<Sessions>,
 }
 
 /// A device's proven identity and the revocations to follow.
@@ -179,6 +182,7 @@ impl Front {
                 return Err(denied.into());
             }
         }
+        let session = self.sessions.enter(&connect.client_id).await;
         let upstream = TcpStream::connect(self.upstream).await?;
         let _ = upstream.set_nodelay(true);
         let (mut up_rd, mut up_wr) = upstream.into_split();
@@ -192,20 +196,52 @@ impl Front {
         wr.write_all(&up_buf)
             .await
             .map_err(|_| FrontError::Closed)?;
-        let down = tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut up_rd, &mut wr).await;
-            let _ = wr.shutdown().await;
-        });
-        let result = match auth {
-            None => {
-                up_wr.write_all(&buf).await?;
-                let _ = tokio::io::copy(&mut rd, &mut up_wr).await;
-                Ok(())
+        let mut down = tokio::spawn(down(up_rd, wr));
+        let up = async {
+            match auth {
+                None => {
+                    up_wr.write_all(&buf).await?;
+                    let _ = tokio::io::copy(&mut rd, &mut up_wr).await;
+                    Ok(())
+                }
+                Some(auth) => checked(&mut rd, &mut buf, &mut up_wr, auth).await,
             }
-            Some(auth) => checked(&mut rd, &mut buf, &mut up_wr, auth).await,
         };
-        down.abort();
+        let (result, broker_closed) = tokio::select! {
+            r = up => (r, false),
+            _ = session.superseded() => (Ok(()), false),
+            _ = &mut down => (Ok(()), true),
+        };
+        // end the broker's side and wait until it let go (its disconnect
+        // sent) before a newer connection of this client id goes on
+        let _ = up_wr.shutdown().await;
+        if !broker_closed {
+            let _ = tokio::time::timeout(HANDSHAKE, &mut down).await;
+            down.abort();
+        }
+        drop(session);
         result
+    }
+}
+
+/// Copies what the broker sends to the device until the broker closes;
+/// once the device is gone, the rest is read and dropped, so the broker's
+/// close is still seen.
+async fn down(mut up_rd: impl AsyncRead + Unpin, mut wr: impl AsyncWrite + Unpin) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut device = true;
+    loop {
+        match up_rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if device && wr.write_all(&buf[..n]).await.is_err() {
+                    device = false;
+                }
+            }
+        }
+    }
+    if device {
+        let _ = wr.shutdown().await;
     }
 }
 

@@ -10,6 +10,8 @@
 //!   certificate's identity (`petrel_protocol::acl`) before it is passed
 //!   on. rumqttd has no per-topic authorization hook.
 //! - [`limits`]: how many device connections one process can hold.
+//! - [`sessions`]: one connection per client id at a time reaches the
+//!   broker (rumqttd 0.20 races a client's old and new connections).
 //! - [`mosquitto`]: the same rules as a Mosquitto configuration, for
 //!   fleets on an external broker.
 
@@ -17,6 +19,7 @@ pub mod embedded;
 pub mod front;
 pub mod limits;
 pub mod mosquitto;
+pub mod sessions;
 
 pub use embedded::{start_embedded, MAX_PAYLOAD};
 
@@ -83,6 +86,7 @@ pub async fn setup(
                 tls,
                 upstream: internal,
                 max_connections,
+                sessions: Default::default(),
             };
             tokio::spawn(front::run(listener, front));
             if pki.is_some() {

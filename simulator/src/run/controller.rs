@@ -128,7 +128,8 @@ fn spawn(dir: &Path, http: SocketAddr, mqtt: SocketAddr) -> Result<Child> {
         .args(["--mqtt-listen", &mqtt.to_string()])
         .arg("--insecure")
         .env("RUST_LOG", "warn,rumqttd=error")
-        .stdout(Stdio::null())
+        // its logs (stdout) and any panic (stderr), in one file
+        .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))
