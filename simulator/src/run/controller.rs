@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use petrel_controller::client::{Client, Credentials};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
