@@ -26,6 +26,10 @@ enum Cmd {
         /// number (the fleet mix and fault shares stay as percentages).
         #[arg(long)]
         devices: Option<usize>,
+        /// Play it on this broker instead of the scenario's own
+        /// (`embedded` or `mosquitto`).
+        #[arg(long)]
+        broker: Option<String>,
     },
     /// Controller + agents on embedded defaults; roll the sample app v1 then v2.
     Demo {
@@ -79,10 +83,18 @@ async fn main() -> anyhow::Result<()> {
             report,
             quiet,
             devices,
+            broker,
         } => {
             let mut s = petrel_simulator::scenario::Scenario::load(&scenario)?;
             if let Some(n) = devices {
                 s.resize(n)?;
+            }
+            if let Some(b) = broker {
+                s.broker = match b.as_str() {
+                    "embedded" => petrel_simulator::scenario::BrokerKind::Embedded,
+                    "mosquitto" => petrel_simulator::scenario::BrokerKind::Mosquitto,
+                    other => anyhow::bail!("--broker {other:?}: embedded or mosquitto"),
+                };
             }
             let opts = petrel_simulator::run::RunOptions {
                 report_dir: report.clone(),

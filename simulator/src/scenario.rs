@@ -8,7 +8,7 @@ use crate::link::Profile;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -35,6 +35,21 @@ pub struct Scenario {
     pub rollout: RolloutSpec,
     #[serde(default)]
     pub faults: Vec<Fault>,
+    /// Where devices and the controller meet.
+    #[serde(default)]
+    pub broker: BrokerKind,
+}
+
+/// The MQTT broker of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BrokerKind {
+    /// The controller's embedded rumqttd, behind its front.
+    #[default]
+    Embedded,
+    /// A Mosquitto process of its own (Debian's `mosquitto`), the
+    /// external-broker path of larger fleets.
+    Mosquitto,
 }
 
 fn default_timeout() -> u64 {
@@ -354,6 +369,9 @@ share = 10
         assert_eq!(s.pick(20, 9).len(), 2);
         assert_eq!(s.faults[0].kind, FaultKind::PowerLoss);
         assert_eq!(s.rollout.waves, "10%,50%,100%");
+        assert_eq!(s.broker, BrokerKind::Embedded, "the default");
+        let on_mosquitto = Scenario::parse(&format!("broker = \"mosquitto\"\n{SMALL}")).unwrap();
+        assert_eq!(on_mosquitto.broker, BrokerKind::Mosquitto);
     }
 
     #[test]

@@ -7,16 +7,21 @@
 
 use petrel_simulator::report::Report;
 use petrel_simulator::run::{run, RunOptions};
-use petrel_simulator::scenario::Scenario;
+use petrel_simulator::scenario::{BrokerKind, Scenario};
 use std::path::Path;
 
 const DEVICES: usize = 200;
 
 async fn play(file: &str) -> anyhow::Result<Report> {
+    play_on(file, BrokerKind::Embedded).await
+}
+
+async fn play_on(file: &str, broker: BrokerKind) -> anyhow::Result<Report> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../simulator/scenarios")
         .join(file);
     let mut s = Scenario::load(&path)?;
+    s.broker = broker;
     s.devices = DEVICES;
     s.image.size_kb = 64;
     s.timeout_s = 600;
@@ -130,5 +135,15 @@ async fn a_controller_killed_mid_rollout_comes_back_and_the_rollout_completes() 
     // how fast is the benchmark's business (see ARCHITECTURE.md); here,
     // that every device came back at all
     assert!(restart.fleet_back_s.is_some(), "{restart:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_power_loss_storm_on_mosquitto_ends_with_every_device_updated() -> anyhow::Result<()> {
+    let r = play_on("power-loss-storm.toml", BrokerKind::Mosquitto).await?;
+    assert_eq!(r.on_new_release, DEVICES);
+    assert!(r.power_losses >= 100, "{} power losses", r.power_losses);
+    let broker = r.external_broker.expect("Mosquitto measured");
+    assert!(broker.peak_rss_bytes > 0, "{broker:?}");
     Ok(())
 }

@@ -128,6 +128,11 @@ pub struct Report {
     /// The controller restarts of the timeline and how the fleet came back.
     #[serde(default)]
     pub controller_restarts: Vec<RestartOutcome>,
+    #[serde(default)]
+    pub broker: crate::scenario::BrokerKind,
+    /// The external broker's own CPU and memory (Mosquitto runs).
+    #[serde(default)]
+    pub external_broker: Option<crate::run::mosquitto::BrokerUsage>,
     pub samples: Vec<Sample>,
     pub per_device: Vec<DeviceOutcome>,
 }
@@ -199,13 +204,15 @@ impl Report {
                 .max()
                 .unwrap_or(0),
             controller_restarts: Vec::new(),
+            broker: s.broker,
+            external_broker: None,
             setup,
             samples,
             per_device: devices,
         }
     }
 
-    fn restarts_line(&self) -> String {
+    fn more_lines(&self) -> String {
         let each: Vec<String> = self
             .controller_restarts
             .iter()
@@ -217,11 +224,19 @@ impl Report {
                 )
             })
             .collect();
-        if each.is_empty() {
-            String::new()
-        } else {
-            format!("\ncontroller restarts: {}", each.join("; "))
+        let mut line = String::new();
+        if let Some(b) = &self.external_broker {
+            line += &format!(
+                "\nbroker ({:?}): {:.1} s CPU, peak {:.0} MB",
+                self.broker,
+                b.cpu_s,
+                b.peak_rss_bytes as f64 / 1e6
+            );
         }
+        if !each.is_empty() {
+            line += &format!("\ncontroller restarts: {}", each.join("; "));
+        }
+        line
     }
 
     /// The headline numbers, for the terminal.
@@ -259,7 +274,7 @@ impl Report {
             self.controller_cpu_s,
             self.controller_peak_cpu_percent,
             self.controller_peak_rss_bytes as f64 / 1e6,
-            self.restarts_line(),
+            self.more_lines(),
         )
     }
 

@@ -16,7 +16,10 @@ pub struct ControllerProcess {
     child: Mutex<Child>,
     dir: PathBuf,
     pub http: SocketAddr,
+    /// Where devices connect: the embedded broker's front, or the
+    /// external broker.
     pub mqtt: SocketAddr,
+    external: bool,
     /// Its public signing key (hex), which devices pin.
     pub key: String,
     pub client: Client,
@@ -33,12 +36,16 @@ pub struct Usage {
 
 impl ControllerProcess {
     /// Starts the controller on free loopback ports with its data in
-    /// `dir`; waits until its API answers.
-    pub async fn start(dir: &Path) -> Result<ControllerProcess> {
+    /// `dir`, on its embedded broker or on `external`; waits until its API
+    /// answers.
+    pub async fn start(dir: &Path, external: Option<SocketAddr>) -> Result<ControllerProcess> {
         let (key, token) = crate::fleet::controller_secrets(dir)?;
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let mqtt = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let child = spawn(dir, http, mqtt)?;
+        let mqtt = match external {
+            Some(addr) => addr,
+            None => SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+        };
+        let child = spawn(dir, http, mqtt, external.is_some())?;
         let creds = Credentials {
             token: Some(token),
             ca_pem: None,
@@ -49,6 +56,7 @@ impl ControllerProcess {
             dir: dir.to_path_buf(),
             http,
             mqtt,
+            external: external.is_some(),
             key,
             client,
             cpu_before: Mutex::new(0.0),
@@ -103,7 +111,7 @@ impl ControllerProcess {
     /// Starts the controller again on the same data and ports; waits
     /// until its API answers.
     pub async fn respawn(&self) -> Result<()> {
-        *self.lock() = spawn(&self.dir, self.http, self.mqtt)?;
+        *self.lock() = spawn(&self.dir, self.http, self.mqtt, self.external)?;
         self.wait_ready().await
     }
 
@@ -113,8 +121,9 @@ impl ControllerProcess {
 }
 
 /// Starts `petrel-controller serve` on `dir`, logging to its
-/// `controller.log` (appended across restarts).
-fn spawn(dir: &Path, http: SocketAddr, mqtt: SocketAddr) -> Result<Child> {
+/// `controller.log` (appended across restarts); its broker embedded and
+/// listening on `mqtt`, or `external` there.
+fn spawn(dir: &Path, http: SocketAddr, mqtt: SocketAddr, external: bool) -> Result<Child> {
     let bin = crate::bins::workspace_binary("petrel-controller", "petrel-controller")?;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -125,7 +134,10 @@ fn spawn(dir: &Path, http: SocketAddr, mqtt: SocketAddr) -> Result<Child> {
         .arg("--data")
         .arg(dir)
         .args(["--http", &http.to_string()])
-        .args(["--mqtt-listen", &mqtt.to_string()])
+        .args(match external {
+            true => ["--broker".to_string(), format!("mqtt://{mqtt}")],
+            false => ["--mqtt-listen".to_string(), mqtt.to_string()],
+        })
         .arg("--insecure")
         .env("RUST_LOG", "warn,rumqttd=error")
         // its logs (stdout) and any panic (stderr), in one file
@@ -135,7 +147,20 @@ fn spawn(dir: &Path, http: SocketAddr, mqtt: SocketAddr) -> Result<Child> {
         .with_context(|| format!("starting {}", bin.display()))
 }
 
-fn usage_of(pid: u32) -> Option<Usage> {
+/// A process's peak resident memory (VmHWM).
+pub(crate) fn peak_rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+pub(crate) fn usage_of(pid: u32) -> Option<Usage> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let mut fields = stat.get(stat.rfind(')')? + 2..)?.split_whitespace();
     // fields after the name: state is 3rd overall; utime 14th, stime 15th

@@ -8,16 +8,18 @@
 //!
 //! - [`controller`]: the controller process and its CPU and memory.
 //! - [`images`]: the made-up application image of each release.
+//! - [`mosquitto`]: the external broker, for runs on that path.
 //! - [`fleet`]: the virtual devices, their links, the faults.
 //! - [`sampler`]: the once-a-second sample and the live progress line.
 
 pub mod controller;
 pub mod fleet;
 pub mod images;
+pub mod mosquitto;
 pub mod sampler;
 
 use crate::report::{Report, Setup};
-use crate::scenario::Scenario;
+use crate::scenario::{BrokerKind, Scenario};
 use anyhow::{bail, Context, Result};
 use controller::ControllerProcess;
 use petrel_controller::client::Client;
@@ -38,12 +40,21 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Report> {
     let work = tempfile::tempdir().context("creating a work dir")?;
     std::fs::create_dir_all(&opts.report_dir)
         .with_context(|| format!("creating {}", opts.report_dir.display()))?;
-    let ctl = ControllerProcess::start(&work.path().join("controller")).await?;
+    let mosquitto = match scenario.broker {
+        BrokerKind::Embedded => None,
+        BrokerKind::Mosquitto => Some(mosquitto::MosquittoProcess::start(
+            &work.path().join("mosquitto"),
+        )?),
+    };
+    let external = mosquitto.as_ref().map(|m| m.addr);
+    let ctl = ControllerProcess::start(&work.path().join("controller"), external).await?;
     let result = play(scenario, opts, &ctl, work.path()).await;
     let log = work.path().join("controller/controller.log");
     let _ = std::fs::copy(&log, opts.report_dir.join("controller.log"));
     ctl.stop();
-    let report = result?;
+    let mut report = result?;
+    report.broker = scenario.broker;
+    report.external_broker = mosquitto.as_ref().map(|m| m.usage());
     report.write(&opts.report_dir)?;
     Ok(report)
 }
