@@ -32,6 +32,10 @@ use tokio_rustls::{rustls, TlsAcceptor};
 
 /// Time allowed for the TLS handshake and the CONNECT packet.
 const HANDSHAKE: Duration = Duration::from_secs(15);
+/// How long an ended connection waits for the broker to close its side
+/// (it reads our close, sends its disconnect event, closes: milliseconds
+/// unless its router lags).
+const LET_GO: Duration = Duration::from_secs(60);
 /// Largest packet read from a client: the broker's payload limit and room
 /// for the topic and header.
 const MAX_PACKET: usize = super::MAX_PAYLOAD + 64 * 1024;
@@ -182,15 +186,19 @@ impl Front {
                 return Err(denied.into());
             }
         }
-        let session = self.sessions.enter(&connect.client_id).await;
+        let Some(session) = self.sessions.enter(&connect.client_id).await else {
+            // a newer connection of this client id came while this one
+            // waited: the device has already moved on
+            return Err(FrontError::Closed);
+        };
         let upstream = TcpStream::connect(self.upstream).await?;
         let _ = upstream.set_nodelay(true);
         let (mut up_rd, mut up_wr) = upstream.into_split();
         up_wr.write_all(&frame).await?;
+        // no time limit: closing before the broker's CONNACK is exactly
+        // what breaks rumqttd, however long its router lags
         let mut up_buf = BytesMut::new();
-        let (ack, _) = tokio::time::timeout(HANDSHAKE, read_frame(&mut up_rd, &mut up_buf))
-            .await
-            .map_err(|_| FrontError::Timeout)??;
+        let (ack, _) = read_frame(&mut up_rd, &mut up_buf).await?;
         // the broker has answered: from here a vanished device is harmless
         wr.write_all(&ack).await.map_err(|_| FrontError::Closed)?;
         wr.write_all(&up_buf)
@@ -216,7 +224,7 @@ impl Front {
         // sent) before a newer connection of this client id goes on
         let _ = up_wr.shutdown().await;
         if !broker_closed {
-            let _ = tokio::time::timeout(HANDSHAKE, &mut down).await;
+            let _ = tokio::time::timeout(LET_GO, &mut down).await;
             down.abort();
         }
         drop(session);

@@ -13,11 +13,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 use tokio::sync::{watch, Notify};
-
-/// How long a new connection waits for the broker to let go of the old.
-const LET_GO: Duration = Duration::from_secs(5);
 
 struct Entry {
     id: u64,
@@ -44,8 +40,10 @@ pub struct Session {
 
 impl Sessions {
     /// Registers a connection for `client_id`; an older one is told to
-    /// stop, and this waits (up to 5 s) until it is gone.
-    pub async fn enter(self: &Arc<Self>, client_id: &str) -> Session {
+    /// stop, and this waits until it is gone (however long the broker
+    /// takes: giving up would let the two race). `None` when a newer
+    /// connection of the same client id arrived meanwhile.
+    pub async fn enter(self: &Arc<Self>, client_id: &str) -> Option<Session> {
         let stop = Arc::new(Notify::new());
         let (gone, gone_rx) = watch::channel(false);
         let id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -59,17 +57,19 @@ impl Sessions {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(client_id.to_string(), entry);
-        if let Some(mut old) = previous {
-            old.stop.notify_one();
-            let _ = tokio::time::timeout(LET_GO, old.gone.wait_for(|g| *g)).await;
-        }
-        Session {
+        let session = Session {
             sessions: self.clone(),
             client_id: client_id.to_string(),
             id,
             stop,
             gone,
+        };
+        if let Some(mut old) = previous {
+            old.stop.notify_one();
+            // an error: the old one's side was dropped, so it is gone too
+            let _ = old.gone.wait_for(|g| *g).await;
         }
+        session.is_current().then_some(session)
     }
 
     /// Connections open now.
@@ -86,6 +86,16 @@ impl Sessions {
 }
 
 impl Session {
+    /// Whether this is still the newest connection of its client id.
+    fn is_current(&self) -> bool {
+        self.sessions
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&self.client_id)
+            .is_some_and(|e| e.id == self.id)
+    }
+
     /// Resolves when a newer connection of the same client id arrived.
     pub async fn superseded(&self) {
         self.stop.notified().await
@@ -109,11 +119,12 @@ impl Drop for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn a_second_connection_waits_until_the_first_is_gone() {
         let sessions = Arc::new(Sessions::default());
-        let first = sessions.enter("dev-1").await;
+        let first = sessions.enter("dev-1").await.unwrap();
         let s = sessions.clone();
         let second = tokio::spawn(async move { s.enter("dev-1").await });
         // the first is told to stop, and the second waits for it
@@ -123,7 +134,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!second.is_finished(), "the second waits for the first");
         drop(first);
-        let second = second.await.unwrap();
+        let second = second.await.unwrap().expect("the newest goes on");
         assert_eq!(sessions.len(), 1, "only the second is open");
         drop(second);
         assert!(sessions.is_empty());
@@ -133,8 +144,25 @@ mod tests {
     async fn other_client_ids_do_not_wait_for_each_other() {
         let sessions = Arc::new(Sessions::default());
         let _a = sessions.enter("dev-a").await;
-        let b = tokio::time::timeout(Duration::from_secs(1), sessions.enter("dev-b")).await;
-        assert!(b.is_ok());
+        let b = tokio::time::timeout(Duration::from_secs(1), sessions.enter("dev-b"))
+            .await
+            .expect("dev-b does not wait for dev-a");
+        assert!(b.is_some());
         assert_eq!(sessions.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_overtaken_while_waiting_gives_up() {
+        let sessions = Arc::new(Sessions::default());
+        let first = sessions.enter("dev-1").await.unwrap();
+        let (s2, s3) = (sessions.clone(), sessions.clone());
+        let second = tokio::spawn(async move { s2.enter("dev-1").await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let third = tokio::spawn(async move { s3.enter("dev-1").await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(first);
+        assert!(second.await.unwrap().is_none(), "the second was overtaken");
+        let third = third.await.unwrap();
+        assert!(third.is_some(), "the newest goes on");
     }
 }

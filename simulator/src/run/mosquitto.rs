@@ -34,14 +34,17 @@ impl MosquittoProcess {
             &conf,
             format!(
                 "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_queued_messages 10000\nlog_dest file {}\nlog_type error\nlog_type warning\n",
+                 max_queued_messages 10000\nlog_dest stderr\nlog_type error\nlog_type warning\n",
                 addr.port(),
-                dir.join("mosquitto.log").display()
             ),
         )?;
+        // its log on stderr, into a file opened here: started as root,
+        // Mosquitto drops to its own user, which cannot write into `dir`
+        let log = std::fs::File::create(dir.join("mosquitto.log"))?;
         let child = Command::new(&bin)
             .arg("-c")
             .arg(&conf)
+            .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         let mut me = MosquittoProcess { child, addr };
