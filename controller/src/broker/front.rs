@@ -200,11 +200,8 @@ impl Front {
         let mut up_buf = BytesMut::new();
         let (ack, _) = read_frame(&mut up_rd, &mut up_buf).await?;
         // the broker has answered: from here a vanished device is harmless
-        wr.write_all(&ack).await.map_err(|_| FrontError::Closed)?;
-        wr.write_all(&up_buf)
-            .await
-            .map_err(|_| FrontError::Closed)?;
-        let mut down = tokio::spawn(down(up_rd, wr));
+        let first = [&ack[..], &up_buf[..]].concat();
+        let mut down = tokio::spawn(down(first, up_rd, wr));
         let up = async {
             match auth {
                 None => {
@@ -232,12 +229,13 @@ impl Front {
     }
 }
 
-/// Copies what the broker sends to the device until the broker closes;
-/// once the device is gone, the rest is read and dropped, so the broker's
-/// close is still seen.
-async fn down(mut up_rd: impl AsyncRead + Unpin, mut wr: impl AsyncWrite + Unpin) {
+/// Sends the device `first` (the CONNACK and what came with it), then
+/// what the broker sends until the broker closes; once the device is
+/// gone, the rest is read and dropped, so the broker's close is still
+/// seen.
+async fn down(first: Vec<u8>, mut up_rd: impl AsyncRead + Unpin, mut wr: impl AsyncWrite + Unpin) {
     let mut buf = vec![0u8; 16 * 1024];
-    let mut device = true;
+    let mut device = wr.write_all(&first).await.is_ok();
     loop {
         match up_rd.read(&mut buf).await {
             Ok(0) | Err(_) => break,
