@@ -40,11 +40,6 @@ impl Fleet {
         self.publisher.device(device);
     }
 
-    /// Devices whose desired state waits to be published.
-    pub fn publish_backlog(&self) -> usize {
-        self.publisher.backlog()
-    }
-
     /// Rotates the signing key (endorsed by the current one) and
     /// re-publishes every desired state signed by the new key, with the
     /// endorsement that lets agents trust it.

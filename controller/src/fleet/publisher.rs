@@ -41,14 +41,6 @@ impl Publisher {
             let _ = self.tx.send(device.to_string());
         }
     }
-
-    /// Devices named and not yet published.
-    pub fn backlog(&self) -> usize {
-        self.waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
 }
 
 async fn run(

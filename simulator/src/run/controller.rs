@@ -149,10 +149,15 @@ fn spawn(dir: &Path, http: SocketAddr, mqtt: SocketAddr, external: bool) -> Resu
 
 /// A process's peak resident memory (VmHWM).
 pub(crate) fn peak_rss_of(pid: u32) -> Option<u64> {
+    status_bytes(pid, "VmHWM:")
+}
+
+/// A size field of `/proc/PID/status` (given in kB), in bytes.
+fn status_bytes(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .split_whitespace()
         .next()?
         .parse()
@@ -166,18 +171,11 @@ pub(crate) fn usage_of(pid: u32) -> Option<Usage> {
     // fields after the name: state is 3rd overall; utime 14th, stime 15th
     let utime: f64 = fields.nth(11)?.parse().ok()?;
     let stime: f64 = fields.next()?.parse().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
+    let rss_bytes = status_bytes(pid, "VmRSS:")?;
     // clock ticks: 100 a second on Linux
     Some(Usage {
         cpu_s: (utime + stime) / 100.0,
-        rss_bytes: rss_kb * 1024,
+        rss_bytes,
     })
 }
 
