@@ -30,7 +30,16 @@ enum Cmd {
         /// (`embedded` or `mosquitto`).
         #[arg(long)]
         broker: Option<String>,
+        /// Devices one simulator process holds; a larger fleet is split
+        /// over shard processes of this size (each device costs about
+        /// three open files in the fault layer).
+        #[arg(long, default_value_t = petrel_simulator::run::devices::PER_PROCESS)]
+        per_process: usize,
     },
+    /// A slice of a run's fleet in a process of its own (started by
+    /// `run`, driven over standard input and output).
+    #[command(hide = true)]
+    Shard { spec: std::path::PathBuf },
     /// Controller + agents on embedded defaults; roll the sample app v1 then v2.
     Demo {
         #[arg(long, default_value_t = 3)]
@@ -76,6 +85,8 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "warn,rumqttd=off,petrel_agent=error".into()),
         )
+        // standard output carries progress lines and a shard's ticks
+        .with_writer(std::io::stderr)
         .init();
     match Args::parse().cmd {
         Cmd::Run {
@@ -84,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
             quiet,
             devices,
             broker,
+            per_process,
         } => {
             let mut s = petrel_simulator::scenario::Scenario::load(&scenario)?;
             if let Some(n) = devices {
@@ -97,8 +109,9 @@ async fn main() -> anyhow::Result<()> {
                 };
             }
             let opts = petrel_simulator::run::RunOptions {
-                report_dir: report.clone(),
                 live: !quiet,
+                per_process,
+                ..petrel_simulator::run::RunOptions::new(report.clone())
             };
             let r = petrel_simulator::run::run(&s, &opts).await?;
             println!("{}", r.summary());
@@ -108,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Shard { spec } => petrel_simulator::run::shards::serve(&spec).await,
         Cmd::BenchRollout {
             devices,
             rounds,

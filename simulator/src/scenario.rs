@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub name: String,
@@ -60,7 +60,7 @@ fn default_heartbeat() -> u64 {
 }
 
 /// A share of the fleet on one link profile.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetPart {
     pub profile: String,
@@ -71,7 +71,7 @@ pub struct FleetPart {
 }
 
 /// The application image every release builds.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
     /// Uncompressed size.
@@ -98,7 +98,7 @@ impl Default for ImageSpec {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseSpec {
     pub version: String,
@@ -109,7 +109,7 @@ pub struct ReleaseSpec {
 
 /// How the last release is rolled out (the first is deployed to every
 /// device beforehand). `plain = true`: one deploy to every device.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutSpec {
     #[serde(default)]
@@ -164,7 +164,7 @@ impl Default for RolloutSpec {
 }
 
 /// A fault on the timeline (seconds from the rollout's start).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
     pub at_s: u64,
@@ -182,7 +182,7 @@ fn default_fault_len() -> u64 {
     30
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultKind {
     /// Nothing crosses the device's link for `for_s`.
@@ -319,6 +319,20 @@ impl Scenario {
         out.resize(self.devices, last);
         out.shuffle(&mut StdRng::seed_from_u64(self.seed));
         out
+    }
+
+    /// Each device's link profile name, by index.
+    pub fn profile_names(&self) -> Vec<String> {
+        self.assignment()
+            .into_iter()
+            .map(|k| self.fleet[k].profile.clone())
+            .collect()
+    }
+
+    /// Whether every fault of the timeline is due `t` seconds into the
+    /// rollout.
+    pub fn all_faults_due(&self, t: f64) -> bool {
+        self.faults.iter().all(|f| t >= f.at_s as f64)
     }
 
     /// `share` percent of the fleet, picked by the seed and `salt`.

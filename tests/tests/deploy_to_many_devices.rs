@@ -1,7 +1,7 @@
 //! A deploy to a large fleet: the API answers once every desired state is
 //! durable and publishes in the background, and whatever order two quick
 //! deploys are published in, the message the broker retains for each
-//! device is its latest desired state.
+//! device is its latest desired state; the fleet listing pages.
 
 use petrel_protocol::topics::{topic, Channel};
 use petrel_protocol::{Desired, Envelope};
@@ -65,6 +65,16 @@ async fn a_deploy_to_a_thousand_devices_answers_at_once_and_the_latest_state_is_
     println!("deploy to {DEVICES} devices answered in {first_s:.2} s");
     assert_eq!(first.len(), DEVICES);
     assert!(second.iter().all(|d| d.generation == 2), "{second:?}");
+
+    // the fleet listing, whole (paged by the client) and a page at a time
+    let listed: Vec<String> = client.devices().await?.into_iter().map(|v| v.id).collect();
+    assert_eq!(listed, devices, "every device once, in id order");
+    let page = client.devices_page(Some("many-0499"), 3).await?;
+    let ids: Vec<&str> = page.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["many-0500", "many-0501", "many-0502"]);
+    assert!(page.iter().all(|v| v.desired_generation == 2), "{page:?}");
+    let last = client.devices_page(Some("many-0999"), 3).await?;
+    assert!(last.is_empty(), "{last:?}");
 
     // every 10th device, read back from the broker: once the background
     // publishing is done, a new subscriber is given the latest

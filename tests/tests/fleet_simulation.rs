@@ -13,10 +13,12 @@ use std::path::Path;
 const DEVICES: usize = 200;
 
 async fn play(file: &str) -> anyhow::Result<Report> {
-    play_on(file, BrokerKind::Embedded).await
+    play_on(file, BrokerKind::Embedded, DEVICES).await
 }
 
-async fn play_on(file: &str, broker: BrokerKind) -> anyhow::Result<Report> {
+/// Plays `file` on `broker`, the devices split over simulator processes
+/// of `per_process` devices.
+async fn play_on(file: &str, broker: BrokerKind, per_process: usize) -> anyhow::Result<Report> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../simulator/scenarios")
         .join(file);
@@ -27,8 +29,9 @@ async fn play_on(file: &str, broker: BrokerKind) -> anyhow::Result<Report> {
     s.timeout_s = 600;
     let out = tempfile::tempdir()?;
     let opts = RunOptions {
-        report_dir: out.path().to_path_buf(),
         live: false,
+        per_process,
+        ..RunOptions::new(out.path().to_path_buf())
     };
     let r = run(&s, &opts).await?;
     println!("{}", r.summary());
@@ -116,7 +119,14 @@ async fn a_power_loss_storm_ends_with_every_device_updated() -> anyhow::Result<(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partition_during_a_wave_delays_but_does_not_fail_the_rollout() -> anyhow::Result<()> {
-    let r = play("partition-during-wave.toml").await?;
+    // the fleet split over two shard processes, the partition across both
+    let r = play_on(
+        "partition-during-wave.toml",
+        BrokerKind::Embedded,
+        DEVICES / 2,
+    )
+    .await?;
+    assert_eq!(r.setup.processes, 2);
     assert_eq!(r.outcome, "completed");
     assert_eq!(r.on_new_release, DEVICES);
     assert_eq!(r.stuck, 0);
@@ -140,7 +150,7 @@ async fn a_controller_killed_mid_rollout_comes_back_and_the_rollout_completes() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_power_loss_storm_on_mosquitto_ends_with_every_device_updated() -> anyhow::Result<()> {
-    let r = play_on("power-loss-storm.toml", BrokerKind::Mosquitto).await?;
+    let r = play_on("power-loss-storm.toml", BrokerKind::Mosquitto, DEVICES).await?;
     assert_eq!(r.on_new_release, DEVICES);
     assert!(r.power_losses >= 100, "{} power losses", r.power_losses);
     let broker = r.external_broker.expect("Mosquitto measured");

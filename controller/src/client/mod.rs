@@ -303,9 +303,33 @@ impl Client {
         self.send(self.http.post(&url).json(&req), &url).await
     }
 
+    /// Every device's view, read a page at a time.
     pub async fn devices(&self) -> Result<Vec<DeviceView>, ClientError> {
+        const PAGE: usize = 1_000;
+        let mut all: Vec<DeviceView> = Vec::new();
+        loop {
+            let after = all.last().map(|v| v.id.as_str());
+            let page = self.devices_page(after, PAGE).await?;
+            let last = page.len() < PAGE;
+            all.extend(page);
+            if last {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Up to `limit` device views after the device `after`, in id order.
+    pub async fn devices_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeviceView>, ClientError> {
         let url = format!("{}/v1/devices", self.base);
-        self.send(self.http.get(&url), &url).await
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(a) = after {
+            query.push(("after", a.to_string()));
+        }
+        self.send(self.http.get(&url).query(&query), &url).await
     }
 
     pub async fn events(&self, device: &str) -> Result<Vec<Event>, ClientError> {

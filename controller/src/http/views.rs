@@ -2,7 +2,7 @@
 //! last report and presence.
 
 use super::{Api, ApiResult};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::Json;
 use petrel_protocol::{Event, Phase, Progress, ReleaseRef, ServiceState};
 use serde::{Deserialize, Serialize};
@@ -101,18 +101,43 @@ pub fn view(store: &crate::store::Store, id: &str) -> ApiResult<DeviceView> {
     })
 }
 
-pub async fn list_devices(State(api): State<Api>) -> ApiResult<Json<Vec<DeviceView>>> {
-    let mut out = Vec::new();
-    for id in api.store.device_ids()? {
-        out.push(view(&api.store, &id)?);
+/// `GET /v1/devices[?after=ID&limit=N]`: every device's view, or a page
+/// of up to `limit` (at most [`MAX_PAGE`]) after `after`, in id order;
+/// a page shorter than asked is the last. Read off the async workers.
+pub async fn list_devices(
+    State(api): State<Api>,
+    Query(q): Query<Page>,
+) -> ApiResult<Json<Vec<DeviceView>>> {
+    if q.limit == Some(0) {
+        return Err(super::bad_request("limit=0: ask for 1 device at least"));
     }
-    Ok(Json(out))
+    let store = api.store.clone();
+    let views = tokio::task::spawn_blocking(move || -> ApiResult<Vec<DeviceView>> {
+        let ids = match q.limit {
+            Some(n) => store.device_ids_page(q.after.as_deref(), n.min(MAX_PAGE))?,
+            None => store.device_ids()?,
+        };
+        ids.iter().map(|id| view(&store, id)).collect()
+    })
+    .await
+    .map_err(super::internal)??;
+    Ok(Json(views))
+}
+
+/// The most device views one page holds.
+pub const MAX_PAGE: usize = 5_000;
+
+/// Paging of `GET /v1/devices`.
+#[derive(Debug, Default, Deserialize)]
+pub struct Page {
+    pub after: Option<String>,
+    pub limit: Option<usize>,
 }
 
 /// A known device id, or 404 naming it.
 fn known(api: &Api, id: &str) -> ApiResult<()> {
     petrel_protocol::validate_device_id(id).map_err(super::bad_request)?;
-    if api.store.device_ids()?.iter().any(|d| d == id) {
+    if api.store.knows_device(id)? {
         return Ok(());
     }
     let msg = format!("unknown device {id}: no such device has connected");

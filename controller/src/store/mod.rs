@@ -64,6 +64,7 @@ pub struct Store {
     groups: sled::Tree,
 }
 
+mod devices;
 mod fleet_meta;
 
 fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> Result<Option<T>, StoreError> {
@@ -323,17 +324,6 @@ impl Store {
 
     pub fn presence(&self, device_id: &str) -> Result<Option<Presence>, StoreError> {
         get(&self.presence, device_id)
-    }
-
-    /// Every device id known from desired, reported or presence records.
-    pub fn device_ids(&self) -> Result<Vec<String>, StoreError> {
-        let mut ids = std::collections::BTreeSet::new();
-        for tree in [&self.desired, &self.reported, &self.presence] {
-            for k in tree.iter().keys() {
-                ids.insert(String::from_utf8_lossy(&k?).into_owned());
-            }
-        }
-        Ok(ids.into_iter().collect())
     }
 
     /// Forgets a device: its desired state, last report, presence and

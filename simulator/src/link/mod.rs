@@ -189,13 +189,16 @@ impl DeviceLink {
     }
 }
 
-/// Every device's link, by index.
+/// The links of devices `first..first + devices.len()` (a simulator
+/// process may hold a slice of the fleet).
 pub struct Links {
+    pub first: usize,
     pub devices: Vec<std::sync::Arc<DeviceLink>>,
 }
 
 impl Links {
+    /// Device `i`'s link (by its fleet-wide index).
     pub fn get(&self, i: usize) -> Option<&std::sync::Arc<DeviceLink>> {
-        self.devices.get(i)
+        self.devices.get(i.checked_sub(self.first)?)
     }
 }

@@ -61,6 +61,9 @@ pub struct Setup {
     pub image_bytes: Vec<u64>,
     pub release: String,
     pub rollout: Option<String>,
+    /// Simulator processes that held the devices (1, or the shards).
+    #[serde(default)]
+    pub processes: usize,
 }
 
 /// Time until a share of the fleet had settled for good, seconds.
@@ -244,7 +247,7 @@ impl Report {
         let c = &self.convergence;
         let s = |v: Option<f64>| v.map_or("never".into(), |v| format!("{v:.0}s"));
         format!(
-            "{}: {} devices, rollout {}{}\n\
+            "{}: {} devices in {} simulator process(es), rollout {}{}\n\
              setup: connected in {:.0}s, first release installed in {:.0}s\n\
              settled: 50% {}, 90% {}, 99% {}, 100% {}; {} on {}\n\
              downloaded {:.2} MB (full images: {:.2} MB); retries {}, dropped connections {}, power losses {}\n\
@@ -252,6 +255,7 @@ impl Report {
              controller: {:.1} s CPU, peak {:.0}% of a core, peak {:.0} MB{}",
             self.scenario,
             self.devices,
+            self.setup.processes,
             self.outcome,
             if self.timed_out { " (timed out)" } else { "" },
             self.setup.connect_s,

@@ -90,6 +90,15 @@ impl ControllerProcess {
     }
 
     /// CPU time (of every process so far) and resident memory now.
+    /// Where devices reach it.
+    pub fn upstream(&self) -> super::fleet::Upstream {
+        super::fleet::Upstream {
+            mqtt: self.mqtt,
+            http: self.http,
+            key: self.key.clone(),
+        }
+    }
+
     pub fn usage(&self) -> Usage {
         let now = usage_of(self.pid()).unwrap_or_default();
         let before = *self.cpu_before.lock().unwrap_or_else(|e| e.into_inner());

@@ -9,14 +9,19 @@
 //! - [`controller`]: the controller process and its CPU and memory.
 //! - [`images`]: the made-up application image of each release.
 //! - [`mosquitto`]: the external broker, for runs on that path.
-//! - [`fleet`]: the virtual devices, their links, the faults.
+//! - [`fleet`]: the virtual devices one process holds, their links, the
+//!   faults.
+//! - [`shards`]: fleets split over several simulator processes.
+//! - [`devices`]: the fleet as the run drives it, here or in shards.
 //! - [`sampler`]: the once-a-second sample and the live progress line.
 
 pub mod controller;
+pub mod devices;
 pub mod fleet;
 pub mod images;
 pub mod mosquitto;
 pub mod sampler;
+pub mod shards;
 
 use crate::report::{Report, Setup};
 use crate::scenario::{BrokerKind, Scenario};
@@ -33,6 +38,20 @@ pub struct RunOptions {
     pub report_dir: PathBuf,
     /// Print a progress line every few seconds.
     pub live: bool,
+    /// Devices one simulator process holds; a larger fleet is split over
+    /// shard processes ([`devices::PER_PROCESS`] by default).
+    pub per_process: usize,
+}
+
+impl RunOptions {
+    /// The defaults: progress lines, [`devices::PER_PROCESS`].
+    pub fn new(report_dir: PathBuf) -> RunOptions {
+        RunOptions {
+            report_dir,
+            live: true,
+            per_process: devices::PER_PROCESS,
+        }
+    }
 }
 
 /// Runs `scenario`; writes and returns its report.
@@ -67,7 +86,8 @@ async fn play(
 ) -> Result<Report> {
     let client = &ctl.client;
     let image_bytes = build_releases(s, client, work).await?;
-    let mut fleet = fleet::SimFleet::start(s, ctl, work).await?;
+    let up = ctl.upstream();
+    let mut fleet = devices::Devices::start(s, &up, work, opts.per_process).await?;
     let started = Instant::now();
     fleet
         .wait_online(client, Duration::from_secs(s.timeout_s))
@@ -87,7 +107,7 @@ async fn play(
         .last()
         .map(|r| r.version.clone())
         .unwrap_or_default();
-    let mut sampler = sampler::Sampler::new(&fleet, ctl, opts.live);
+    let mut sampler = sampler::Sampler::new(s, &mut fleet, ctl, opts.live).await?;
     let rollout_id = start_rollout(s, client, &fleet, &last).await?;
     sampler
         .run(s, &mut fleet, client, rollout_id.as_deref())
@@ -99,6 +119,7 @@ async fn play(
         image_bytes,
         release: format!("sim@{last}"),
         rollout: rollout_id,
+        processes: fleet.processes(),
     };
     Ok(sampler.finish(s, setup))
 }
@@ -127,7 +148,7 @@ async fn build_releases(s: &Scenario, client: &Client, work: &Path) -> Result<Ve
 async fn start_rollout(
     s: &Scenario,
     client: &Client,
-    fleet: &fleet::SimFleet,
+    fleet: &devices::Devices,
     version: &str,
 ) -> Result<Option<String>> {
     let release = format!("sim@{version}");

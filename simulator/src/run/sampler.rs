@@ -6,8 +6,8 @@
 //! under way, or at the scenario's timeout.
 
 use super::controller::{ControllerProcess, Usage};
-use super::fleet::SimFleet;
-use crate::link::{Dir, Kind};
+use super::devices::Devices;
+use super::fleet::Tick;
 use crate::report::{DeviceOutcome, Report, RestartOutcome, Sample, Setup};
 use crate::scenario::{FaultKind, Scenario};
 use anyhow::Result;
@@ -43,35 +43,44 @@ struct Restarts {
 }
 
 impl<'a> Sampler<'a> {
-    pub fn new(fleet: &SimFleet, ctl: &'a ControllerProcess, live: bool) -> Self {
+    /// Reads where the fleet stands just before the rollout starts.
+    pub async fn new(
+        s: &Scenario,
+        fleet: &mut Devices,
+        ctl: &'a ControllerProcess,
+        live: bool,
+    ) -> Result<Self> {
         let devices = fleet
-            .devices
-            .iter()
-            .map(|d| DeviceOutcome {
-                id: d.id.clone(),
-                profile: fleet.profiles[d.index].clone(),
+            .ids()
+            .into_iter()
+            .zip(s.profile_names())
+            .map(|(id, profile)| DeviceOutcome {
+                id,
+                profile,
                 ..Default::default()
             })
             .collect();
-        Sampler {
+        // before the rollout no fault is due
+        let before = fleet.tick(s, -1.0).await?;
+        Ok(Sampler {
             ctl,
             live,
             started: Instant::now(),
-            base_bytes: http_down(fleet),
+            base_bytes: before.stats.iter().map(|d| d.http_down_bytes).collect(),
             base_usage: ctl.usage(),
             samples: Vec::new(),
             devices,
             rollout: None,
             timed_out: false,
             restarts: Restarts::default(),
-        }
+        })
     }
 
     /// Samples every second until the run is over.
     pub async fn run(
         &mut self,
         s: &Scenario,
-        fleet: &mut SimFleet,
+        fleet: &mut Devices,
         client: &Client,
         rollout: Option<&str>,
     ) -> Result<()> {
@@ -79,14 +88,14 @@ impl<'a> Sampler<'a> {
             "sim@{}",
             s.releases.last().map_or("", |r| r.version.as_str())
         );
-        let mut fired = vec![false; s.faults.len()];
+        let mut restarted = vec![false; s.faults.len()];
         let deadline = self.started + Duration::from_secs(s.timeout_s);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
             let t = self.started.elapsed().as_secs_f64();
-            fleet.apply_faults(s, &mut fired, t);
-            self.restart_faults(s, &mut fired, t).await?;
+            let tick = fleet.tick(s, t).await?;
+            self.restart_faults(s, &mut restarted, t).await?;
             let restarting = self.restarts.down.is_some() || self.restarts.coming_back.is_some();
             // while the controller is down or coming back, no sample
             let views = match client.devices().await {
@@ -101,7 +110,7 @@ impl<'a> Sampler<'a> {
                 Err(e) => return Err(e.into()),
             };
             self.note_fleet_back(t, &views, s.devices);
-            let settled = self.sample(t, fleet, &views, &release);
+            let settled = self.sample(t, &tick, &views, &release);
             let over = match rollout {
                 Some(id) => match client.rollout(id).await {
                     Ok(rec) => {
@@ -117,8 +126,8 @@ impl<'a> Sampler<'a> {
             if self.live && self.samples.len() % 5 == 1 {
                 println!("{}", self.progress());
             }
-            let all_fired = fired.iter().all(|f| *f);
-            let quiet = !fleet.faults_active() && self.restarts.down.is_none();
+            let all_fired = s.all_faults_due(t);
+            let quiet = !tick.faults_active && self.restarts.down.is_none();
             if over && settled == s.devices && all_fired && quiet {
                 break;
             }
@@ -172,7 +181,7 @@ impl<'a> Sampler<'a> {
     }
 
     /// Records one sample; returns how many devices run what they should.
-    fn sample(&mut self, t: f64, fleet: &SimFleet, views: &[DeviceView], release: &str) -> usize {
+    fn sample(&mut self, t: f64, tick: &Tick, views: &[DeviceView], release: &str) -> usize {
         let mut phases = BTreeMap::new();
         let by_id: BTreeMap<&str, &DeviceView> = views.iter().map(|v| (v.id.as_str(), v)).collect();
         let (mut settled, mut on_new) = (0, 0);
@@ -195,10 +204,8 @@ impl<'a> Sampler<'a> {
             let runs_new = v.current.as_ref().is_some_and(|c| c.to_string() == release);
             let aims_new = v.target.as_ref().is_some_and(|c| c.to_string() == release);
             out.sent_new |= runs_new || aims_new;
-            let failed = fleet.devices[i]
-                .failed_starts
-                .load(std::sync::atomic::Ordering::Relaxed);
-            out.rolled_back |= phase == "rolled-back" || failed > 0;
+            let stats = tick.stats.get(i).cloned().unwrap_or_default();
+            out.rolled_back |= phase == "rolled-back" || stats.failed_starts > 0;
             on_new += usize::from(runs_new);
             if v.converged() {
                 settled += 1;
@@ -208,13 +215,10 @@ impl<'a> Sampler<'a> {
             }
             out.release = v.current.as_ref().map(|c| c.to_string());
             out.phase = phase;
-            out.http_down_bytes =
-                fleet.links.devices[i].counters.get(Kind::Http, Dir::Down) - self.base_bytes[i];
-            out.power_losses = fleet.devices[i].power_losses;
-            out.dropped = fleet.links.devices[i]
-                .counters
-                .dropped
-                .load(std::sync::atomic::Ordering::Relaxed);
+            let base = self.base_bytes.get(i).copied().unwrap_or_default();
+            out.http_down_bytes = stats.http_down_bytes.saturating_sub(base);
+            out.power_losses = stats.power_losses;
+            out.dropped = stats.dropped;
         }
         let usage = self.ctl.usage();
         self.samples.push(Sample {
@@ -266,13 +270,4 @@ impl<'a> Sampler<'a> {
         report.controller_restarts = self.restarts.done;
         report
     }
-}
-
-fn http_down(fleet: &SimFleet) -> Vec<u64> {
-    fleet
-        .links
-        .devices
-        .iter()
-        .map(|l| l.counters.get(Kind::Http, Dir::Down))
-        .collect()
 }

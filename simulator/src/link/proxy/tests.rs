@@ -27,7 +27,7 @@ fn links(profiles: Vec<Profile>) -> Arc<Links> {
         .enumerate()
         .map(|(i, p)| Arc::new(DeviceLink::new(p, i as u64)))
         .collect();
-    Arc::new(Links { devices })
+    Arc::new(Links { first: 0, devices })
 }
 
 fn lan() -> Profile {
