@@ -154,6 +154,7 @@ async fn run(
             }
             Ok(_) => {}
             Err(e) => {
+                // the simulator counts these lines in its report
                 tracing::warn!(error = %e, "broker connection lost; retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));

@@ -54,6 +54,12 @@ pub fn write(r: &Report, charts: &Charts, dir: &Path) -> Result<()> {
         r.devices,
         conv_cells(&r.convergence)
     );
+    let sent = r.per_device.iter().filter(|d| d.sent_new).count();
+    let _ = write!(
+        h,
+        "<tr><td>desired state acknowledged</td><td>{sent}</td>{}</tr>",
+        conv_cells(&r.reached)
+    );
     for (p, c) in &r.convergence_by_profile {
         let n = r.devices_by_profile.get(p).copied().unwrap_or(0);
         let _ = write!(
@@ -94,6 +100,11 @@ pub fn write(r: &Report, charts: &Charts, dir: &Path) -> Result<()> {
             ),
         ),
         ("controller peak memory", mb(r.controller_peak_rss_bytes)),
+        (
+            "controller lost its broker link",
+            r.controller_link_losses.to_string(),
+        ),
+        ("simulator processes", r.setup.processes.to_string()),
         ("fleet connected in", format!("{:.1} s", r.setup.connect_s)),
         (
             "first release installed in",

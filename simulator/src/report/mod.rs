@@ -44,6 +44,10 @@ pub struct DeviceOutcome {
     pub settled_at_s: Option<f64>,
     /// It was sent (or ran) the new release at some point.
     pub sent_new: bool,
+    /// When it first acknowledged the new release as its desired state
+    /// (seconds into the rollout).
+    #[serde(default)]
+    pub reached_at_s: Option<f64>,
     /// It rolled back on its own at some point (failed health check).
     pub rolled_back: bool,
     pub http_down_bytes: u64,
@@ -109,6 +113,10 @@ pub struct Report {
     /// The rollout's phase at the end (`completed`, `aborted`, ...).
     pub outcome: String,
     pub convergence: Convergence,
+    /// Time until the new release's desired state had reached (been
+    /// acknowledged by) a share of the devices it was sent to.
+    #[serde(default)]
+    pub reached: Convergence,
     pub convergence_by_profile: BTreeMap<String, Convergence>,
     pub devices_by_profile: BTreeMap<String, usize>,
     /// Devices on the new release at the end.
@@ -131,6 +139,9 @@ pub struct Report {
     /// The controller restarts of the timeline and how the fleet came back.
     #[serde(default)]
     pub controller_restarts: Vec<RestartOutcome>,
+    /// Times the controller lost its own broker link (from its log).
+    #[serde(default)]
+    pub controller_link_losses: usize,
     #[serde(default)]
     pub broker: crate::scenario::BrokerKind,
     /// The external broker's own CPU and memory (Mosquitto runs).
@@ -178,6 +189,13 @@ impl Report {
             timed_out,
             outcome,
             convergence: Convergence::of(devices.iter().map(|d| d.settled_at_s).collect()),
+            reached: Convergence::of(
+                devices
+                    .iter()
+                    .filter(|d| d.sent_new)
+                    .map(|d| d.reached_at_s)
+                    .collect(),
+            ),
             devices_by_profile: by_profile
                 .iter()
                 .map(|(p, v)| (p.clone(), v.len()))
@@ -207,6 +225,7 @@ impl Report {
                 .max()
                 .unwrap_or(0),
             controller_restarts: Vec::new(),
+            controller_link_losses: 0,
             broker: s.broker,
             external_broker: None,
             setup,
@@ -249,10 +268,10 @@ impl Report {
         format!(
             "{}: {} devices in {} simulator process(es), rollout {}{}\n\
              setup: connected in {:.0}s, first release installed in {:.0}s\n\
-             settled: 50% {}, 90% {}, 99% {}, 100% {}; {} on {}\n\
+             reached: 50% {}, 100% {}; settled: 50% {}, 90% {}, 99% {}, 100% {}; {} on {}\n\
              downloaded {:.2} MB (full images: {:.2} MB); retries {}, dropped connections {}, power losses {}\n\
              rolled back on their own {}, sent back {} (back {}), stuck {}\n\
-             controller: {:.1} s CPU, peak {:.0}% of a core, peak {:.0} MB{}",
+             controller: {:.1} s CPU, peak {:.0}% of a core, peak {:.0} MB, lost its broker link {} times{}",
             self.scenario,
             self.devices,
             self.setup.processes,
@@ -260,6 +279,8 @@ impl Report {
             if self.timed_out { " (timed out)" } else { "" },
             self.setup.connect_s,
             self.setup.install_s,
+            s(self.reached.p50_s),
+            s(self.reached.p100_s),
             s(c.p50_s),
             s(c.p90_s),
             s(c.p99_s),
@@ -278,6 +299,7 @@ impl Report {
             self.controller_cpu_s,
             self.controller_peak_cpu_percent,
             self.controller_peak_rss_bytes as f64 / 1e6,
+            self.controller_link_losses,
             self.more_lines(),
         )
     }

@@ -72,6 +72,9 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Report> {
     let _ = std::fs::copy(&log, opts.report_dir.join("controller.log"));
     ctl.stop();
     let mut report = result?;
+    report.controller_link_losses = std::fs::read_to_string(&log)
+        .map(|text| text.matches("broker connection lost").count())
+        .unwrap_or(0);
     report.broker = scenario.broker;
     report.external_broker = mosquitto.as_ref().map(|m| m.usage());
     report.write(&opts.report_dir)?;

@@ -204,6 +204,10 @@ impl<'a> Sampler<'a> {
             let runs_new = v.current.as_ref().is_some_and(|c| c.to_string() == release);
             let aims_new = v.target.as_ref().is_some_and(|c| c.to_string() == release);
             out.sent_new |= runs_new || aims_new;
+            let asked = v.desired.as_ref().is_some_and(|d| d.to_string() == release);
+            if asked && v.accepted_generation >= v.desired_generation {
+                out.reached_at_s.get_or_insert(t);
+            }
             let stats = tick.stats.get(i).cloned().unwrap_or_default();
             out.rolled_back |= phase == "rolled-back" || stats.failed_starts > 0;
             on_new += usize::from(runs_new);
