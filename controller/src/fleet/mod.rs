@@ -43,12 +43,12 @@ impl Fleet {
     /// Rotates the signing key (endorsed by the current one) and
     /// re-publishes every desired state signed by the new key, with the
     /// endorsement that lets agents trust it.
-    pub async fn rotate_key(&self, store: &Store) -> Result<PublicKey, String> {
+    pub fn rotate_key(&self, store: &Store) -> Result<PublicKey, String> {
         let public = {
             let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
             keys.rotate(None).map_err(|e| e.to_string())?
         };
-        republish(self, store).await;
+        republish(self, store);
         Ok(public)
     }
 
@@ -60,7 +60,7 @@ impl Fleet {
 
     /// Installs the prepared key with an offline root's endorsement and
     /// re-publishes every desired state signed by it.
-    pub async fn install_endorsed_key(
+    pub fn install_endorsed_key(
         &self,
         store: &Store,
         endorsement: petrel_protocol::Endorsement,
@@ -70,7 +70,7 @@ impl Fleet {
             keys.install_endorsed(endorsement)
                 .map_err(|e| e.to_string())?
         };
-        republish(self, store).await;
+        republish(self, store);
         Ok(public)
     }
 
@@ -123,7 +123,7 @@ pub fn start(
         tick.tick().await; // the first tick is now: on_connect publishes
         loop {
             tick.tick().await;
-            republish(&refresher, &store).await;
+            republish(&refresher, &store);
         }
     });
     fleet
@@ -170,12 +170,12 @@ async fn on_connect(fleet: &Fleet, store: &Store) {
             tracing::warn!(error = %e, "subscribe failed");
         }
     }
-    republish(fleet, store).await;
+    republish(fleet, store);
 }
 
 /// Re-signs and re-publishes every stored desired state (same generation:
 /// devices take it silently, refreshing expiry and learning a new key).
-async fn republish(fleet: &Fleet, store: &Store) {
+fn republish(fleet: &Fleet, store: &Store) {
     match store.desired_ids() {
         Ok(ids) => ids.iter().for_each(|id| fleet.publish(id)),
         Err(e) => tracing::error!(error = %e, "cannot read desired states"),

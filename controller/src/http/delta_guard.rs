@@ -69,25 +69,28 @@ impl DeltaGuard {
     }
 }
 
-/// Whether `to` is a layer of `device`'s desired release (of any
-/// device's, when the device is unknown).
+/// Whether `to` is a layer of `device`'s desired release, or, when the
+/// caller has no device identity (`--insecure`: no certificates), of any
+/// stored release. The second check reads the releases, never every
+/// device's desired state: with 10,000 devices each delta request would
+/// otherwise parse 10,000 states, and the whole fleet's requests together
+/// saturated the controller (found by the fleet simulator).
 fn needed(api: &Api, device: Option<&str>, to: &Digest) -> bool {
-    let has = |d: &petrel_protocol::Desired| {
-        d.release
-            .as_ref()
-            .is_some_and(|r| r.layers().iter().any(|l| &l.diff_id == to))
-    };
     match device {
         Some(id) => api
             .store
             .desired(id)
             .ok()
             .flatten()
-            .is_some_and(|d| has(&d)),
+            .and_then(|d| d.release)
+            .is_some_and(|r| r.layers().iter().any(|l| &l.diff_id == to)),
         None => api
             .store
-            .all_desired()
-            .map(|all| all.iter().any(has))
+            .releases()
+            .map(|all| {
+                all.iter()
+                    .any(|r| r.layers().iter().any(|l| &l.diff_id == to))
+            })
             .unwrap_or(false),
     }
 }

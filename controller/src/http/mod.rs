@@ -308,7 +308,7 @@ async fn signing_key(State(api): State<Api>) -> Json<KeyView> {
 /// `POST /v1/keys/rotate`: a new signing key endorsed by the current one;
 /// every desired state is re-published signed by it.
 async fn rotate_key(State(api): State<Api>) -> ApiResult<Json<KeyView>> {
-    let key = api.fleet.rotate_key(&api.store).await.map_err(internal)?;
+    let key = api.fleet.rotate_key(&api.store).map_err(internal)?;
     Ok(key_view(key))
 }
 
@@ -326,7 +326,6 @@ async fn install_endorsed_key(
     let key = api
         .fleet
         .install_endorsed_key(&api.store, endorsement)
-        .await
         .map_err(bad_request)?;
     Ok(key_view(key))
 }

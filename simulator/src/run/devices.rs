@@ -26,6 +26,8 @@ enum Held {
 pub struct Devices {
     held: Held,
     count: usize,
+    /// Print progress while waiting for the fleet.
+    pub live: bool,
 }
 
 impl Devices {
@@ -57,6 +59,7 @@ impl Devices {
         Ok(Devices {
             held,
             count: s.devices,
+            live: false,
         })
     }
 
@@ -132,11 +135,18 @@ impl Devices {
         what: &str,
         done: impl Fn(&DeviceView) -> bool,
     ) -> Result<()> {
-        let deadline = Instant::now() + limit;
+        let started = Instant::now();
+        let deadline = started + limit;
+        let mut shown = started;
         loop {
             let n = client.devices().await?.iter().filter(|v| done(v)).count();
             if n >= self.count {
                 return Ok(());
+            }
+            if self.live && shown.elapsed() >= Duration::from_secs(5) {
+                shown = Instant::now();
+                let t = started.elapsed().as_secs();
+                println!("t={t:>4}s  {n} of {} devices {what}", self.count);
             }
             if Instant::now() > deadline {
                 bail!("{n} of {} devices {what} after {limit:?}", self.count);

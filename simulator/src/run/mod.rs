@@ -91,6 +91,7 @@ async fn play(
     let image_bytes = build_releases(s, client, work).await?;
     let up = ctl.upstream();
     let mut fleet = devices::Devices::start(s, &up, work, opts.per_process).await?;
+    fleet.live = opts.live;
     let started = Instant::now();
     fleet
         .wait_online(client, Duration::from_secs(s.timeout_s))
