@@ -73,17 +73,15 @@ impl DeviceView {
 }
 
 pub fn view(store: &crate::store::Store, id: &str) -> ApiResult<DeviceView> {
-    let desired = store.desired(id)?;
+    let desired = store.desired_head(id)?;
     let reported = store.reported(id)?.unwrap_or_default();
     let presence = store.presence(id)?.unwrap_or_default();
     Ok(DeviceView {
         id: id.to_string(),
         online: presence.online,
         last_seen_ms: presence.last_seen_ms,
-        desired: desired
-            .as_ref()
-            .and_then(|d| d.release.as_ref().map(|r| r.reference())),
-        desired_generation: desired.map_or(0, |d| d.generation),
+        desired_generation: desired.as_ref().map_or(0, |d| d.generation),
+        desired: desired.and_then(|d| d.release),
         current: reported.current,
         target: reported.target,
         applied_generation: reported.applied_generation,

@@ -4,10 +4,26 @@
 //! costs what the pages hold, not the fleet's size each time.
 
 use super::{Store, StoreError};
+use petrel_protocol::ReleaseRef;
+use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::ops::Bound;
 
+/// What a fleet view needs of a desired state: read without building the
+/// release manifest (a listing reads thousands of them).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DesiredHead {
+    pub generation: u64,
+    /// The release's `name` and `version` (its other fields skipped).
+    pub release: Option<ReleaseRef>,
+}
+
 impl Store {
+    /// The generation and release of `device_id`'s desired state.
+    pub fn desired_head(&self, device_id: &str) -> Result<Option<DesiredHead>, StoreError> {
+        super::get(&self.desired, device_id)
+    }
+
     /// Every device id known from desired, reported or presence records.
     pub fn device_ids(&self) -> Result<Vec<String>, StoreError> {
         let mut ids = BTreeSet::new();
@@ -91,5 +107,27 @@ mod tests {
         assert_eq!(paged.len(), 25);
         assert!(store.knows_device("d24").unwrap());
         assert!(!store.knows_device("d25").unwrap());
+    }
+
+    #[test]
+    fn a_desired_head_gives_the_generation_and_release_without_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let release = petrel_protocol::ReleaseManifest {
+            schema: 1,
+            name: "app".into(),
+            version: "7".into(),
+            services: Default::default(),
+        };
+        store
+            .set_desired("pi", Some(release.clone()), None, 1)
+            .unwrap();
+        let second = store.set_desired("pi", Some(release), None, 2).unwrap();
+        let head = store.desired_head("pi").unwrap().unwrap();
+        assert_eq!(head.generation, second.generation);
+        assert_eq!(head.release.unwrap().to_string(), "app@7");
+        store.set_desired("pi", None, None, 3).unwrap();
+        assert!(store.desired_head("pi").unwrap().unwrap().release.is_none());
+        assert!(store.desired_head("other").unwrap().is_none());
     }
 }
