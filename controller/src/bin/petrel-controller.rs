@@ -76,7 +76,7 @@ async fn run() -> anyhow::Result<()> {
         let port = if insecure { 1883 } else { 8883 };
         SocketAddr::from(([127, 0, 0, 1], port))
     });
-    let listener = tokio::net::TcpListener::bind(http)
+    let listener = petrel_controller::listen::bind(http)
         .await
         .with_context(|| format!("binding HTTP on {http}"))?;
     let broker = match broker {

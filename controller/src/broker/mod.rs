@@ -67,7 +67,7 @@ pub async fn setup(
                 .and_then(|l| l.local_addr())
                 .map_err(|e| format!("no loopback port for the internal broker: {e}"))?;
             start_embedded(internal);
-            let listener = tokio::net::TcpListener::bind(listen)
+            let listener = crate::listen::bind(listen)
                 .await
                 .map_err(|e| format!("binding the MQTT listener on {listen}: {e}"))?;
             let tls = match pki {

@@ -41,7 +41,10 @@ pub fn config(s: &MosquittoSetup) -> String {
          use_username_as_clientid true\n\
          tls_version tlsv1.2\n\
          acl_file {acl}\n\
-         message_size_limit {max}\n",
+         message_size_limit {max}\n\
+         # the controller's subscription takes every device's messages; a\n\
+         # burst from a large fleet must not overflow the default 1000\n\
+         max_queued_messages 100000\n",
         port = s.port,
         ca = pki("ca.pem"),
         cert = s.cert.display(),

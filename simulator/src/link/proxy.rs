@@ -11,14 +11,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 /// Starts proxying connections on a new listener to `upstream`; returns
 /// the port devices connect to (on their own address).
 pub async fn start(links: Arc<Links>, upstream: SocketAddr, kind: Kind) -> std::io::Result<u16> {
-    let listener = TcpListener::bind(("0.0.0.0", 0)).await?;
+    let listener = petrel_controller::listen::bind(("0.0.0.0", 0)).await?;
     let port = listener.local_addr()?.port();
     tokio::spawn(async move {
         loop {
