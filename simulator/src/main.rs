@@ -78,8 +78,21 @@ enum Cmd {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Threads for the virtual devices' blocking work (unpacking, syncing
+/// files). With tokio's default of 512 per process, thousands of devices
+/// installing at once ran the machine's load average past 400, starved
+/// the agents' MQTT keep-alives and took the controller's CPU.
+const BLOCKING_THREADS: usize = 16;
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
