@@ -33,6 +33,9 @@ struct TickAt {
 }
 
 /// The shard process's side: runs the slice until its input closes.
+/// Standard input and output are served by threads of their own: tokio's
+/// stdin and stdout use the blocking pool, which the devices' installs
+/// keep busy, and a tick answered late stalls the whole run's sampling.
 pub async fn serve(spec_file: &Path) -> Result<()> {
     let text = std::fs::read_to_string(spec_file)
         .with_context(|| format!("reading {}", spec_file.display()))?;
@@ -40,16 +43,40 @@ pub async fn serve(spec_file: &Path) -> Result<()> {
         serde_json::from_str(&text).with_context(|| format!("parsing {}", spec_file.display()))?;
     let s = &spec.scenario;
     let mut fleet = SimFleet::start(s, spec.from..spec.to, &spec.upstream, &spec.work).await?;
-    let mut input = BufReader::new(tokio::io::stdin()).lines();
-    let mut out = tokio::io::stdout();
-    while let Some(line) = input.next_line().await? {
+    let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<String>(4);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (out, replies) = std::sync::mpsc::channel::<Vec<u8>>();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        for reply in replies {
+            if stdout
+                .write_all(&reply)
+                .and_then(|_| stdout.flush())
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    while let Some(line) = lines.recv().await {
         let at: TickAt = serde_json::from_str(&line).with_context(|| format!("tick {line:?}"))?;
         let mut reply = serde_json::to_vec(&fleet.tick(s, at.t))?;
         reply.push(b'\n');
-        out.write_all(&reply).await?;
-        out.flush().await?;
+        if out.send(reply).is_err() {
+            break;
+        }
     }
     fleet.shut_down().await;
+    drop(out);
+    let _ = writer.join();
     Ok(())
 }
 
