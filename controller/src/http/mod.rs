@@ -152,6 +152,22 @@ pub(super) fn insufficient_storage(e: std::io::Error) -> ApiError {
     }
 }
 
+/// Runs `f` on a new thread: for an operator's occasional long read, which
+/// must not wait in the blocking pool's queue behind the file reads of a
+/// fleet downloading at once (at 10,000 devices: a minute).
+pub(super) async fn on_own_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> ApiResult<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("petrel-read".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(internal)?;
+    rx.await.map_err(internal)
+}
+
 pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }

@@ -101,7 +101,9 @@ pub fn view(store: &crate::store::Store, id: &str) -> ApiResult<DeviceView> {
 
 /// `GET /v1/devices[?after=ID&limit=N]`: every device's view, or a page
 /// of up to `limit` (at most [`MAX_PAGE`]) after `after`, in id order;
-/// a page shorter than asked is the last. Read off the async workers.
+/// a page shorter than asked is the last. Read on a thread of its own:
+/// neither on the async workers nor queued in the blocking pool behind
+/// the file reads of thousands of downloads.
 pub async fn list_devices(
     State(api): State<Api>,
     Query(q): Query<Page>,
@@ -110,15 +112,14 @@ pub async fn list_devices(
         return Err(super::bad_request("limit=0: ask for 1 device at least"));
     }
     let store = api.store.clone();
-    let views = tokio::task::spawn_blocking(move || -> ApiResult<Vec<DeviceView>> {
+    let views = super::on_own_thread(move || -> ApiResult<Vec<DeviceView>> {
         let ids = match q.limit {
             Some(n) => store.device_ids_page(q.after.as_deref(), n.min(MAX_PAGE))?,
             None => store.device_ids()?,
         };
         ids.iter().map(|id| view(&store, id)).collect()
     })
-    .await
-    .map_err(super::internal)??;
+    .await??;
     Ok(Json(views))
 }
 

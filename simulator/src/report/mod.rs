@@ -31,6 +31,12 @@ pub struct Sample {
     /// When the controller's usage was read (seconds into the rollout).
     pub controller_at_s: f64,
     pub controller_rss_bytes: u64,
+    /// How long reading the fleet view and ticking the devices took
+    /// (a slow sample shows which side lagged).
+    #[serde(default)]
+    pub view_s: f64,
+    #[serde(default)]
+    pub tick_s: f64,
 }
 
 /// One device at the end.

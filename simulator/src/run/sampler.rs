@@ -100,10 +100,13 @@ impl<'a> Sampler<'a> {
             let began = Instant::now();
             let t = self.started.elapsed().as_secs_f64();
             let tick = fleet.tick(s, t).await?;
+            let tick_s = began.elapsed().as_secs_f64();
             self.restart_faults(s, &mut restarted, t).await?;
             let restarting = self.restarts.down.is_some() || self.restarts.coming_back.is_some();
             // while the controller is down or coming back, no sample
+            let viewing = Instant::now();
             let views = client.devices().await;
+            let view_s = viewing.elapsed().as_secs_f64();
             next = began + Duration::from_secs(1).max(began.elapsed() * 2);
             let views = match views {
                 Ok(v) => v,
@@ -118,6 +121,9 @@ impl<'a> Sampler<'a> {
             };
             self.note_fleet_back(t, &views, s.devices);
             let settled = self.sample(t, &tick, &views, &release);
+            if let Some(last) = self.samples.last_mut() {
+                (last.view_s, last.tick_s) = (view_s, tick_s);
+            }
             let over = match rollout {
                 Some(id) => match client.rollout(id).await {
                     Ok(rec) => {
@@ -243,6 +249,7 @@ impl<'a> Sampler<'a> {
             controller_cpu_s: usage.cpu_s - self.base_usage.cpu_s,
             controller_at_s: self.started.elapsed().as_secs_f64(),
             controller_rss_bytes: usage.rss_bytes,
+            ..Default::default()
         });
         settled
     }
