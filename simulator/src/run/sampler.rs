@@ -21,6 +21,8 @@ pub struct Sampler<'a> {
     ctl: &'a ControllerProcess,
     live: bool,
     started: Instant,
+    /// The same moment on the wall clock (devices stamp their reports).
+    started_ms: u64,
     /// Link bytes and controller usage when the rollout started.
     base_bytes: Vec<u64>,
     base_usage: Usage,
@@ -67,6 +69,7 @@ impl<'a> Sampler<'a> {
             ctl,
             live,
             started: Instant::now(),
+            started_ms: petrel_controller::now_ms(),
             base_bytes: before.stats.iter().map(|d| d.http_down_bytes).collect(),
             base_usage: ctl.usage(),
             samples: Vec::new(),
@@ -220,7 +223,10 @@ impl<'a> Sampler<'a> {
             out.sent_new |= runs_new || aims_new;
             let asked = v.desired.as_ref().is_some_and(|d| d.to_string() == release);
             if asked && v.accepted_generation >= v.desired_generation {
-                out.reached_at_s.get_or_insert(t);
+                // when the device reported it, if that is earlier than
+                // this sample (virtual devices share the machine's clock)
+                let stamped = v.reported_at_ms.saturating_sub(self.started_ms) as f64 / 1000.0;
+                out.reached_at_s.get_or_insert(stamped.min(t));
             }
             let stats = tick.stats.get(i).cloned().unwrap_or_default();
             out.rolled_back |= phase == "rolled-back" || stats.failed_starts > 0;

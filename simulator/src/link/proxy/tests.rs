@@ -1,6 +1,7 @@
 use super::*;
 use crate::link::{address, Profile};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 /// An upstream that echoes what it is sent.
 async fn echo() -> SocketAddr {
