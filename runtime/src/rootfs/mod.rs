@@ -23,6 +23,7 @@
 //! why an existing `dest` is kept as it is.
 
 mod overlay;
+mod sweep;
 
 use crate::layers::{commit_dir, create_temp_dir, discard_dir, remove_stale_temps, remove_tree};
 use std::collections::BTreeMap;
@@ -105,6 +106,7 @@ pub fn backend_of(dest: &Path) -> Backend {
 }
 
 pub use overlay::ensure_mounted;
+pub use sweep::{mounts_under, unmount_all_under};
 
 fn assemble_copy(layers: &[PathBuf], dest: &Path) -> Result<(), RootfsError> {
     let tmp = create_temp_dir(dest).map_err(io_err(dest))?;

@@ -68,10 +68,22 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Report> {
     let external = mosquitto.as_ref().map(|m| m.addr);
     let ctl = ControllerProcess::start(&work.path().join("controller"), external).await?;
     let result = play(scenario, opts, &ctl, work.path()).await;
+    // the agents' root filesystems stay mounted after their devices stop
+    // (as on a device); left, they fill the machine's mount table
+    let unmounted = petrel_runtime::rootfs::unmount_all_under(work.path());
     let log = work.path().join("controller/controller.log");
     let _ = std::fs::copy(&log, opts.report_dir.join("controller.log"));
     ctl.stop();
     let mut report = result?;
+    unmounted.context("unmounting the virtual devices' root filesystems")?;
+    let left = petrel_runtime::rootfs::mounts_under(work.path())?;
+    if let Some(m) = left.first() {
+        bail!(
+            "{} mounts left under the run's directory, e.g. {}",
+            left.len(),
+            m.display()
+        );
+    }
     report.controller_link_losses = std::fs::read_to_string(&log)
         .map(|text| text.matches("broker connection lost").count())
         .unwrap_or(0);
