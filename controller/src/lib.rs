@@ -12,6 +12,7 @@
 //! - [`deltas`]: the delta cache behind `GET /v1/deltas/{from}/{to}`.
 //! - [`layer_paths`]: file paths of a layer, for choosing a delta base.
 //! - [`listen`]: listening sockets with a deep accept queue.
+//! - [`metrics`]: the Prometheus metrics.
 //! - [`keys`]: the signing key of desired states, its rotation chain.
 //! - [`gc`]: removes blobs, deltas and path lists nothing references.
 //! - [`compose`]: the compose subset that defines a release.
@@ -33,6 +34,7 @@ pub mod images;
 pub mod keys;
 pub mod layer_paths;
 pub mod listen;
+pub mod metrics;
 pub mod pki;
 pub mod rollouts;
 pub mod server;

@@ -126,6 +126,7 @@ pub async fn serve(
             pki: pki.clone(),
         },
         delta_guard: Default::default(),
+        metrics: Default::default(),
         rollouts,
         advertised: http::security::Advertised {
             broker: link.device_url.clone(),

@@ -21,12 +21,19 @@ pub(super) async fn get_blob(
     if !api.blobs.has(&digest) {
         return ApiError(StatusCode::NOT_FOUND, format!("blob {digest} not found")).into_response();
     }
-    serve_file(api.blobs.path(&digest), &digest, req).await
+    let sent = api.metrics.bytes_served.with_label_values(&["blob"]);
+    serve_file(api.blobs.path(&digest), &digest, req, &sent).await
 }
 
 /// Serves a content-addressed file with Range support; the ETag is its
-/// digest, so a resuming client can tell the bytes did not change.
-async fn serve_file(path: std::path::PathBuf, digest: &Digest, req: Request) -> Response {
+/// digest, so a resuming client can tell the bytes did not change. `sent`
+/// counts the bytes the answer carries (its Content-Length).
+async fn serve_file(
+    path: std::path::PathBuf,
+    digest: &Digest,
+    req: Request,
+    sent: &prometheus::IntCounter,
+) -> Response {
     match tower_http::services::ServeFile::new(path)
         .oneshot(req)
         .await
@@ -35,6 +42,11 @@ async fn serve_file(path: std::path::PathBuf, digest: &Digest, req: Request) -> 
             if let Ok(v) = format!("\"{}\"", digest.hex()).parse() {
                 resp.headers_mut().insert(axum::http::header::ETAG, v);
             }
+            let length = resp
+                .headers()
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            sent.inc_by(length.unwrap_or(0));
             resp.map(Body::new)
         }
         Err(e) => internal(e).into_response(),
@@ -55,7 +67,10 @@ pub(super) async fn get_delta(
         return refused.into_response();
     }
     match api.deltas.get(&from, &to).await {
-        Ok(Some(delta)) => serve_file(delta.path, &delta.digest, req).await,
+        Ok(Some(delta)) => {
+            let sent = api.metrics.bytes_served.with_label_values(&["delta"]);
+            serve_file(delta.path, &delta.digest, req, &sent).await
+        }
         Ok(None) => ApiError(
             StatusCode::NOT_FOUND,
             format!("no delta {from} -> {to} smaller than the blob: fetch the full blob"),

@@ -61,6 +61,8 @@ pub struct Api {
     pub advertised: security::Advertised,
     /// Who may have deltas computed, how often.
     pub delta_guard: Arc<delta_guard::DeltaGuard>,
+    /// What `GET /metrics` serves.
+    pub metrics: crate::metrics::Metrics,
     /// The rollout driver.
     pub rollouts: crate::rollouts::Rollouts,
 }
@@ -230,11 +232,41 @@ pub fn router(api: Api) -> Router {
             "/v1/tokens/{id}",
             axum::routing::delete(security::delete_token),
         )
+        .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
             security::authorize,
         ))
+        .layer(axum::middleware::from_fn_with_state(api.clone(), timed))
         .with_state(api)
+}
+
+/// `GET /metrics`: the Prometheus text exposition format.
+async fn metrics(State(api): State<Api>) -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+        api.metrics.render(),
+    )
+}
+
+/// Times every request into the latency histogram, by route pattern (not
+/// the path: device ids and digests would make a series each).
+async fn timed(
+    State(api): State<Api>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched".to_string(), |p| p.as_str().to_string());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    api.metrics
+        .http_seconds
+        .with_label_values(&[route.as_str(), resp.status().as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    resp
 }
 
 /// Streams a request body into a temp file (uploads can be large).
