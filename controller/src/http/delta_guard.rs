@@ -76,6 +76,7 @@ impl DeltaGuard {
 /// otherwise parse 10,000 states, and the whole fleet's requests together
 /// saturated the controller (found by the fleet simulator).
 fn needed(api: &Api, device: Option<&str>, to: &Digest) -> bool {
+    let has = |r: &petrel_protocol::ReleaseManifest| r.layers().iter().any(|l| &l.diff_id == to);
     match device {
         Some(id) => api
             .store
@@ -83,15 +84,8 @@ fn needed(api: &Api, device: Option<&str>, to: &Digest) -> bool {
             .ok()
             .flatten()
             .and_then(|d| d.release)
-            .is_some_and(|r| r.layers().iter().any(|l| &l.diff_id == to)),
-        None => api
-            .store
-            .releases()
-            .map(|all| {
-                all.iter()
-                    .any(|r| r.layers().iter().any(|l| &l.diff_id == to))
-            })
-            .unwrap_or(false),
+            .is_some_and(|r| has(&r)),
+        None => api.store.releases().is_ok_and(|all| all.iter().any(has)),
     }
 }
 

@@ -283,10 +283,6 @@ impl Store {
         get(&self.desired, device_id)
     }
 
-    pub fn all_desired(&self) -> Result<Vec<Desired>, StoreError> {
-        all(&self.desired)
-    }
-
     /// The devices with a desired state, without reading the states.
     pub fn desired_ids(&self) -> Result<Vec<String>, StoreError> {
         let mut ids = Vec::new();
