@@ -37,6 +37,9 @@ pub struct DeltaCache {
     /// new pairs queues here instead of taking every core and the memory
     /// of as many encoders.
     encoders: Arc<tokio::sync::Semaphore>,
+    /// Where encode times go (a detached histogram unless
+    /// [`DeltaCache::timed_by`] gave the controller's).
+    encode_seconds: prometheus::Histogram,
 }
 
 /// Encodings allowed at once (one per core).
@@ -66,7 +69,18 @@ impl DeltaCache {
             cells: Default::default(),
             generated: Default::default(),
             encoders: Arc::new(tokio::sync::Semaphore::new(encoder_slots())),
+            encode_seconds: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new(
+                "petrel_delta_encode_seconds",
+                "Time to encode one delta.",
+            ))
+            .unwrap_or_else(|e| unreachable!("encode histogram: {e}")),
         })
+    }
+
+    /// Records every encode's time in `h`.
+    pub fn timed_by(mut self, h: prometheus::Histogram) -> DeltaCache {
+        self.encode_seconds = h;
+        self
     }
 
     /// Where the cached deltas live.
@@ -177,7 +191,9 @@ impl DeltaCache {
         let old_tar = self.unpack_blob(&old.digest, &work.path().join("old.tar"))?;
         let new_tar = self.unpack_blob(&new.digest, &work.path().join("new.tar"))?;
         let patch = work.path().join("patch");
-        let report = match petrel_delta::diff(&old_tar, &new_tar, &patch, &Default::default()) {
+        let encoded = petrel_delta::diff(&old_tar, &new_tar, &patch, &Default::default());
+        self.encode_seconds.observe(started.elapsed().as_secs_f64());
+        let report = match encoded {
             Ok(report) => report,
             // Deterministic: no candidate decodes within the devices'
             // limits, so remember "no delta" instead of retrying each time.

@@ -35,6 +35,7 @@ pub mod keys;
 pub mod layer_paths;
 pub mod listen;
 pub mod metrics;
+pub mod monitor;
 pub mod pki;
 pub mod rollouts;
 pub mod server;

@@ -25,6 +25,8 @@ pub struct ServeConfig {
     /// configs); default: the HTTP listen address, or this machine's name
     /// if that is unspecified.
     pub advertise_host: Option<String>,
+    /// When device conditions become alerts.
+    pub alerts: crate::monitor::alerts::AlertRules,
 }
 
 /// Whether the controller speaks TLS.
@@ -55,6 +57,8 @@ pub enum ServeError {
     BrokerUrl(String),
     #[error("http server: {0}")]
     Http(std::io::Error),
+    #[error("loading the fleet index: {0}")]
+    Index(String),
     #[error("signing keys: {0}")]
     Keys(String),
     #[error("fleet PKI: {0}")]
@@ -95,20 +99,36 @@ pub async fn serve(
         .map_err(|e| ServeError::Keys(e.to_string()))?;
     tracing::info!(key = %keys.public().id(), path = %cfg.data_dir.join("keys/signing.pub").display(), "signing desired states; agents pin this public key");
     let (rollouts, rollout_rx) = crate::rollouts::channel();
+    let metrics = crate::metrics::Metrics::new();
+    let monitor = {
+        let store = store.clone();
+        let metrics = metrics.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::monitor::Monitor::load(&store, cfg.alerts, metrics)
+        })
+        .await
+        .map_err(|e| ServeError::Index(e.to_string()))??
+    };
+    let observers = crate::fleet::Observers {
+        rollouts: rollouts.clone(),
+        monitor: monitor.clone(),
+        metrics: metrics.clone(),
+    };
     let fleet = crate::fleet::start(
         &link.url,
         link.tls,
         store.clone(),
         cfg.limits,
         keys,
-        rollouts.clone(),
+        observers,
     );
     let deltas =
         crate::deltas::DeltaCache::new(cfg.data_dir.join("deltas"), blobs.clone(), store.clone())
             .map_err(|source| ServeError::DataDir {
-            path: cfg.data_dir.join("deltas"),
-            source,
-        })?;
+                path: cfg.data_dir.join("deltas"),
+                source,
+            })?
+            .timed_by(metrics.delta_encode_seconds.clone());
     let api = Api {
         store,
         blobs,
@@ -126,7 +146,9 @@ pub async fn serve(
             pki: pki.clone(),
         },
         delta_guard: Default::default(),
-        metrics: Default::default(),
+        metrics,
+        monitor: monitor.clone(),
+        embedded_broker: matches!(cfg.broker, BrokerMode::Embedded { .. }),
         rollouts,
         advertised: http::security::Advertised {
             broker: link.device_url.clone(),
@@ -137,6 +159,7 @@ pub async fn serve(
             ),
         },
     };
+    monitor.spawn();
     spawn_periodic_gc(api.clone());
     crate::rollouts::spawn(api.clone(), rollout_rx);
     tracing::info!(http = %http_addr, broker = %link.url.address(), devices_use = %link.device_url, "controller serving");

@@ -120,6 +120,7 @@ pub async fn start_controller(
         max_upload_bytes: petrel_controller::DEFAULT_MAX_UPLOAD,
         security: Security::Tls,
         advertise_host: Some("127.0.0.1".into()),
+        alerts: Default::default(),
     };
     tokio::spawn(async move {
         if let Err(e) = petrel_controller::serve(cfg, stopped(stop)).await {

@@ -40,6 +40,12 @@ enum Cmd {
         /// Largest upload (layer or image archive) accepted, in bytes.
         #[arg(long, default_value_t = petrel_controller::DEFAULT_MAX_UPLOAD)]
         max_upload_bytes: u64,
+        /// Raise an `offline` alert for a device away this many minutes.
+        #[arg(long, default_value_t = 10)]
+        alert_offline_minutes: u64,
+        /// Raise a `disk-low` alert below this many MiB free on a device.
+        #[arg(long, default_value_t = 256)]
+        alert_disk_free_mib: u64,
     },
 }
 
@@ -91,6 +97,8 @@ async fn run() -> anyhow::Result<()> {
         max_upload_bytes,
         insecure,
         advertise,
+        alert_offline_minutes,
+        alert_disk_free_mib,
     } = Args::parse().cmd;
     let mqtt_listen = mqtt_listen.unwrap_or_else(|| {
         let port = if insecure { 1883 } else { 8883 };
@@ -117,6 +125,10 @@ async fn run() -> anyhow::Result<()> {
             Security::Tls
         },
         advertise_host: advertise,
+        alerts: petrel_controller::monitor::alerts::AlertRules {
+            offline_after_ms: alert_offline_minutes.saturating_mul(60_000),
+            disk_low_bytes: alert_disk_free_mib.saturating_mul(1 << 20),
+        },
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;

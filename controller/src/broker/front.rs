@@ -48,6 +48,29 @@ pub fn refused_connections() -> u64 {
     REFUSED.load(Ordering::Relaxed)
 }
 
+static OPEN: AtomicU64 = AtomicU64::new(0);
+
+/// Device connections the front holds now.
+pub fn open_connections() -> u64 {
+    OPEN.load(Ordering::Relaxed)
+}
+
+/// Counts a connection in [`OPEN`] while it lives.
+struct Open;
+
+impl Open {
+    fn new() -> Open {
+        OPEN.fetch_add(1, Ordering::Relaxed);
+        Open
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Why a connection was refused or closed.
 #[derive(Debug, thiserror::Error)]
 enum FrontError {
@@ -115,6 +138,7 @@ pub async fn run(listener: TcpListener, front: Front) {
         let front = front.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            let _open = Open::new();
             match front.serve(tcp).await {
                 Ok(()) | Err(FrontError::Closed) => {}
                 Err(e) => {

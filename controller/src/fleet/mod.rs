@@ -8,6 +8,8 @@
 pub mod publisher;
 
 use crate::keys::Keyring;
+use crate::metrics::Metrics;
+use crate::monitor::Monitor;
 use crate::store::{Presence, Store};
 use petrel_protocol::topics::{self, Channel};
 use petrel_protocol::{decode, BrokerUrl, Event, Limits, PublicKey, Reported, Status};
@@ -22,6 +24,7 @@ pub struct Fleet {
     client: AsyncClient,
     keys: Arc<RwLock<Keyring>>,
     publisher: Publisher,
+    monitor: Monitor,
 }
 
 /// Largest packet the controller's session reads without dropping the
@@ -38,6 +41,7 @@ impl Fleet {
     /// ([`publisher`]); with none stored, clears the retained message.
     pub fn publish(&self, device: &str) {
         self.publisher.device(device);
+        self.monitor.index.touch(device);
     }
 
     /// Rotates the signing key (endorsed by the current one) and
@@ -83,6 +87,13 @@ impl Fleet {
     }
 }
 
+/// What the session feeds besides the store.
+pub struct Observers {
+    pub rollouts: crate::rollouts::Rollouts,
+    pub monitor: Monitor,
+    pub metrics: Metrics,
+}
+
 /// Connects to the broker and spawns the session loop (and the daily
 /// refresh of every desired state's signature).
 pub fn start(
@@ -91,7 +102,7 @@ pub fn start(
     store: Store,
     limits: Limits,
     keys: Keyring,
-    observer: crate::rollouts::Rollouts,
+    observers: Observers,
 ) -> Fleet {
     let mut opts = MqttOptions::new("petrel-controller", broker.host.clone(), broker.port);
     if let Some(tls) = tls {
@@ -113,10 +124,18 @@ pub fn start(
         publisher: Publisher::start(client.clone(), keys.clone(), store.clone()),
         client,
         keys,
+        monitor: observers.monitor.clone(),
     };
     let (ingest_tx, ingest_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(run(eventloop, fleet.clone(), store.clone(), ingest_tx));
-    tokio::spawn(ingest_batches(ingest_rx, store.clone(), limits, observer));
+    let metrics = observers.metrics.clone();
+    tokio::spawn(run(
+        eventloop,
+        fleet.clone(),
+        store.clone(),
+        ingest_tx,
+        metrics,
+    ));
+    tokio::spawn(ingest_batches(ingest_rx, store.clone(), limits, observers));
     let refresher = fleet.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(REFRESH);
@@ -137,7 +156,12 @@ async fn run(
     fleet: Fleet,
     store: Store,
     ingest: tokio::sync::mpsc::UnboundedSender<Publish>,
+    metrics: Metrics,
 ) {
+    let (msgs_in, msgs_out) = (
+        metrics.mqtt_messages.with_label_values(&["in"]),
+        metrics.mqtt_messages.with_label_values(&["out"]),
+    );
     let mut backoff = Duration::from_millis(100);
     loop {
         match eventloop.poll().await {
@@ -150,8 +174,10 @@ async fn run(
                 tokio::spawn(async move { on_connect(&fleet, &store).await });
             }
             Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                msgs_in.inc();
                 let _ = ingest.send(p);
             }
+            Ok(MqttEvent::Outgoing(rumqttc::Outgoing::Publish(_))) => msgs_out.inc(),
             Ok(_) => {}
             Err(e) => {
                 // the simulator counts these lines in its report
@@ -192,17 +218,18 @@ async fn ingest_batches(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Publish>,
     store: Store,
     limits: Limits,
-    observer: crate::rollouts::Rollouts,
+    observers: Observers,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         crate::drain_waiting(&mut rx, &mut batch, INGEST_BATCH);
         let store = store.clone();
+        let monitor = observers.monitor.clone();
         let changed = tokio::task::spawn_blocking(move || {
             let mut changed: Vec<String> = Vec::new();
             let mut seen = std::collections::HashSet::new();
             for p in &batch {
-                if let Some(device) = ingest(&store, p, limits) {
+                if let Some(device) = ingest(&store, &monitor, p, limits) {
                     if seen.insert(device.clone()) {
                         changed.push(device);
                     }
@@ -216,7 +243,7 @@ async fn ingest_batches(
         .await
         .unwrap_or_default();
         for device in changed {
-            observer.observed(&device);
+            observers.rollouts.observed(&device);
         }
     }
 }
@@ -233,7 +260,7 @@ pub fn dropped_messages() -> u64 {
 /// the id inside the payload must match the id in the topic.
 /// Stores what a device sent; returns the device if its report or
 /// presence changed (for the rollouts).
-fn ingest(store: &Store, p: &Publish, limits: Limits) -> Option<String> {
+fn ingest(store: &Store, monitor: &Monitor, p: &Publish, limits: Limits) -> Option<String> {
     let (id, channel) = topics::parse(&p.topic)?;
     if p.payload.is_empty() {
         return None;
@@ -247,17 +274,20 @@ fn ingest(store: &Store, p: &Publish, limits: Limits) -> Option<String> {
     let result = match channel {
         Channel::Reported => from_device(id, payload, limits, |r: &Reported| &r.device_id)
             .and_then(|r| {
-                touch(store, id, true);
-                store.record_reported(&r).map_err(|e| e.to_string())
+                touch(store, monitor, id, true);
+                store.record_reported(&r).map_err(|e| e.to_string())?;
+                monitor.reported(&r, crate::now_ms());
+                Ok(())
             }),
         Channel::Events => {
             from_device(id, payload, limits, |e: &Event| &e.device_id).and_then(|e| {
-                touch(store, id, true);
+                touch(store, monitor, id, true);
+                monitor.index.touch(id);
                 store.record_event(&e).map_err(|e| e.to_string())
             })
         }
         Channel::Status => from_device(id, payload, limits, |s: &Status| &s.device_id)
-            .map(|s| touch(store, id, s.online)),
+            .map(|s| touch(store, monitor, id, s.online)),
         Channel::Desired => Ok(()),
     };
     match result {
@@ -292,7 +322,7 @@ fn same_device(topic_id: &str, payload_id: &str) -> Result<(), String> {
     }
 }
 
-fn touch(store: &Store, id: &str, online: bool) {
+fn touch(store: &Store, monitor: &Monitor, id: &str, online: bool) {
     let p = Presence {
         online,
         last_seen_ms: crate::now_ms(),
@@ -300,4 +330,5 @@ fn touch(store: &Store, id: &str, online: bool) {
     if let Err(e) = store.record_presence(id, &p) {
         tracing::error!(device = id, error = %e, "cannot record presence");
     }
+    monitor.presence(id, &p);
 }

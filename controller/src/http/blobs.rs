@@ -66,10 +66,20 @@ pub(super) async fn get_delta(
     if let Err(refused) = api.delta_guard.admit(&api, &caller, &to, cached) {
         return refused.into_response();
     }
+    let result = if cached { "hit" } else { "miss" };
+    api.metrics.delta_cache.with_label_values(&[result]).inc();
     match api.deltas.get(&from, &to).await {
         Ok(Some(delta)) => {
             let sent = api.metrics.bytes_served.with_label_values(&["delta"]);
-            serve_file(delta.path, &delta.digest, req, &sent).await
+            let whole = !req.headers().contains_key(axum::http::header::RANGE);
+            let full = api.store.layer(&to).ok().flatten().map(|l| l.size);
+            let resp = serve_file(delta.path, &delta.digest, req, &sent).await;
+            if let (true, true, Some(full)) = (whole, resp.status().is_success(), full) {
+                api.metrics
+                    .delta_saved
+                    .inc_by(full.saturating_sub(delta.size));
+            }
+            resp
         }
         Ok(None) => ApiError(
             StatusCode::NOT_FOUND,

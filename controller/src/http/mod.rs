@@ -21,6 +21,7 @@ use tokio::io::AsyncWriteExt;
 mod blobs;
 mod delta_guard;
 pub(crate) mod deploy;
+pub mod fleet;
 pub mod groups;
 mod images;
 mod releases;
@@ -63,6 +64,10 @@ pub struct Api {
     pub delta_guard: Arc<delta_guard::DeltaGuard>,
     /// What `GET /metrics` serves.
     pub metrics: crate::metrics::Metrics,
+    /// The fleet index, alerts and live stream.
+    pub monitor: crate::monitor::Monitor,
+    /// Whether the broker is the embedded one (its connections counted).
+    pub embedded_broker: bool,
     /// The rollout driver.
     pub rollouts: crate::rollouts::Rollouts,
 }
@@ -232,6 +237,10 @@ pub fn router(api: Api) -> Router {
             "/v1/tokens/{id}",
             axum::routing::delete(security::delete_token),
         )
+        .route("/v1/fleet/summary", get(fleet::summary))
+        .route("/v1/fleet/devices", get(fleet::devices))
+        .route("/v1/alerts", get(fleet::alerts))
+        .route("/v1/stream", get(fleet::stream))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
@@ -241,13 +250,46 @@ pub fn router(api: Api) -> Router {
         .with_state(api)
 }
 
-/// `GET /metrics`: the Prometheus text exposition format.
-async fn metrics(State(api): State<Api>) -> impl axum::response::IntoResponse {
-    (
+/// `GET /metrics`: the Prometheus text exposition format; the fleet's
+/// gauges are read from the fleet index, the alerts and the rollouts.
+async fn metrics(State(api): State<Api>) -> ApiResult<impl axum::response::IntoResponse> {
+    let summary = api.monitor.index.summary();
+    let mut rollouts: Vec<crate::rollouts::RolloutRecord> =
+        crate::rollouts::persist::summaries(&api.store)?;
+    rollouts.sort_by_key(|r| std::cmp::Reverse(r.rollout.created_ms));
+    rollouts.truncate(ROLLOUTS_IN_METRICS);
+    let mut rollout_devices = Vec::new();
+    for r in &rollouts {
+        for (wave, t) in r.rollout.tallies.iter().enumerate() {
+            let id = &r.rollout.id;
+            for (state, n) in [
+                ("queued", t.queued),
+                ("started", t.started),
+                ("succeeded", t.succeeded),
+                ("failed", t.failed),
+                ("other", t.other),
+            ] {
+                rollout_devices.push(((id.clone(), wave, state), u64::from(n)));
+            }
+        }
+    }
+    api.metrics.set_fleet(&crate::metrics::FleetGauges {
+        phases: summary.phases,
+        online: summary.online,
+        alerts_active: api.monitor.alerts.active_counts(),
+        rollout_devices,
+        mqtt_connections: api
+            .embedded_broker
+            .then(crate::broker::front::open_connections),
+    });
+    Ok((
         [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
         api.metrics.render(),
-    )
+    ))
 }
+
+/// Rollouts whose waves `/metrics` reports (the most recent).
+const ROLLOUTS_IN_METRICS: usize = 50;
 
 /// Times every request into the latency histogram, by route pattern (not
 /// the path: device ids and digests would make a series each).

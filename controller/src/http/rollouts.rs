@@ -209,6 +209,7 @@ pub(super) async fn label(
         labels.remove(k);
     }
     api.store.set_labels(&id, &labels)?;
+    api.monitor.index.labels(&id, labels.clone());
     api.rollouts.observed(&id);
     Ok(Json(labels))
 }

@@ -99,7 +99,8 @@ pub fn view(store: &crate::store::Store, id: &str) -> ApiResult<DeviceView> {
     })
 }
 
-/// `GET /v1/devices[?after=ID&limit=N]`: every device's view, or a page
+/// `GET /v1/devices[?after=ID&limit=N&filter=F]`: every device's view
+/// (that `filter` selects, from the fleet index), or a page
 /// of up to `limit` (at most [`MAX_PAGE`]) after `after`, in id order;
 /// a page shorter than asked is the last. Read on a thread of its own:
 /// neither on the async workers nor queued in the blocking pool behind
@@ -112,10 +113,23 @@ pub async fn list_devices(
         return Err(super::bad_request("limit=0: ask for 1 device at least"));
     }
     let store = api.store.clone();
+    let filter = match q.filter.as_deref() {
+        Some(f) => Some(super::fleet::parse_filter(Some(f))?),
+        None => None,
+    };
+    let index = api.monitor.index.clone();
     let views = super::on_own_thread(move || -> ApiResult<Vec<DeviceView>> {
-        let ids = match q.limit {
-            Some(n) => store.device_ids_page(q.after.as_deref(), n.min(MAX_PAGE))?,
-            None => store.device_ids()?,
+        let ids = match (filter, q.limit) {
+            (Some(filter), limit) => {
+                let (mut ids, _) = index.select(&filter, 0, usize::MAX);
+                if let Some(after) = &q.after {
+                    ids.retain(|id| id > after);
+                }
+                ids.truncate(limit.map_or(usize::MAX, |n| n.min(MAX_PAGE)));
+                ids
+            }
+            (None, Some(n)) => store.device_ids_page(q.after.as_deref(), n.min(MAX_PAGE))?,
+            (None, None) => store.device_ids()?,
         };
         ids.iter().map(|id| view(&store, id)).collect()
     })
@@ -131,6 +145,8 @@ pub const MAX_PAGE: usize = 5_000;
 pub struct Page {
     pub after: Option<String>,
     pub limit: Option<usize>,
+    /// Only the devices this filter selects (see `GET /v1/fleet/devices`).
+    pub filter: Option<String>,
 }
 
 /// A known device id, or 404 naming it.
@@ -171,6 +187,7 @@ pub async fn forget_device(
     known(&api, &id)?;
     let last = view(&api.store, &id)?;
     api.store.forget_device(&id)?;
+    api.monitor.index.forget(&id);
     api.fleet.publish(&id);
     Ok(Json(last))
 }

@@ -3,7 +3,11 @@
 //! downloads, what the broker carries, how fast the API answers. Served
 //! as the text exposition format on `GET /metrics`.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::collections::BTreeMap;
 
 /// Every metric the controller keeps.
 #[derive(Clone)]
@@ -15,6 +19,33 @@ pub struct Metrics {
     pub mqtt_messages: IntCounterVec,
     /// API latency, by `route` (its pattern) and `status`.
     pub http_seconds: HistogramVec,
+    /// Bytes a delta saved against the full blob, per delta sent whole.
+    pub delta_saved: IntCounter,
+    /// Delta requests by `result`: `hit` (decided on disk) or `miss`.
+    pub delta_cache: IntCounterVec,
+    /// Time to encode one delta.
+    pub delta_encode_seconds: Histogram,
+    /// Alerts raised, by `kind`.
+    pub alerts_raised: IntCounterVec,
+    /// The fleet's state, set at each scrape ([`Metrics::set_fleet`]).
+    devices: IntGaugeVec,
+    devices_online: IntGauge,
+    alerts_active: IntGaugeVec,
+    rollout_devices: IntGaugeVec,
+    mqtt_connections: IntGauge,
+}
+
+/// What a scrape reports of the fleet (read from the fleet index, the
+/// alerts and the rollouts by the caller).
+#[derive(Debug, Default)]
+pub struct FleetGauges {
+    pub phases: BTreeMap<String, u64>,
+    pub online: u64,
+    pub alerts_active: BTreeMap<&'static str, u64>,
+    /// (rollout id, wave, state) → devices.
+    pub rollout_devices: Vec<((String, usize, &'static str), u64)>,
+    /// Device connections the embedded broker holds (None: external).
+    pub mqtt_connections: Option<u64>,
 }
 
 impl Default for Metrics {
@@ -44,6 +75,60 @@ impl Metrics {
             "MQTT messages the controller received (in) and published (out).",
             &["direction"],
         );
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+            registry
+                .register(Box::new(g.clone()))
+                .unwrap_or_else(|e| unreachable!("registering {name}: {e}"));
+            g
+        };
+        let delta_cache = counter(
+            "petrel_delta_cache_requests_total",
+            "Delta requests, by result: hit (decided on disk) or miss (encoded or waited for).",
+            &["result"],
+        );
+        let alerts_raised = counter(
+            "petrel_alerts_raised_total",
+            "Alerts raised, by kind (offline, crash-loop, disk-low).",
+            &["kind"],
+        );
+        let delta_saved = counter(
+            "petrel_delta_saved_bytes_total",
+            "Bytes deltas saved against their full blobs (deltas sent whole).",
+            &[],
+        )
+        .with_label_values(&[] as &[&str]);
+        let devices = gauge(
+            "petrel_devices",
+            "Devices by phase (never-reported: known but no report yet).",
+            &["phase"],
+        );
+        let devices_online = gauge("petrel_devices_online", "Devices online.", &[])
+            .with_label_values(&[] as &[&str]);
+        let alerts_active = gauge("petrel_alerts_active", "Alerts active, by kind.", &["kind"]);
+        let rollout_devices = gauge(
+            "petrel_rollout_devices",
+            "Members of each rollout, by wave and state (queued, started, succeeded, failed, other).",
+            &["rollout", "wave", "state"],
+        );
+        let mqtt_connections = gauge(
+            "petrel_mqtt_connections",
+            "Device connections the embedded broker holds.",
+            &[],
+        )
+        .with_label_values(&[] as &[&str]);
+        let delta_encode_seconds = Histogram::with_opts(
+            HistogramOpts::new("petrel_delta_encode_seconds", "Time to encode one delta.").buckets(
+                vec![
+                    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+                ],
+            ),
+        )
+        .unwrap_or_else(|e| unreachable!("encode histogram: {e}"));
+        registry
+            .register(Box::new(delta_encode_seconds.clone()))
+            .unwrap_or_else(|e| unreachable!("registering the encode histogram: {e}"));
         let http_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "petrel_http_request_duration_seconds",
@@ -62,12 +147,52 @@ impl Metrics {
         for direction in ["in", "out"] {
             mqtt_messages.with_label_values(&[direction]);
         }
+        for result in ["hit", "miss"] {
+            delta_cache.with_label_values(&[result]);
+        }
+        for kind in ["offline", "crash-loop", "disk-low"] {
+            alerts_raised.with_label_values(&[kind]);
+        }
         Metrics {
             registry,
             bytes_served,
             mqtt_messages,
             http_seconds,
+            delta_saved,
+            delta_cache,
+            delta_encode_seconds,
+            alerts_raised,
+            devices,
+            devices_online,
+            alerts_active,
+            rollout_devices,
+            mqtt_connections,
         }
+    }
+
+    /// Sets the fleet gauges (each scrape: series of phases, alerts and
+    /// rollouts that are gone disappear).
+    pub fn set_fleet(&self, g: &FleetGauges) {
+        self.devices.reset();
+        for (phase, n) in &g.phases {
+            self.devices
+                .with_label_values(&[phase.as_str()])
+                .set(*n as i64);
+        }
+        self.devices_online.set(g.online as i64);
+        self.alerts_active.reset();
+        for (kind, n) in &g.alerts_active {
+            self.alerts_active.with_label_values(&[kind]).set(*n as i64);
+        }
+        self.rollout_devices.reset();
+        for ((id, wave, state), n) in &g.rollout_devices {
+            let wave = wave.to_string();
+            self.rollout_devices
+                .with_label_values(&[id.as_str(), wave.as_str(), state])
+                .set(*n as i64);
+        }
+        self.mqtt_connections
+            .set(g.mqtt_connections.unwrap_or(0) as i64);
     }
 
     /// The text exposition format of every metric.

@@ -62,8 +62,11 @@ pub struct Store {
     labels: sled::Tree,
     /// group name → saved selector and maintenance window.
     groups: sled::Tree,
+    /// alert sequence number → alert (see `alerts`).
+    alerts: sled::Tree,
 }
 
+mod alerts;
 mod devices;
 mod fleet_meta;
 
@@ -118,6 +121,7 @@ impl Store {
             rollout_members: db.open_tree("rollout_members")?,
             labels: db.open_tree("labels")?,
             groups: db.open_tree("groups")?,
+            alerts: db.open_tree("alerts")?,
             db,
         })
     }

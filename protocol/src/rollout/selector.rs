@@ -1,8 +1,10 @@
 //! Device selectors: `group=field,site!=lab,gpu` selects the devices whose
 //! labels (and reported facts: `platform`, `hostname`, `id`) satisfy every
 //! comma-separated term: `key=value`, `key!=value` (also true when the key
-//! is absent), or a bare `key` (present). The empty selector selects
-//! every device.
+//! is absent), `key~text` (the value contains `text`), or a bare `key`
+//! (present). The empty selector selects every device. Values may hold
+//! the characters of release names and platforms (`app@1.0`,
+//! `linux/arm64`); labels themselves stay stricter.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -13,6 +15,8 @@ use std::fmt;
 pub enum Term {
     Equals(String, String),
     NotEquals(String, String),
+    /// The value contains the text (`id~pi-`).
+    Contains(String, String),
     Exists(String),
 }
 
@@ -36,6 +40,16 @@ fn valid(s: &str, key: bool) -> bool {
         && s.len() <= 63
         && s.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-') || (key && b == b'/')
+        })
+}
+
+/// A selector's value: a label value, or a fact such as `app@1.0` or
+/// `linux/arm64`.
+fn valid_value(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'@' | b'/' | b':' | b'+')
         })
 }
 
@@ -64,18 +78,20 @@ impl std::str::FromStr for Selector {
         for raw in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             let term = if let Some((k, v)) = raw.split_once("!=") {
                 Term::NotEquals(k.trim().into(), v.trim().into())
+            } else if let Some((k, v)) = raw.split_once('~') {
+                Term::Contains(k.trim().into(), v.trim().into())
             } else if let Some((k, v)) = raw.split_once('=') {
                 Term::Equals(k.trim().into(), v.trim().into())
             } else {
                 Term::Exists(raw.into())
             };
             let (key, value) = match &term {
-                Term::Equals(k, v) | Term::NotEquals(k, v) => (k, Some(v)),
+                Term::Equals(k, v) | Term::NotEquals(k, v) | Term::Contains(k, v) => (k, Some(v)),
                 Term::Exists(k) => (k, None),
             };
-            if !valid(key, true) || value.is_some_and(|v| !valid(v, false)) {
+            if !valid(key, true) || value.is_some_and(|v| !valid_value(v)) {
                 return Err(fail(format!(
-                    "term {raw:?} is not key=value, key!=value or key"
+                    "term {raw:?} is not key=value, key!=value, key~text or key"
                 )));
             }
             terms.push(term);
@@ -90,6 +106,7 @@ impl Selector {
         self.terms.iter().all(|t| match t {
             Term::Equals(k, v) => labels.get(k) == Some(v),
             Term::NotEquals(k, v) => labels.get(k) != Some(v),
+            Term::Contains(k, v) => labels.get(k).is_some_and(|l| l.contains(v.as_str())),
             Term::Exists(k) => labels.contains_key(k),
         })
     }
@@ -103,6 +120,7 @@ impl fmt::Display for Selector {
             .map(|t| match t {
                 Term::Equals(k, v) => format!("{k}={v}"),
                 Term::NotEquals(k, v) => format!("{k}!={v}"),
+                Term::Contains(k, v) => format!("{k}~{v}"),
                 Term::Exists(k) => k.clone(),
             })
             .collect();
@@ -149,5 +167,20 @@ mod tests {
         assert!(validate_label("site", "lab-2").is_ok());
         assert!(validate_label("site", "").is_err());
         assert!(validate_label("a,b", "x").is_err());
+    }
+
+    #[test]
+    fn contains_terms_and_release_or_platform_values_select_by_fact() {
+        let s: Selector = "id~pi-,release=app@1.0,platform=linux/arm64"
+            .parse()
+            .unwrap();
+        let facts = labels(&[
+            ("id", "lab-pi-7"),
+            ("release", "app@1.0"),
+            ("platform", "linux/arm64"),
+        ]);
+        assert!(s.matches(&facts));
+        assert!(!s.matches(&labels(&[("id", "lab-7"), ("release", "app@1.0")])));
+        assert_eq!(s.to_string(), "id~pi-,release=app@1.0,platform=linux/arm64");
     }
 }

@@ -1,0 +1,343 @@
+//! The fleet index: one small row per device in memory, kept current by
+//! what the controller ingests, so the dashboard's filters and counts, the
+//! metrics and the alerts read 50,000 devices without touching the store.
+//! Every change marks the device; [`FleetIndex::take_changed`] hands the
+//! marks to the live stream once per tick.
+
+use super::crash::RestartHistory;
+use crate::store::{Presence, Store, StoreError};
+use petrel_protocol::rollout::Selector;
+use petrel_protocol::{Phase, ReleaseRef, Reported};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+/// What the index keeps of one device.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub phase: Phase,
+    /// Whether the device ever reported.
+    pub reported: bool,
+    pub online: bool,
+    pub last_seen_ms: u64,
+    pub current: Option<ReleaseRef>,
+    pub free_disk_bytes: Option<u64>,
+    /// Labels and facts a filter sees (see [`filter_facts`]).
+    pub facts: BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
+    /// The device's own facts (they win over a label of the same name).
+    own: BTreeMap<String, String>,
+    pub restarts: RestartHistory,
+}
+
+/// The fleet at a glance (`GET /v1/fleet/summary`, the live stream).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub devices: u64,
+    pub online: u64,
+    /// Devices by phase (`never-reported` for those without a report).
+    pub phases: BTreeMap<String, u64>,
+    /// Devices by the release they run (`none` for no release).
+    pub releases: BTreeMap<String, u64>,
+}
+
+/// Shared handle on the index.
+#[derive(Clone, Default)]
+pub struct FleetIndex {
+    rows: Arc<RwLock<BTreeMap<String, Row>>>,
+    /// Labels of devices not seen yet, for when they are.
+    pending_labels: Arc<Mutex<BTreeMap<String, BTreeMap<String, String>>>>,
+    changed: Arc<Mutex<BTreeSet<String>>>,
+}
+
+/// The facts a fleet filter matches: the device's labels, `id`,
+/// `platform`, `hostname`, `agent_version` (as rollout selectors see
+/// them), plus `phase`, `release` (what it runs) and `online`.
+pub fn filter_facts(
+    id: &str,
+    reported: Option<&Reported>,
+    online: bool,
+    labels: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut facts = labels.clone();
+    facts.insert("id".into(), id.to_string());
+    facts.insert("online".into(), online.to_string());
+    let Some(r) = reported else {
+        facts.insert("phase".into(), "never-reported".into());
+        return facts;
+    };
+    facts.insert("phase".into(), phase_name(r.phase));
+    if let Some(c) = &r.current {
+        facts.insert("release".into(), c.to_string());
+    }
+    if let Some(p) = &r.platform {
+        facts.insert("platform".into(), p.to_string());
+    }
+    if let Some(h) = &r.hostname {
+        facts.insert("hostname".into(), h.clone());
+    }
+    if !r.agent_version.is_empty() {
+        facts.insert("agent_version".into(), r.agent_version.clone());
+    }
+    facts
+}
+
+/// A phase as the wire writes it (`rolled-back`).
+pub fn phase_name(phase: Phase) -> String {
+    serde_json::to_value(phase)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+impl FleetIndex {
+    /// The index of every device in `store`.
+    pub fn load(store: &Store) -> Result<FleetIndex, StoreError> {
+        let index = FleetIndex::default();
+        for id in store.device_ids()? {
+            let reported = store.reported(&id)?;
+            let presence = store.presence(&id)?.unwrap_or_default();
+            let labels = store.labels(&id)?;
+            let mut row = Row {
+                labels,
+                ..Row::default()
+            };
+            row.presence(&presence);
+            if let Some(r) = &reported {
+                row.report(r, presence.last_seen_ms);
+            }
+            row.refresh_facts(&id, reported.as_ref());
+            index.write().insert(id, row);
+        }
+        Ok(index)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Row>> {
+        self.rows.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Row>> {
+        self.rows.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks a device changed (its desired state, its events).
+    pub fn touch(&self, id: &str) {
+        self.changed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_string());
+    }
+
+    /// Devices changed since the last call.
+    pub fn take_changed(&self) -> BTreeSet<String> {
+        std::mem::take(&mut *self.changed.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Applies a device's report (received at `now_ms`); the row after it.
+    pub fn reported(&self, r: &Reported, now_ms: u64) -> Row {
+        let row = {
+            let mut rows = self.write();
+            let row = rows
+                .entry(r.device_id.clone())
+                .or_insert_with(|| self.new_row(&r.device_id));
+            row.report(r, now_ms);
+            row.refresh_facts(&r.device_id, Some(r));
+            row.clone()
+        };
+        self.touch(&r.device_id);
+        row
+    }
+
+    /// Applies a device's presence.
+    pub fn presence(&self, id: &str, p: &Presence) {
+        {
+            let mut rows = self.write();
+            let row = rows
+                .entry(id.to_string())
+                .or_insert_with(|| self.new_row(id));
+            let changed = row.online != p.online;
+            row.presence(p);
+            if changed {
+                row.own.insert("online".into(), p.online.to_string());
+                row.facts.insert("online".into(), p.online.to_string());
+            }
+        }
+        self.touch(id);
+    }
+
+    /// Replaces a device's labels.
+    pub fn labels(&self, id: &str, labels: BTreeMap<String, String>) {
+        match self.write().get_mut(id) {
+            Some(row) => {
+                row.labels = labels;
+                row.merge_facts();
+            }
+            None => {
+                self.pending().insert(id.to_string(), labels);
+            }
+        }
+        self.touch(id);
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, BTreeMap<String, String>>> {
+        self.pending_labels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A row for a device seen for the first time, with its labels.
+    fn new_row(&self, id: &str) -> Row {
+        let mut row = Row::new(id);
+        if let Some(labels) = self.pending().remove(id) {
+            row.labels = labels;
+            row.merge_facts();
+        }
+        row
+    }
+
+    /// Forgets a device.
+    pub fn forget(&self, id: &str) {
+        self.write().remove(id);
+        self.touch(id);
+    }
+
+    /// One device's row.
+    pub fn row(&self, id: &str) -> Option<Row> {
+        self.read().get(id).cloned()
+    }
+
+    /// Calls `f` on every row, in id order (under the read lock: keep it
+    /// short).
+    pub fn each(&self, mut f: impl FnMut(&str, &Row)) {
+        for (id, row) in self.read().iter() {
+            f(id, row);
+        }
+    }
+
+    /// The ids a filter selects, in order: `offset` skipped, at most
+    /// `limit`; and how many it selects in all.
+    pub fn select(&self, filter: &Selector, offset: usize, limit: usize) -> (Vec<String>, usize) {
+        let rows = self.read();
+        let mut total = 0;
+        let mut page = Vec::new();
+        for (id, row) in rows.iter() {
+            if filter.matches(&row.facts) {
+                if total >= offset && page.len() < limit {
+                    page.push(id.clone());
+                }
+                total += 1;
+            }
+        }
+        (page, total)
+    }
+
+    /// Counts by phase, presence and release.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for row in self.read().values() {
+            s.devices += 1;
+            s.online += u64::from(row.online);
+            let phase = match row.reported {
+                true => phase_name(row.phase),
+                false => "never-reported".into(),
+            };
+            *s.phases.entry(phase).or_default() += 1;
+            let release = row
+                .current
+                .as_ref()
+                .map_or("none".into(), |r| r.to_string());
+            *s.releases.entry(release).or_default() += 1;
+        }
+        s
+    }
+}
+
+impl Row {
+    fn new(id: &str) -> Row {
+        let mut row = Row::default();
+        row.refresh_facts(id, None);
+        row
+    }
+
+    fn report(&mut self, r: &Reported, now_ms: u64) {
+        self.reported = true;
+        self.phase = r.phase;
+        self.current = r.current.clone();
+        self.free_disk_bytes = r.free_disk_bytes;
+        self.restarts.observe(&r.services, now_ms);
+    }
+
+    fn presence(&mut self, p: &Presence) {
+        self.online = p.online;
+        self.last_seen_ms = p.last_seen_ms;
+    }
+
+    fn refresh_facts(&mut self, id: &str, r: Option<&Reported>) {
+        self.own = filter_facts(id, r, self.online, &BTreeMap::new());
+        self.merge_facts();
+    }
+
+    fn merge_facts(&mut self) {
+        self.facts = self.labels.clone();
+        self.facts.extend(self.own.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(id: &str, phase: Phase, release: Option<&str>) -> Reported {
+        Reported {
+            device_id: id.into(),
+            phase,
+            current: release.map(|r| r.parse().unwrap()),
+            ..Reported::default()
+        }
+    }
+
+    #[test]
+    fn filters_see_phase_release_presence_and_labels_and_page_in_id_order() {
+        let index = FleetIndex::default();
+        for i in 0..10 {
+            let phase = if i % 2 == 0 {
+                Phase::Running
+            } else {
+                Phase::Downloading
+            };
+            index.reported(&report(&format!("dev-{i}"), phase, Some("app@1.0")), 1);
+        }
+        index.presence(
+            "dev-4",
+            &Presence {
+                online: true,
+                last_seen_ms: 5,
+            },
+        );
+        index.labels("dev-4", [("site".to_string(), "lab".to_string())].into());
+        let running: Selector = "phase=running,release=app@1.0".parse().unwrap();
+        let (page, total) = index.select(&running, 1, 2);
+        assert_eq!(total, 5);
+        assert_eq!(page, vec!["dev-2", "dev-4"]);
+        let lab: Selector = "site=lab,online=true,id~v-4".parse().unwrap();
+        assert_eq!(index.select(&lab, 0, 10), (vec!["dev-4".to_string()], 1));
+        let summary = index.summary();
+        assert_eq!(summary.devices, 10);
+        assert_eq!(summary.online, 1);
+        assert_eq!(summary.phases["running"], 5);
+        assert_eq!(summary.releases["app@1.0"], 10);
+        assert_eq!(index.take_changed().len(), 10);
+        assert!(index.take_changed().is_empty());
+    }
+
+    #[test]
+    fn a_label_change_replaces_the_old_labels_but_not_the_devices_facts() {
+        let index = FleetIndex::default();
+        index.reported(&report("d", Phase::Running, None), 1);
+        index.labels("d", [("site".to_string(), "a".to_string())].into());
+        index.labels("d", [("id".to_string(), "spoof".to_string())].into());
+        let row = index.row("d").unwrap();
+        assert_eq!(row.facts.get("site"), None);
+        assert_eq!(row.facts["id"], "d");
+    }
+}
