@@ -26,6 +26,7 @@ pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod compose;
+pub mod dashboard;
 pub mod deltas;
 pub mod fleet;
 pub mod gc;

@@ -8,6 +8,8 @@
 //!   certificate is refused.
 //! - With `--insecure` (no TLS, no device certificates) the device routes
 //!   are open; every other route still needs a token.
+//! - The dashboard's browser sends the token in a cookie (see
+//!   [`crate::dashboard`]); its sign-in page and assets are public.
 
 pub mod tokens;
 
@@ -24,6 +26,8 @@ pub enum Need {
     /// A device's download: a device certificate or any token.
     Device,
     Role(Role),
+    /// The dashboard's sign-in page and assets.
+    Public,
 }
 
 /// Who made a request (a request extension, for handlers that care).
@@ -40,6 +44,9 @@ pub enum Caller {
 
 /// The route table's security column.
 pub fn need(method: &Method, path: &str) -> Need {
+    if crate::dashboard::is_public(path) {
+        return Need::Public;
+    }
     let device_route = path.starts_with("/v1/blobs/")
         || path.starts_with("/v1/deltas/")
         || (path.starts_with("/v1/layers/") && path.ends_with("/paths"));
@@ -77,7 +84,10 @@ impl Auth {
         headers: &HeaderMap,
     ) -> Result<Caller, Refused> {
         let need = need(method, path);
-        if let Some(token) = bearer(headers) {
+        if need == Need::Public {
+            return Ok(Caller::Anonymous);
+        }
+        if let Some(token) = bearer(headers).or_else(|| crate::dashboard::cookie_token(headers)) {
             let rec = self.tokens.verify(token).ok_or_else(|| {
                 Refused(StatusCode::UNAUTHORIZED, "unknown or deleted token".into())
             })?;
@@ -118,6 +128,7 @@ impl Auth {
                 StatusCode::UNAUTHORIZED,
                 "downloads need a device certificate or a token".into(),
             )),
+            (Need::Public, _) => Ok(Caller::Anonymous),
             (Need::Role(r), _) => Err(Refused(
                 StatusCode::UNAUTHORIZED,
                 format!("{method} {path} needs a token with role {r} or above: set PETREL_TOKEN (the first admin token is in the controller's <data>/auth/admin.token; `petrel token create --role ROLE` makes more)"),

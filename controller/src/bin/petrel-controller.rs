@@ -40,9 +40,9 @@ enum Cmd {
         /// Largest upload (layer or image archive) accepted, in bytes.
         #[arg(long, default_value_t = petrel_controller::DEFAULT_MAX_UPLOAD)]
         max_upload_bytes: u64,
-        /// Raise an `offline` alert for a device away this many minutes.
-        #[arg(long, default_value_t = 10)]
-        alert_offline_minutes: u64,
+        /// Raise an `offline` alert for a device away this many seconds.
+        #[arg(long, default_value_t = 600)]
+        alert_offline_secs: u64,
         /// Raise a `disk-low` alert below this many MiB free on a device.
         #[arg(long, default_value_t = 256)]
         alert_disk_free_mib: u64,
@@ -97,7 +97,7 @@ async fn run() -> anyhow::Result<()> {
         max_upload_bytes,
         insecure,
         advertise,
-        alert_offline_minutes,
+        alert_offline_secs,
         alert_disk_free_mib,
     } = Args::parse().cmd;
     let mqtt_listen = mqtt_listen.unwrap_or_else(|| {
@@ -126,7 +126,7 @@ async fn run() -> anyhow::Result<()> {
         },
         advertise_host: advertise,
         alerts: petrel_controller::monitor::alerts::AlertRules {
-            offline_after_ms: alert_offline_minutes.saturating_mul(60_000),
+            offline_after_ms: alert_offline_secs.saturating_mul(1000),
             disk_low_bytes: alert_disk_free_mib.saturating_mul(1 << 20),
         },
     };

@@ -242,6 +242,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/alerts", get(fleet::alerts))
         .route("/v1/stream", get(fleet::stream))
         .route("/metrics", get(metrics))
+        .merge(crate::dashboard::routes())
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
             security::authorize,

@@ -34,6 +34,10 @@ pub async fn authorize(State(api): State<Api>, mut req: Request, next: Next) -> 
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
+        // a browser without a valid sign-in goes to the sign-in page
+        Err(Refused(StatusCode::UNAUTHORIZED, _)) if req.uri().path().starts_with("/ui/") => {
+            axum::response::Redirect::to("/ui/login").into_response()
+        }
         Err(Refused(code, message)) => ApiError(code, message).into_response(),
     }
 }

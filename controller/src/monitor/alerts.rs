@@ -68,10 +68,11 @@ pub fn conditions(row: &Row, rules: &AlertRules, now_ms: u64) -> BTreeMap<AlertK
     let mut out = BTreeMap::new();
     let away = now_ms.saturating_sub(row.last_seen_ms);
     if !row.online && row.last_seen_ms > 0 && away >= rules.offline_after_ms {
-        out.insert(
-            AlertKind::Offline,
-            format!("offline for {} min", away / 60_000),
-        );
+        let away = match away / 1000 {
+            s if s < 120 => format!("{s} s"),
+            s => format!("{} min", s / 60),
+        };
+        out.insert(AlertKind::Offline, format!("offline for {away}"));
     }
     if let Some(free) = row.free_disk_bytes.filter(|&f| f < rules.disk_low_bytes) {
         out.insert(
