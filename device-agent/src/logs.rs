@@ -6,7 +6,7 @@
 
 use crate::machine::Applied;
 use crate::session::Publisher;
-use petrel_protocol::{decode, LogReply, LogRequest, Limits};
+use petrel_protocol::{decode, Limits, LogReply, LogRequest};
 use petrel_runtime::Runtime;
 use std::sync::Arc;
 

@@ -46,13 +46,13 @@ pub use digest::{Digest, DigestError};
 pub use error_text::error_text;
 pub use layer_policy::{AuditSummary, EntryKind, LayerAudit, Treatment};
 pub use lifecycle::{Phase, Step, TransitionError};
+pub use logs::{LogReply, LogRequest};
 pub use manifest::{
     HealthCheck, ImageConfig, ImageManifest, LayerDescriptor, ManifestError, NetworkMode,
     ReleaseManifest, ReleaseRef, RestartPolicy, ServiceSpec, SwapStrategy, VolumeMount,
 };
-pub use logs::{LogReply, LogRequest};
 pub use messages::{
-    DeviceHealth, Desired, Envelope, Event, EventKind, Progress, Reported, ServiceState, Status,
+    Desired, DeviceHealth, Envelope, Event, EventKind, Progress, Reported, ServiceState, Status,
 };
 pub use platform::{InvalidPlatform, Platform};
 pub use signing::{Endorsement, PublicKey, SignatureError, SigningKey};

@@ -12,8 +12,8 @@ pub mod publisher;
 
 use crate::keys::Keyring;
 use crate::store::{Presence, Store};
-use petrel_protocol::topics::{self, Channel};
 use logs::{LogsError, PendingLogs};
+use petrel_protocol::topics::{self, Channel};
 use petrel_protocol::{
     decode, encode, BrokerUrl, Event, Limits, LogReply, PublicKey, Reported, Status,
 };
@@ -157,7 +157,13 @@ pub fn start(
         pending_logs: PendingLogs::default(),
     };
     let (ingest_tx, ingest_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(run(eventloop, fleet.clone(), store.clone(), ingest_tx, limits));
+    tokio::spawn(run(
+        eventloop,
+        fleet.clone(),
+        store.clone(),
+        ingest_tx,
+        limits,
+    ));
     tokio::spawn(ingest_batches(ingest_rx, store.clone(), limits, observer));
     let refresher = fleet.clone();
     tokio::spawn(async move {
