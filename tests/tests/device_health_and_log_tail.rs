@@ -25,7 +25,9 @@ async fn a_running_device_shows_its_health_and_tails_its_services_output() -> an
     sample_image(&client, tmp.path(), "v1", "1", &[]).await?;
     let compose = format!("services:\n  app:\n    image: sample-app:v1\n    command: [\"--interval-ms\", \"100\", \"--print-lines\", \"{LINES}\"]\n    restart: always\n");
     client.create_release("demo", "1", &compose).await?;
-    client.deploy("demo@1", &[agent.id.clone()]).await?;
+    client
+        .deploy("demo@1", std::slice::from_ref(&agent.id))
+        .await?;
     wait_converged(&client, &agent.id, "1").await?;
 
     // (a) health with plausible values, as JSON and as text
@@ -48,17 +50,22 @@ async fn a_running_device_shows_its_health_and_tails_its_services_output() -> an
     // (b) exactly the last 5 lines the service printed
     let expected: Vec<String> = (LINES - 4..=LINES).map(|i| format!("line {i}")).collect();
     let expected = expected.join("\n") + "\n";
-    let out = wait_for(Duration::from_secs(10), "the app's lines", || async {
-        let out = petrel(&ctl, &["device", "logs", &agent.id, "app", "--tail", "5"]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        (out.status.success() && text == expected).then_some(text)
-    })
+    let tail5 = || petrel(&ctl, &["device", "logs", &agent.id, "app", "--tail", "5"]);
+    let got = wait_for(
+        Duration::from_secs(10),
+        "the app's last 5 lines",
+        || async {
+            let out = tail5();
+            (out.status.success() && out.stdout == expected.as_bytes()).then_some(())
+        },
+    )
     .await;
-    let last = petrel(&ctl, &["device", "logs", &agent.id, "app", "--tail", "5"]);
+    let last = tail5();
     assert!(
-        out.is_ok(),
-        "got {:?}",
-        String::from_utf8_lossy(&last.stdout)
+        got.is_ok(),
+        "got {:?} {:?}",
+        String::from_utf8_lossy(&last.stdout),
+        String::from_utf8_lossy(&last.stderr)
     );
     let json = succeeded(&petrel(
         &ctl,
