@@ -28,36 +28,50 @@ pub struct PendingLogs {
     waiting: Arc<Mutex<HashMap<String, Waiting>>>,
 }
 
+/// A request's place in the waiting map: dropped (answered, timed out,
+/// or its HTTP caller gone), the request stops waiting.
+pub struct Ticket {
+    pending: PendingLogs,
+    id: String,
+    pub reply: oneshot::Receiver<LogReply>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.pending.lock().remove(&self.id);
+    }
+}
+
 struct Waiting {
     device: String,
     reply: oneshot::Sender<LogReply>,
 }
 
 impl PendingLogs {
-    /// A new request to `device`, registered as waiting; its reply comes
-    /// on the receiver.
+    /// A new request to `device`, registered as waiting until its ticket
+    /// is dropped; its reply comes on the ticket.
     pub fn open(
         &self,
         device: &str,
         service: &str,
         tail: u32,
-    ) -> Result<(LogRequest, oneshot::Receiver<LogReply>), LogsError> {
+    ) -> Result<(LogRequest, Ticket), LogsError> {
         let id = format!("{:x}-{:016x}", crate::now_ms(), rand::random::<u64>());
         let request = LogRequest::new(device, &id, service, tail)?;
         let (tx, rx) = oneshot::channel();
         self.lock().insert(
-            id,
+            id.clone(),
             Waiting {
                 device: device.to_string(),
                 reply: tx,
             },
         );
-        Ok((request, rx))
-    }
-
-    /// Forgets a request (answered, or given up on).
-    pub fn close(&self, request_id: &str) {
-        self.lock().remove(request_id);
+        let ticket = Ticket {
+            pending: self.clone(),
+            id,
+            reply: rx,
+        };
+        Ok((request, ticket))
     }
 
     /// Hands a reply that came on `topic_device`'s `logs` topic to the
@@ -104,9 +118,9 @@ mod tests {
     #[tokio::test]
     async fn a_reply_reaches_the_request_waiting_for_it_and_only_once() {
         let pending = PendingLogs::default();
-        let (req, rx) = pending.open("pi-1", "web", 5).unwrap();
+        let (req, mut ticket) = pending.open("pi-1", "web", 5).unwrap();
         assert!(pending.deliver("pi-1", reply_to(&req, "pi-1")));
-        assert_eq!(rx.await.unwrap().text, "a\nb");
+        assert_eq!((&mut ticket.reply).await.unwrap().text, "a\nb");
         assert!(!pending.deliver("pi-1", reply_to(&req, "pi-1")));
         assert!(pending.is_empty());
     }
@@ -114,12 +128,13 @@ mod tests {
     #[test]
     fn another_device_cannot_answer_for_the_one_asked() {
         let pending = PendingLogs::default();
-        let (req, _rx) = pending.open("pi-1", "web", 5).unwrap();
+        let (req, ticket) = pending.open("pi-1", "web", 5).unwrap();
         assert!(!pending.deliver("pi-2", reply_to(&req, "pi-2")));
         assert!(!pending.deliver("pi-2", reply_to(&req, "pi-1")));
         assert_eq!(pending.len(), 1);
-        pending.close(&req.request_id);
+        drop(ticket); // given up on
         assert!(pending.is_empty());
+        assert!(!pending.deliver("pi-1", reply_to(&req, "pi-1")));
     }
 
     #[test]

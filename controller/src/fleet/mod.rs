@@ -92,20 +92,13 @@ impl Fleet {
         tail: u32,
         timeout: Duration,
     ) -> Result<LogReply, LogsError> {
-        let (request, reply) = self.pending_logs.open(device, service, tail)?;
+        let (request, mut ticket) = self.pending_logs.open(device, service, tail)?;
         let topic = topics::topic(device, Channel::LogsRequest);
-        let sent = self
-            .client
+        self.client
             .publish(topic, QoS::AtLeastOnce, false, encode(&request))
-            .await;
-        let answer = match sent {
-            Ok(()) => tokio::time::timeout(timeout, reply).await,
-            Err(e) => {
-                self.pending_logs.close(&request.request_id);
-                return Err(LogsError::Publish(e.to_string()));
-            }
-        };
-        self.pending_logs.close(&request.request_id);
+            .await
+            .map_err(|e| LogsError::Publish(e.to_string()))?;
+        let answer = tokio::time::timeout(timeout, &mut ticket.reply).await;
         match answer {
             Ok(Ok(reply)) => Ok(reply),
             _ => Err(LogsError::Timeout {
