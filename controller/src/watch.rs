@@ -175,6 +175,7 @@ mod tests {
             agent_version: String::new(),
             hostname: None,
             free_disk_bytes: None,
+            health: None,
             labels: Default::default(),
         }
     }

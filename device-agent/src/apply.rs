@@ -147,6 +147,11 @@ pub fn volumes_dir(rootfs_dir: &Path) -> PathBuf {
     rootfs_dir.parent().unwrap_or(rootfs_dir).join("volumes")
 }
 
+/// The runtime instance of a release's service at a generation.
+pub fn instance_name(service: &str, generation: u64) -> String {
+    format!("{service}-g{generation}")
+}
+
 /// The instance specs of a release at a generation.
 pub fn instances(
     rootfs_dir: &Path,
@@ -179,7 +184,7 @@ pub fn instances(
                 env.push((k.to_string(), v.to_string()));
             }
             InstanceSpec {
-                name: format!("{name}-g{generation}"),
+                name: instance_name(name, generation),
                 rootfs: rootfs_path(rootfs_dir, svc),
                 argv: svc.argv(),
                 env,

@@ -38,6 +38,8 @@ pub struct Driver<R: Runtime> {
     pub retired: Vec<String>,
     /// Ids of the offline root keys among `trusted` (never retired).
     pub roots: Vec<String>,
+    /// When this driver (the agent) started, for its reported uptime.
+    started: std::time::Instant,
     task: Option<(JoinHandle<()>, bool)>,
     /// A desired state that arrived during a swap, handled after it.
     deferred: Option<Input>,
@@ -78,6 +80,7 @@ impl<R: Runtime> Driver<R> {
             trusted: Some(Vec::new()),
             retired: Vec::new(),
             roots: Vec::new(),
+            started: std::time::Instant::now(),
             task: None,
             deferred: None,
             results_tx,
@@ -122,6 +125,15 @@ impl<R: Runtime> Driver<R> {
                         };
                         self.feed(input).await;
                     }
+                    // answered in a task of its own: never in the way of an update
+                    Incoming::LogRequest(bytes) => crate::logs::answer(
+                        &self.device_id,
+                        &bytes,
+                        self.machine.state.current.as_ref(),
+                        self.runtime.clone(),
+                        self.publisher.clone(),
+                        self.limits,
+                    ),
                 },
                 Some(result) = self.results_rx.recv() => {
                     self.task = None;
@@ -373,6 +385,7 @@ impl<R: Runtime> Driver<R> {
             platform: Some(self.platform.clone()),
             hostname: crate::facts::hostname(),
             free_disk_bytes: crate::facts::free_bytes(&self.paths.rootfs_dir),
+            health: crate::facts::health(self.started, &self.paths.rootfs_dir),
         };
         self.publisher.report(&r);
     }

@@ -13,8 +13,10 @@
 //! - [`swap`]: handover / stop-first swap and rollback, each idempotent.
 //! - [`health`]: waiting for a new instance to prove healthy.
 //! - [`gc`]: removing what neither the current nor the previous release needs.
+//! - [`logs`]: answering the controller's requests for a service's log tail.
 //! - [`fetch`]: resumable, verified HTTP downloads with backoff.
-//! - [`session`]: the MQTT session (desired in; reports, events out).
+//! - [`session`]: the MQTT session (desired, log requests in; reports,
+//!   events, log replies out).
 //! - [`store`]: lifecycle record and event outbox (sled, or memory).
 
 pub mod apply;
@@ -24,6 +26,7 @@ pub mod facts;
 pub mod fetch;
 pub mod gc;
 pub mod health;
+pub mod logs;
 pub mod machine;
 pub mod patch;
 pub mod session;

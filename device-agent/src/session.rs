@@ -1,6 +1,6 @@
-//! The agent's MQTT session: subscribes to its desired topic, announces
-//! presence (`online` retained, `offline` as last will), and publishes
-//! reports and events.
+//! The agent's MQTT session: subscribes to its desired and logs-request
+//! topics, announces presence (`online` retained, `offline` as last
+//! will), and publishes reports, events and log replies.
 //!
 //! rumqttc reconnects while polled but does not resubscribe, so every
 //! ConnAck resubscribes and re-sends the events still in the persisted
@@ -8,7 +8,7 @@
 
 use crate::store::AgentStore;
 use petrel_protocol::topics::{self, Channel};
-use petrel_protocol::{encode, Event, Reported, Status, SCHEMA};
+use petrel_protocol::{encode, Event, LogReply, Reported, Status, SCHEMA};
 use rumqttc::{AsyncClient, Event as MqttEvent, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,8 @@ pub enum Incoming {
     Connected,
     /// A payload on this device's desired topic.
     Desired(Vec<u8>),
+    /// A payload on this device's logs-request topic.
+    LogRequest(Vec<u8>),
 }
 
 /// Publishing side of the session, shared by the driver's tasks.
@@ -49,6 +51,12 @@ impl Publisher {
 
     pub fn report(&self, r: &Reported) {
         self.publish(Channel::Reported, true, encode(r), None);
+    }
+
+    /// Publishes the answer to a log request (not retained: it is for the
+    /// one request waiting for it).
+    pub fn logs(&self, reply: &LogReply) {
+        self.publish(Channel::Logs, false, encode(reply), None);
     }
 
     /// Publishes an event already stored in the outbox.
@@ -125,6 +133,7 @@ async fn run(
     tx: mpsc::Sender<Incoming>,
 ) {
     let desired_topic = topics::topic(&publisher.device_id, Channel::Desired);
+    let logs_topic = topics::topic(&publisher.device_id, Channel::LogsRequest);
     let mut inflight: HashMap<u16, u64> = HashMap::new();
     let mut attempt = 0;
     loop {
@@ -138,7 +147,7 @@ async fn run(
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .clear();
-                on_connect(&publisher, &store, &desired_topic).await;
+                on_connect(&publisher, &store, [&desired_topic, &logs_topic]).await;
                 if tx.send(Incoming::Connected).await.is_err() {
                     return;
                 }
@@ -146,6 +155,15 @@ async fn run(
             Ok(MqttEvent::Incoming(Packet::Publish(p))) if p.topic == desired_topic => {
                 if tx
                     .send(Incoming::Desired(p.payload.to_vec()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Ok(MqttEvent::Incoming(Packet::Publish(p))) if p.topic == logs_topic => {
+                if tx
+                    .send(Incoming::LogRequest(p.payload.to_vec()))
                     .await
                     .is_err()
                 {
@@ -178,12 +196,11 @@ async fn run(
     }
 }
 
-async fn on_connect(publisher: &Publisher, store: &AgentStore, desired_topic: &str) {
-    if let Err(e) = publisher
-        .client
-        .try_subscribe(desired_topic, QoS::AtLeastOnce)
-    {
-        tracing::warn!(error = %e, "subscribe failed");
+async fn on_connect(publisher: &Publisher, store: &AgentStore, subscriptions: [&str; 2]) {
+    for topic in subscriptions {
+        if let Err(e) = publisher.client.try_subscribe(topic, QoS::AtLeastOnce) {
+            tracing::warn!(error = %e, %topic, "subscribe failed");
+        }
     }
     publisher.publish(
         Channel::Status,

@@ -4,8 +4,8 @@
 //!
 //! A device (identity = its certificate's common name = its device id)
 //! connects with its own id as client id, may subscribe to its own desired
-//! topic only, and may publish (retained or not) only on its own reported,
-//! events and status topics. The controller's identity may do anything
+//! and logs-request topics only, and may publish (retained or not) only on
+//! its own reported, events, status and logs topics. The controller's identity may do anything
 //! under the Petrel tree. Everyone else is refused.
 
 use crate::topics::{self, Channel};
@@ -14,6 +14,17 @@ use crate::validate_device_id;
 /// The controller's certificate common name. It contains a colon, which no
 /// device id may, so no device can be provisioned under it.
 pub const CONTROLLER_IDENTITY: &str = "petrel:controller";
+
+/// The channels of its own a device may subscribe to.
+pub const DEVICE_READS: [Channel; 2] = [Channel::Desired, Channel::LogsRequest];
+
+/// The channels of its own a device may publish on.
+pub const DEVICE_WRITES: [Channel; 4] = [
+    Channel::Reported,
+    Channel::Events,
+    Channel::Status,
+    Channel::Logs,
+];
 
 /// A connected party, from its verified certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,9 +40,9 @@ pub enum Denied {
     UnknownIdentity(String),
     #[error("device {identity} must connect with client id {identity:?}, not {client_id:?}")]
     ClientId { identity: String, client_id: String },
-    #[error("device {identity} may not subscribe to {filter:?} (only its own desired topic)")]
+    #[error("device {identity} may not subscribe to {filter:?} (only its own desired and logs-request topics)")]
     Subscribe { identity: String, filter: String },
-    #[error("device {identity} may not publish to {topic:?} (only its own reported, events and status topics)")]
+    #[error("device {identity} may not publish to {topic:?} (only its own reported, events, status and logs topics)")]
     Publish { identity: String, topic: String },
 }
 
@@ -60,11 +71,18 @@ impl Identity {
         will_topic.map_or(Ok(()), |t| self.may_publish(t))
     }
 
-    /// SUBSCRIBE to one filter.
+    /// SUBSCRIBE to one filter: a device, only to the exact topics the
+    /// controller writes to it (no wildcard).
     pub fn may_subscribe(&self, filter: &str) -> Result<(), Denied> {
         match self {
             Identity::Controller => Ok(()),
-            Identity::Device(id) if filter == topics::topic(id, Channel::Desired) => Ok(()),
+            Identity::Device(id)
+                if topics::parse(filter).is_some_and(|(owner, channel)| {
+                    owner == id && DEVICE_READS.contains(&channel)
+                }) =>
+            {
+                Ok(())
+            }
             Identity::Device(id) => Err(Denied::Subscribe {
                 identity: id.clone(),
                 filter: filter.to_string(),
@@ -80,7 +98,7 @@ impl Identity {
             Identity::Device(id) => id,
         };
         match topics::parse(topic) {
-            Some((owner, channel)) if owner == id && channel != Channel::Desired => Ok(()),
+            Some((owner, channel)) if owner == id && DEVICE_WRITES.contains(&channel) => Ok(()),
             _ => Err(Denied::Publish {
                 identity: id.clone(),
                 topic: topic.to_string(),
@@ -108,32 +126,42 @@ mod tests {
     }
 
     #[test]
-    fn a_device_subscribes_to_its_own_desired_topic_and_nothing_else() {
+    fn a_device_subscribes_to_its_own_desired_and_logs_request_topics_and_nothing_else() {
         let d = device("pi-1");
-        assert!(d
-            .may_subscribe(&topics::topic("pi-1", Channel::Desired))
-            .is_ok());
+        for c in [Channel::Desired, Channel::LogsRequest] {
+            assert!(d.may_subscribe(&topics::topic("pi-1", c)).is_ok());
+        }
         for filter in [
             "#".to_string(),
             "petrel/#".into(),
             topics::all_devices(Channel::Desired),
+            topics::all_devices(Channel::LogsRequest),
             topics::topic("pi-2", Channel::Desired),
+            topics::topic("pi-2", Channel::LogsRequest),
             topics::topic("pi-1", Channel::Reported),
+            topics::topic("pi-1", Channel::Logs),
+            topics::topic("pi-2", Channel::Logs),
+            format!("{}/pi-1/+", topics::ROOT),
         ] {
             assert!(d.may_subscribe(&filter).is_err(), "{filter}");
         }
     }
 
     #[test]
-    fn a_device_publishes_its_own_reports_but_never_a_desired_state_or_anothers_topic() {
+    fn a_device_publishes_its_own_reports_and_logs_but_never_a_desired_state_or_anothers_topic() {
         let d = device("pi-1");
-        for c in [Channel::Reported, Channel::Events, Channel::Status] {
+        for c in [
+            Channel::Reported,
+            Channel::Events,
+            Channel::Status,
+            Channel::Logs,
+        ] {
             assert!(d.may_publish(&topics::topic("pi-1", c)).is_ok());
             assert!(d.may_publish(&topics::topic("pi-2", c)).is_err());
         }
-        assert!(d
-            .may_publish(&topics::topic("pi-1", Channel::Desired))
-            .is_err());
+        for c in [Channel::Desired, Channel::LogsRequest] {
+            assert!(d.may_publish(&topics::topic("pi-1", c)).is_err(), "{c:?}");
+        }
         assert!(d.may_publish("elsewhere").is_err());
         assert!(d
             .may_publish(&format!("{}/+/reported", topics::ROOT))

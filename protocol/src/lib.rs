@@ -12,6 +12,7 @@
 //! - [`start_order`]: the order a release's services start (`depends_on`).
 //! - [`platform`]: image and device platforms, a release resolved for one.
 //! - [`messages`]: desired / reported / event / status messages.
+//! - [`logs`]: a service log tail asked of a device, and its answer.
 //! - [`lifecycle`]: the update phase enum and its legal transitions.
 //! - [`broker`]: the broker address (`mqtt://`, `mqtts://`), parsed once.
 //! - [`error_text`]: an error and its causes as one line of text.
@@ -27,6 +28,7 @@ pub mod error_text;
 pub mod health;
 pub mod layer_policy;
 pub mod lifecycle;
+pub mod logs;
 pub mod manifest;
 pub mod messages;
 pub mod platform;
@@ -44,11 +46,14 @@ pub use digest::{Digest, DigestError};
 pub use error_text::error_text;
 pub use layer_policy::{AuditSummary, EntryKind, LayerAudit, Treatment};
 pub use lifecycle::{Phase, Step, TransitionError};
+pub use logs::{LogReply, LogRequest};
 pub use manifest::{
     HealthCheck, ImageConfig, ImageManifest, LayerDescriptor, ManifestError, NetworkMode,
     ReleaseManifest, ReleaseRef, RestartPolicy, ServiceSpec, SwapStrategy, VolumeMount,
 };
-pub use messages::{Desired, Envelope, Event, EventKind, Progress, Reported, ServiceState, Status};
+pub use messages::{
+    Desired, DeviceHealth, Envelope, Event, EventKind, Progress, Reported, ServiceState, Status,
+};
 pub use platform::{InvalidPlatform, Platform};
 pub use signing::{Endorsement, PublicKey, SignatureError, SigningKey};
 

@@ -107,6 +107,33 @@ pub struct Reported {
     /// Free bytes where the agent keeps its data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub free_disk_bytes: Option<u64>,
+    /// How the host fares (uptime, memory, load, disk); agents before
+    /// health reporting send none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<DeviceHealth>,
+}
+
+/// The host's vital signs, sent with every report. Integers only (load
+/// averages in hundredths), so reports stay comparable with `Eq`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeviceHealth {
+    /// Seconds since the host booted (`/proc/uptime`).
+    pub uptime_s: u64,
+    /// Seconds since the agent process started.
+    pub agent_uptime_s: u64,
+    /// `MemTotal` and `MemAvailable` of `/proc/meminfo`, in bytes.
+    pub mem_total_bytes: u64,
+    pub mem_available_bytes: u64,
+    /// Load averages over 1, 5 and 15 minutes, times 100 (`/proc/loadavg`:
+    /// 0.25 is 25).
+    pub load1_x100: u32,
+    pub load5_x100: u32,
+    pub load15_x100: u32,
+    /// Size of the filesystem where the agent keeps its data (its free
+    /// bytes are [`Reported::free_disk_bytes`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_total_bytes: Option<u64>,
 }
 
 /// What happened, for the `events` topic.

@@ -18,14 +18,22 @@ pub enum Channel {
     Events,
     /// Retained `online` / `offline` (the latter as last will).
     Status,
+    /// QoS 1, not retained, controller → device: a service log tail asked
+    /// for ([`crate::logs::LogRequest`]).
+    LogsRequest,
+    /// QoS 1, not retained, device → controller: its answer
+    /// ([`crate::logs::LogReply`]).
+    Logs,
 }
 
 impl Channel {
-    const ALL: [Channel; 4] = [
+    const ALL: [Channel; 6] = [
         Channel::Desired,
         Channel::Reported,
         Channel::Events,
         Channel::Status,
+        Channel::LogsRequest,
+        Channel::Logs,
     ];
 
     fn as_str(self) -> &'static str {
@@ -34,6 +42,8 @@ impl Channel {
             Channel::Reported => "reported",
             Channel::Events => "events",
             Channel::Status => "status",
+            Channel::LogsRequest => "logs-request",
+            Channel::Logs => "logs",
         }
     }
 }
@@ -75,6 +85,9 @@ mod tests {
         assert_eq!(parse("other/v1/devices/a/desired"), None);
         assert_eq!(parse("petrel/v1/devices/a/b/desired"), None);
         assert_eq!(parse("petrel/v1/devices/a/unknown"), None);
+        assert_eq!(parse("petrel/v1/devices/a/logs/extra"), None);
+        assert_eq!(parse("petrel/v1/devices/a/logs-"), None);
+        assert_eq!(parse("petrel/v1/devices/+/logs"), None);
         assert_eq!(
             all_devices(Channel::Reported),
             "petrel/v1/devices/+/reported"

@@ -2,8 +2,10 @@
 //! `petrel broker mosquitto-config` the Mosquitto configuration (mutual
 //! TLS, identity from the certificate, per-device ACL); a real Mosquitto
 //! runs it, the controller and provisioned agents connect with their
-//! certificates and a release rolls out; a hostile client holding another
-//! device's valid certificate reads nothing and forges nothing.
+//! certificates and a release rolls out; a device's log tail is asked and
+//! answered through the ACL; a hostile client holding another device's
+//! valid certificate reads nothing (its log requests included) and forges
+//! nothing.
 
 use petrel_protocol::topics::{topic, Channel};
 use petrel_tests::hostile::{self, Holder};
@@ -96,6 +98,26 @@ async fn a_fleet_on_mosquitto_with_the_generated_config_updates_and_refuses_a_ho
         foreign.is_empty(),
         "read {:?}",
         foreign.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    // pi-2 does not see the log requests the controller sends pi-1, and
+    // pi-1 answers them through Mosquitto's ACL
+    let (c, mut ev) = hostile::connect(hostile::options("pi-2", port, &ca, Some(as_pi2()))?)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let spy = topic("pi-1", Channel::LogsRequest);
+    let (seen, reply) = tokio::join!(
+        hostile::subscribe_and_watch(&c, &mut ev, &spy, WATCH),
+        async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            client.device_logs("pi-1", "app", 3).await
+        }
+    );
+    let reply = reply?;
+    assert!(reply.error.is_none() && !reply.text.is_empty(), "{reply:?}");
+    assert!(
+        seen.received.is_empty(),
+        "pi-2 read pi-1's log requests: {:?}",
+        seen.received
     );
     // a forged desired state and a forged report for pi-1 are dropped
     let (c, mut ev) = hostile::connect(hostile::options("pi-2", port, &ca, Some(as_pi2()))?)

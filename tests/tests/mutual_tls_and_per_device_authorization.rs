@@ -55,6 +55,23 @@ async fn provisioned_devices_update_over_mtls_and_a_device_certificate_gets_noth
         seen.received.is_empty() && seen.closed.is_some(),
         "read another device's desired state"
     );
+    // nor read pi-1's log requests, nor answer them; pi-1 answers its own
+    for channel in [Channel::LogsRequest, Channel::Logs] {
+        let (c, mut ev) = hostile::connect(hostile::options("pi-2", port, &ca, Some(as_pi2()))?)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let t = topic("pi-1", channel);
+        let seen = match channel {
+            Channel::LogsRequest => hostile::subscribe_and_watch(&c, &mut ev, &t, WATCH).await,
+            _ => hostile::publish_and_watch(&c, &mut ev, &t, b"{}".to_vec(), WATCH).await,
+        };
+        assert!(
+            seen.received.is_empty() && seen.closed.is_some(),
+            "pi-2 used pi-1's {channel:?} topic"
+        );
+    }
+    let reply = client.device_logs("pi-1", "app", 3).await?;
+    assert!(reply.error.is_none() && !reply.text.is_empty(), "{reply:?}");
     let (c, mut ev) = hostile::connect(hostile::options("pi-2", port, &ca, Some(as_pi2()))?)
         .await
         .map_err(anyhow::Error::msg)?;

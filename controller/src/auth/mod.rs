@@ -2,7 +2,9 @@
 //!
 //! - Operators present a bearer token ([`tokens`]) whose role must cover
 //!   the route: reads need `viewer`, changes `operator`, keys, tokens and
-//!   device certificates `admin`.
+//!   device certificates `admin`. A service's log tail is a read that
+//!   needs `operator`: a service's output may carry secrets a viewer (a
+//!   wall screen) should not see, and each one makes the device work.
 //! - Devices present their client certificate (HTTPS): they may fetch
 //!   blobs, deltas and layer path lists, nothing else; a revoked
 //!   certificate is refused.
@@ -57,8 +59,13 @@ pub fn need(method: &Method, path: &str) -> Need {
         || path.starts_with("/v1/tokens")
         || path.ends_with("/certificate")
         || path.ends_with("/revoke");
+    let logs = matches!(
+        path.split('/').collect::<Vec<_>>()[..],
+        ["", "v1", "devices", _, "logs", _]
+    );
     match (method, admin) {
         (_, true) => Need::Role(Role::Admin),
+        _ if logs => Need::Role(Role::Operator),
         (&Method::GET, false) | (&Method::HEAD, false) => Need::Role(Role::Viewer),
         _ => Need::Role(Role::Operator),
     }

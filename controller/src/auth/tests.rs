@@ -22,6 +22,18 @@ fn routes_need_what_their_effect_deserves() {
     assert_eq!(need(&Method::GET, "/v1/deltas/a/b"), Need::Device);
     assert_eq!(need(&Method::GET, "/v1/devices"), Need::Role(Role::Viewer));
     assert_eq!(
+        need(&Method::GET, "/v1/devices/pi/events"),
+        Need::Role(Role::Viewer)
+    );
+    assert_eq!(
+        need(&Method::GET, "/v1/devices/pi/logs/web"),
+        Need::Role(Role::Operator)
+    );
+    assert_eq!(
+        need(&Method::GET, "/v1/devices/logs/events"),
+        Need::Role(Role::Viewer)
+    );
+    assert_eq!(
         need(&Method::POST, "/v1/deployments"),
         Need::Role(Role::Operator)
     );

@@ -5,8 +5,8 @@
 //! (so no one takes over another's session), and an ACL giving each
 //! device its own topics and the controller the whole tree.
 
-use petrel_protocol::acl::CONTROLLER_IDENTITY;
-use petrel_protocol::topics::ROOT;
+use petrel_protocol::acl::{CONTROLLER_IDENTITY, DEVICE_READS, DEVICE_WRITES};
+use petrel_protocol::topics::{self, ROOT};
 use std::path::Path;
 
 /// What the configuration refers to.
@@ -55,20 +55,25 @@ pub fn config(s: &MosquittoSetup) -> String {
     )
 }
 
-/// The ACL file: `%u` is the certificate's common name.
+/// The ACL file: `%u` is the certificate's common name. The device lines
+/// come from the same channel lists the embedded broker's front checks.
 pub fn acl() -> String {
-    format!(
+    let mut acl = format!(
         "# The controller: every device's topics.\n\
          user {CONTROLLER_IDENTITY}\n\
          topic readwrite {ROOT}/#\n\
          \n\
          # Each device (user = its certificate's common name = its id):\n\
-         # read its own desired state, write its own reports, nothing else.\n\
-         pattern read {ROOT}/%u/desired\n\
-         pattern write {ROOT}/%u/reported\n\
-         pattern write {ROOT}/%u/events\n\
-         pattern write {ROOT}/%u/status\n"
-    )
+         # read its own desired state and log requests, write its own\n\
+         # reports and log replies, nothing else.\n"
+    );
+    for c in DEVICE_READS {
+        acl += &format!("pattern read {}\n", topics::topic("%u", c));
+    }
+    for c in DEVICE_WRITES {
+        acl += &format!("pattern write {}\n", topics::topic("%u", c));
+    }
+    acl
 }
 
 #[cfg(test)]
@@ -90,7 +95,19 @@ mod tests {
                 other => panic!("unexpected ACL kind {other}"),
             }
         }
-        assert!(acl.contains(&format!("pattern read {}", topic("%u", Channel::Desired))));
+        for (kind, c) in [
+            ("read", Channel::Desired),
+            ("read", Channel::LogsRequest),
+            ("write", Channel::Reported),
+            ("write", Channel::Events),
+            ("write", Channel::Status),
+            ("write", Channel::Logs),
+        ] {
+            let line = format!("pattern {kind} {}\n", topic("%u", c));
+            assert!(acl.contains(&line), "missing {line}");
+        }
+        assert_eq!(acl.lines().filter(|l| l.starts_with("pattern")).count(), 6);
+        assert!(!acl.contains("pattern write petrel/v1/devices/%u/logs-request"));
     }
 
     #[test]

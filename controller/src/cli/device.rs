@@ -1,16 +1,28 @@
-//! `petrel device show|forget` and the text of `petrel events`.
+//! `petrel device show|logs|forget` and the text of `petrel events`.
 
-use super::devices_table;
+use super::{devices_table, human_bytes};
 use crate::client::Client;
 use anyhow::Result;
 use clap::Subcommand;
-use petrel_protocol::Event;
+use petrel_protocol::{DeviceHealth, Event};
 
 #[derive(Subcommand)]
 pub enum DeviceCmd {
     /// Show one device: its row, services, last error and recent events.
     Show {
         id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the last lines of a service's output, asked of the device
+    /// (it must be online: the controller waits 10 s for its answer).
+    Logs {
+        id: String,
+        service: String,
+        /// How many lines (1-1000).
+        #[arg(long, default_value_t = 100)]
+        tail: u32,
+        /// Print the device's reply as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -78,6 +90,24 @@ pub(super) async fn run(client: &Client, cmd: DeviceCmd) -> Result<()> {
             let r = client.revoke_device(&id).await?;
             println!("device {id}: revoked certificate serial(s) {}; its connections are refused from now on", r.serials.join(", "));
         }
+        DeviceCmd::Logs {
+            id,
+            service,
+            tail,
+            json,
+        } => {
+            let reply = client.device_logs(&id, &service, tail).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reply)?);
+                return Ok(());
+            }
+            if reply.truncated {
+                eprintln!("(older lines left out: the reply holds what fits in one message)");
+            }
+            if !reply.text.is_empty() {
+                println!("{}", reply.text.trim_end_matches('\n'));
+            }
+        }
         DeviceCmd::Show { id, json } => {
             let view = client.device(&id).await?;
             if json {
@@ -101,13 +131,16 @@ pub(super) async fn run(client: &Client, cmd: DeviceCmd) -> Result<()> {
                 } else {
                     &view.agent_version
                 },
-                view.free_disk_bytes.map_or("?".into(), super::human_bytes),
+                view.free_disk_bytes.map_or("?".into(), human_bytes),
                 if labels.is_empty() {
                     "-".into()
                 } else {
                     labels.join(",")
                 }
             );
+            if let Some(h) = &view.health {
+                println!("  {}", health_text(h, view.free_disk_bytes));
+            }
             for s in &view.services {
                 let pid = s.pid.map_or("-".into(), |p| p.to_string());
                 let exit = s
@@ -137,6 +170,39 @@ pub(super) async fn run(client: &Client, cmd: DeviceCmd) -> Result<()> {
     Ok(())
 }
 
+/// One line of a device's health: uptime, memory, load and disk.
+pub(super) fn health_text(h: &DeviceHealth, free_disk: Option<u64>) -> String {
+    let load = |x: u32| format!("{}.{:02}", x / 100, x % 100);
+    let used = h.mem_total_bytes.saturating_sub(h.mem_available_bytes);
+    let disk = match (free_disk, h.disk_total_bytes) {
+        (Some(f), Some(t)) => format!("{} free of {}", human_bytes(f), human_bytes(t)),
+        (Some(f), None) => format!("{} free", human_bytes(f)),
+        (None, Some(t)) => format!("? free of {}", human_bytes(t)),
+        (None, None) => "?".into(),
+    };
+    format!(
+        "up {} (agent {}), memory {} used of {}, load {} {} {}, disk {disk}",
+        duration_text(h.uptime_s),
+        duration_text(h.agent_uptime_s),
+        human_bytes(used),
+        human_bytes(h.mem_total_bytes),
+        load(h.load1_x100),
+        load(h.load5_x100),
+        load(h.load15_x100),
+    )
+}
+
+/// `3d 4h`, `2h 5m`, `7m 3s`, `12s`.
+fn duration_text(s: u64) -> String {
+    let (d, h, m) = (s / 86_400, s / 3_600 % 24, s / 60 % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, m) => format!("{m}m {}s", s % 60),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
 /// `petrel events`: one block per event; a service's output in a message
 /// may span lines, indented under it so each event stays one block.
 pub(super) fn events_text(events: &[Event]) -> String {
@@ -146,4 +212,28 @@ pub(super) fn events_text(events: &[Event]) -> String {
         out += &format!("{:>6} {:?} gen {} {message}\n", e.seq, e.kind, e.generation);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_reads_as_uptime_memory_load_and_disk() {
+        let h = DeviceHealth {
+            uptime_s: 3 * 86_400 + 4 * 3_600 + 59,
+            agent_uptime_s: 125,
+            mem_total_bytes: 4_000_000_000,
+            mem_available_bytes: 1_000_000_000,
+            load1_x100: 25,
+            load5_x100: 150,
+            load15_x100: 1200,
+            disk_total_bytes: Some(32_000_000_000),
+        };
+        assert_eq!(
+            health_text(&h, Some(8_000_000_000)),
+            "up 3d 4h (agent 2m 5s), memory 3000 MB used of 4000 MB, load 0.25 1.50 12.00, disk 8000 MB free of 32000 MB"
+        );
+        assert!(health_text(&h, None).ends_with("disk ? free of 32000 MB"));
+    }
 }

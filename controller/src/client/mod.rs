@@ -369,6 +369,20 @@ impl Client {
         self.send(self.http.get(&url), &url).await
     }
 
+    /// The last `tail` lines of `service`'s output on `device`, asked of
+    /// the device (an error if it does not answer within the controller's
+    /// wait, or runs no such service).
+    pub async fn device_logs(
+        &self,
+        device: &str,
+        service: &str,
+        tail: u32,
+    ) -> Result<petrel_protocol::LogReply, ClientError> {
+        let url = format!("{}/v1/devices/{device}/logs/{service}", self.base);
+        let req = self.http.get(&url).query(&[("tail", tail)]);
+        self.send(req, &url).await
+    }
+
     /// Forgets a device; returns its last view.
     pub async fn forget_device(&self, id: &str) -> Result<DeviceView, ClientError> {
         let url = format!("{}/v1/devices/{id}", self.base);

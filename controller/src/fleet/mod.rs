@@ -1,18 +1,24 @@
 //! The controller's MQTT session. Publishes every device's desired state
-//! (retained, QoS 1) and ingests what devices report.
+//! (retained, QoS 1) and ingests what devices report; asks devices for
+//! service log tails ([`logs`]), whose replies go to the request waiting
+//! for them, not to the store.
 //!
 //! Brokers lose retained messages on restart (rumqttd keeps them in memory)
 //! and rumqttc does not resubscribe, so on every ConnAck the session
 //! resubscribes and re-publishes all desired states from the store.
 
+pub mod logs;
 pub mod publisher;
 
 use crate::keys::Keyring;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 use crate::store::{Presence, Store};
+use logs::{LogsError, PendingLogs};
 use petrel_protocol::topics::{self, Channel};
-use petrel_protocol::{decode, BrokerUrl, Event, Limits, PublicKey, Reported, Status};
+use petrel_protocol::{
+    decode, encode, BrokerUrl, Event, Limits, LogReply, PublicKey, Reported, Status,
+};
 use publisher::Publisher;
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, Publish, QoS};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -25,6 +31,8 @@ pub struct Fleet {
     keys: Arc<RwLock<Keyring>>,
     publisher: Publisher,
     monitor: Monitor,
+    /// Log requests waiting for their reply.
+    pending_logs: PendingLogs,
 }
 
 /// Largest packet the controller's session reads without dropping the
@@ -78,6 +86,32 @@ impl Fleet {
         Ok(public)
     }
 
+    /// Asks `device` for the last `tail` lines of `service` and waits up
+    /// to `timeout` for its answer (an offline device never answers: the
+    /// request is not retained).
+    pub async fn request_logs(
+        &self,
+        device: &str,
+        service: &str,
+        tail: u32,
+        timeout: Duration,
+    ) -> Result<LogReply, LogsError> {
+        let (request, mut ticket) = self.pending_logs.open(device, service, tail)?;
+        let topic = topics::topic(device, Channel::LogsRequest);
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, encode(&request))
+            .await
+            .map_err(|e| LogsError::Publish(e.to_string()))?;
+        let answer = tokio::time::timeout(timeout, &mut ticket.reply).await;
+        match answer {
+            Ok(Ok(reply)) => Ok(reply),
+            _ => Err(LogsError::Timeout {
+                device: device.to_string(),
+                secs: timeout.as_secs(),
+            }),
+        }
+    }
+
     /// The current public key (what agents pin).
     pub fn public_key(&self) -> PublicKey {
         self.keys
@@ -125,6 +159,7 @@ pub fn start(
         client,
         keys,
         monitor: observers.monitor.clone(),
+        pending_logs: PendingLogs::default(),
     };
     let (ingest_tx, ingest_rx) = tokio::sync::mpsc::unbounded_channel();
     let metrics = observers.metrics.clone();
@@ -133,6 +168,7 @@ pub fn start(
         fleet.clone(),
         store.clone(),
         ingest_tx,
+        limits,
         metrics,
     ));
     tokio::spawn(ingest_batches(ingest_rx, store.clone(), limits, observers));
@@ -156,6 +192,7 @@ async fn run(
     fleet: Fleet,
     store: Store,
     ingest: tokio::sync::mpsc::UnboundedSender<Publish>,
+    limits: Limits,
     metrics: Metrics,
 ) {
     let (msgs_in, msgs_out) = (
@@ -175,7 +212,12 @@ async fn run(
             }
             Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
                 msgs_in.inc();
-                let _ = ingest.send(p);
+                match topics::parse(&p.topic) {
+                    Some((id, Channel::Logs)) => deliver_logs(&fleet.pending_logs, id, &p, limits),
+                    _ => {
+                        let _ = ingest.send(p);
+                    }
+                }
             }
             Ok(MqttEvent::Outgoing(rumqttc::Outgoing::Publish(_))) => msgs_out.inc(),
             Ok(_) => {}
@@ -190,7 +232,12 @@ async fn run(
 }
 
 async fn on_connect(fleet: &Fleet, store: &Store) {
-    for ch in [Channel::Reported, Channel::Events, Channel::Status] {
+    for ch in [
+        Channel::Reported,
+        Channel::Events,
+        Channel::Status,
+        Channel::Logs,
+    ] {
         let filter = topics::all_devices(ch);
         if let Err(e) = fleet.client.subscribe(filter, QoS::AtLeastOnce).await {
             tracing::warn!(error = %e, "subscribe failed");
@@ -205,6 +252,21 @@ fn republish(fleet: &Fleet, store: &Store) {
     match store.desired_ids() {
         Ok(ids) => ids.iter().for_each(|id| fleet.publish(id)),
         Err(e) => tracing::error!(error = %e, "cannot read desired states"),
+    }
+}
+
+/// A device's log reply, to the request waiting for it (decoded and
+/// checked like every device message; small, so done on the poll loop).
+fn deliver_logs(pending: &PendingLogs, id: &str, p: &Publish, limits: Limits) {
+    if pending.is_empty() {
+        return; // nobody asked: not even decoded
+    }
+    let delivered = from_device(id, &p.payload, limits, |r: &LogReply| &r.device_id)
+        .map(|reply| pending.deliver(id, reply));
+    match delivered {
+        Ok(true) => {}
+        Ok(false) => tracing::debug!(device = id, "log reply nobody waits for dropped"),
+        Err(e) => tracing::warn!(device = id, error = %e, "rejected log reply"),
     }
 }
 
@@ -288,14 +350,15 @@ fn ingest(store: &Store, monitor: &Monitor, p: &Publish, limits: Limits) -> Opti
         }
         Channel::Status => from_device(id, payload, limits, |s: &Status| &s.device_id)
             .map(|s| touch(store, monitor, id, s.online)),
-        Channel::Desired => Ok(()),
+        // written by the controller, or routed before ingest (`logs`)
+        Channel::Desired | Channel::LogsRequest | Channel::Logs => Ok(()),
     };
     match result {
         Err(e) => {
             tracing::warn!(device = id, topic = %p.topic, error = %e, "rejected device message");
             None
         }
-        Ok(()) if channel != Channel::Events => Some(id.to_string()),
+        Ok(()) if matches!(channel, Channel::Reported | Channel::Status) => Some(id.to_string()),
         Ok(()) => None,
     }
 }

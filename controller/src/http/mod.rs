@@ -2,7 +2,8 @@
 //! blob server (`GET /v1/blobs/{digest}` with Range support).
 //!
 //! One file per concern: `blobs` (what devices download, layer uploads),
-//! `images`, `releases`, `deploy`, `views` (the fleet and its devices).
+//! `images`, `releases`, `deploy`, `views` (the fleet and its devices),
+//! `logs` (a service's log tail, asked of the device).
 
 use crate::blobs::BlobStore;
 use crate::fleet::Fleet;
@@ -24,6 +25,7 @@ pub(crate) mod deploy;
 pub mod fleet;
 pub mod groups;
 mod images;
+mod logs;
 mod releases;
 pub mod rollouts;
 pub mod security;
@@ -214,6 +216,7 @@ pub fn router(api: Api) -> Router {
             get(views::show_device).delete(views::forget_device),
         )
         .route("/v1/devices/{id}/events", get(views::device_events))
+        .route("/v1/devices/{id}/logs/{service}", get(logs::device_logs))
         .route(
             "/v1/devices/{id}/certificate",
             post(security::issue_certificate),

@@ -39,6 +39,10 @@ pub struct DeviceView {
     pub hostname: Option<String>,
     #[serde(default)]
     pub free_disk_bytes: Option<u64>,
+    /// The host's health with the device's last report (uptime, memory,
+    /// load, disk size); none from agents before health reporting.
+    #[serde(default)]
+    pub health: Option<petrel_protocol::DeviceHealth>,
     /// The operator's labels (`petrel device label`).
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
@@ -95,6 +99,7 @@ pub fn view(store: &crate::store::Store, id: &str) -> ApiResult<DeviceView> {
         agent_version: reported.agent_version,
         hostname: reported.hostname,
         free_disk_bytes: reported.free_disk_bytes,
+        health: reported.health,
         labels: store.labels(id)?,
     })
 }
@@ -150,7 +155,7 @@ pub struct Page {
 }
 
 /// A known device id, or 404 naming it.
-fn known(api: &Api, id: &str) -> ApiResult<()> {
+pub(super) fn known(api: &Api, id: &str) -> ApiResult<()> {
     petrel_protocol::validate_device_id(id).map_err(super::bad_request)?;
     if api.store.knows_device(id)? {
         return Ok(());

@@ -49,7 +49,8 @@ pub struct Alert {
 pub struct AlertRules {
     /// A device offline this long (ms) raises `offline`.
     pub offline_after_ms: u64,
-    /// Free disk below this (bytes) raises `disk-low`.
+    /// Free disk below this (bytes), or below [`DISK_LOW_PERCENT`] of the
+    /// disk, raises `disk-low`.
     pub disk_low_bytes: u64,
 }
 
@@ -61,6 +62,9 @@ impl Default for AlertRules {
         }
     }
 }
+
+/// Free disk below this share of the disk raises `disk-low` too.
+pub const DISK_LOW_PERCENT: u64 = 5;
 
 /// The conditions that hold for a device's row at `now_ms`, with what to
 /// say about each.
@@ -74,11 +78,18 @@ pub fn conditions(row: &Row, rules: &AlertRules, now_ms: u64) -> BTreeMap<AlertK
         };
         out.insert(AlertKind::Offline, format!("offline for {away}"));
     }
-    if let Some(free) = row.free_disk_bytes.filter(|&f| f < rules.disk_low_bytes) {
-        out.insert(
-            AlertKind::DiskLow,
-            format!("{} MiB free on the agent's disk", free >> 20),
-        );
+    if let Some(free) = row.free_disk_bytes {
+        let share = row
+            .disk_total_bytes
+            .map_or(0, |t| t / 100 * DISK_LOW_PERCENT);
+        if free < rules.disk_low_bytes || free < share {
+            let of = match row.disk_total_bytes {
+                Some(t) => format!(" of {} MiB", t >> 20),
+                None => String::new(),
+            };
+            let msg = format!("{} MiB free{of} on the agent's disk", free >> 20);
+            out.insert(AlertKind::DiskLow, msg);
+        }
     }
     let looping = row.restarts.looping(now_ms);
     if !looping.is_empty() {
@@ -236,5 +247,56 @@ impl Alerts {
         all.retain(|a| device.is_none_or(|d| a.device_id == d));
         all.truncate(limit);
         Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> AlertRules {
+        AlertRules {
+            offline_after_ms: 60_000,
+            disk_low_bytes: 100 << 20,
+        }
+    }
+
+    #[test]
+    fn a_device_offline_past_the_limit_or_short_of_disk_raises_alerts() {
+        let row = Row {
+            online: false,
+            last_seen_ms: 1_000,
+            free_disk_bytes: Some(50 << 20),
+            ..Row::default()
+        };
+        assert_eq!(
+            conditions(&row, &rules(), 30_000)
+                .keys()
+                .collect::<Vec<_>>(),
+            vec![&AlertKind::DiskLow]
+        );
+        let later = conditions(&row, &rules(), 61_000);
+        assert_eq!(later[&AlertKind::Offline], "offline for 60 s");
+        assert!(later[&AlertKind::DiskLow].contains("50 MiB free"));
+    }
+
+    #[test]
+    fn a_large_disk_nearly_full_by_share_raises_disk_low() {
+        let row = Row {
+            online: true,
+            free_disk_bytes: Some(1 << 30),
+            disk_total_bytes: Some(64 << 30),
+            ..Row::default()
+        };
+        let held = conditions(&row, &rules(), 0);
+        assert!(
+            held[&AlertKind::DiskLow].contains("of 65536 MiB"),
+            "{held:?}"
+        );
+        let roomy = Row {
+            free_disk_bytes: Some(10 << 30),
+            ..row
+        };
+        assert!(conditions(&roomy, &rules(), 0).is_empty());
     }
 }

@@ -22,11 +22,12 @@ pub struct Row {
     pub last_seen_ms: u64,
     pub current: Option<ReleaseRef>,
     pub free_disk_bytes: Option<u64>,
+    pub disk_total_bytes: Option<u64>,
     /// Labels and facts a filter sees (see [`filter_facts`]).
     pub facts: BTreeMap<String, String>,
-    labels: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
     /// The device's own facts (they win over a label of the same name).
-    own: BTreeMap<String, String>,
+    pub(crate) own: BTreeMap<String, String>,
     pub restarts: RestartHistory,
 }
 
@@ -264,6 +265,7 @@ impl Row {
         self.phase = r.phase;
         self.current = r.current.clone();
         self.free_disk_bytes = r.free_disk_bytes;
+        self.disk_total_bytes = r.health.as_ref().and_then(|h| h.disk_total_bytes);
         self.restarts.observe(&r.services, now_ms);
     }
 

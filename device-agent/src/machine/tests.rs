@@ -1,7 +1,7 @@
 use super::*;
 use petrel_protocol::{ImageConfig, ImageManifest, ServiceSpec, SCHEMA};
 
-fn release(version: &str) -> ReleaseManifest {
+pub(crate) fn release(version: &str) -> ReleaseManifest {
     let image = ImageManifest {
         schema: SCHEMA,
         name: "app".into(),

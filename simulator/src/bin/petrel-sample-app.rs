@@ -7,7 +7,9 @@
 //! (a broken release, for rollback scenarios); `--state-dir DIR` appends its
 //! version to `DIR/history` at start (state kept in a volume);
 //! `--exit-if-file PATH` exits with status 1 at start if PATH exists (a
-//! fault local to one device, for fleet rollout scenarios).
+//! fault local to one device, for fleet rollout scenarios);
+//! `--print-lines N` prints `line 1` … `line N` after its start line (output
+//! to read back, for the log tail scenarios).
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,6 +20,7 @@ struct Args {
     exit_after: Option<Duration>,
     state_dir: Option<String>,
     exit_if_file: Option<String>,
+    print_lines: u32,
 }
 
 fn args() -> Args {
@@ -27,6 +30,7 @@ fn args() -> Args {
         exit_after: None,
         state_dir: None,
         exit_if_file: None,
+        print_lines: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -43,6 +47,9 @@ fn args() -> Args {
             "--listen" => a.listen = value.clone(),
             "--state-dir" => a.state_dir = value.clone(),
             "--exit-if-file" => a.exit_if_file = value.clone(),
+            "--print-lines" => {
+                a.print_lines = value.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)
+            }
             _ => eprintln!("ignoring unknown argument {flag}"),
         }
     }
@@ -86,6 +93,9 @@ fn main() {
         "sample-app {version} started (pid {}) {greeting}",
         std::process::id()
     );
+    for i in 1..=args.print_lines {
+        println!("line {i}");
+    }
     if let Some(dir) = &args.state_dir {
         // a volume's worth of state: every version that ever started here
         let history = std::path::Path::new(dir).join("history");

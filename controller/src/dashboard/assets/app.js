@@ -225,9 +225,9 @@ async function loadDevice(id) {
   const labels = Object.entries(d.labels || {}).map(([k, v]) => `${esc(k)}=${esc(v)}`).join(", ") || "-";
   const progress = p.bytes_total ? `${bytes(p.bytes_done)} of ${bytes(p.bytes_total)} (${Math.round(100 * p.bytes_done / p.bytes_total)}%)${r ? ` at ${bytes(r)}/s` : ""}` : "-";
   const health = h ? `
-      <dt>Uptime</dt><dd>${duration(h.uptime_s)}</dd>
+      <dt>Uptime</dt><dd>${duration(h.uptime_s)} (agent ${duration(h.agent_uptime_s)})</dd>
       <dt>Memory</dt><dd>${h.mem_total_bytes ? `${bytes(h.mem_total_bytes - h.mem_available_bytes)} used of ${bytes(h.mem_total_bytes)}` : "-"}</dd>
-      <dt>Load</dt><dd>${esc([h.load1, h.load5, h.load15].filter(x => x != null).join(" "))}</dd>
+      <dt>Load</dt><dd>${[h.load1_x100, h.load5_x100, h.load15_x100].map(x => (x / 100).toFixed(2)).join(" ")}</dd>
       <dt>Disk</dt><dd>${bytes(d.free_disk_bytes)} free${h.disk_total_bytes ? ` of ${bytes(h.disk_total_bytes)}` : ""}</dd>` :
     `<dt>Disk free</dt><dd>${bytes(d.free_disk_bytes)}</dd>`;
   main.innerHTML = `
@@ -251,7 +251,7 @@ async function loadDevice(id) {
     </div>
     <div class="card"><h2>Services</h2><table><thead><tr><th>Service</th><th>State</th><th>Restarts</th><th>Exit code</th><th></th></tr></thead><tbody>
       ${(d.services || []).map(s => `<tr><td>${esc(s.name)}</td><td>${badge(s.state)}</td><td>${s.restarts}</td><td>${s.exit_code ?? "-"}</td>
-        <td><button data-logs="${esc(s.name)}">Log tail</button></td></tr>`).join("") || `<tr><td colspan="5" class="muted">No services.</td></tr>`}
+        <td><button data-logs="${esc(serviceOf(s.name))}">Log tail</button></td></tr>`).join("") || `<tr><td colspan="5" class="muted">No services.</td></tr>`}
     </tbody></table><div id="log"></div></div>
     ${alerts.length ? `<div class="card"><h2>Alerts</h2><table>${alerts.map(a => `<tr><td>${badge(a.kind)}</td><td>${esc(a.message)}</td><td>${new Date(a.raised_ms).toLocaleString()}</td><td>${a.cleared_ms ? "cleared " + ago(a.cleared_ms) : "<b>active</b>"}</td></tr>`).join("")}</table></div>` : ""}
     <div class="card"><h2>Recent events</h2><table id="events"><thead><tr><th>When</th><th>Event</th><th>Gen</th><th>Message</th></tr></thead><tbody>
@@ -261,6 +261,9 @@ async function loadDevice(id) {
   if (shown) document.getElementById("log").innerHTML = shown;
   main.querySelectorAll("[data-logs]").forEach(b => b.onclick = () => showLog(id, b.dataset.logs));
 }
+
+// Instances are named SERVICE-gGENERATION; log tails are asked by service.
+const serviceOf = instance => instance.replace(/-g\d+$/, "");
 
 async function showLog(id, service) {
   const el = document.getElementById("log");
