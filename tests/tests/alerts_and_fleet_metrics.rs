@@ -70,24 +70,44 @@ async fn metrics_follow_updates_and_alerts_fire_for_crash_loops_and_lost_devices
     for id in &ids {
         wait_converged(&client, id, "2").await?;
     }
-    let m = wait_for(Duration::from_secs(20), "gauges of the converged fleet", || async {
-        let m = scrape(&ctl).await.ok()?;
-        let running = value(&m, "petrel_devices", &[("phase", "running")]);
-        (running == Some(2.0) && value(&m, "petrel_mqtt_connections", &[]) == Some(2.0))
-            .then_some(m)
-    })
+    let m = wait_for(
+        Duration::from_secs(20),
+        "gauges of the converged fleet",
+        || async {
+            let m = scrape(&ctl).await.ok()?;
+            let running = value(&m, "petrel_devices", &[("phase", "running")]);
+            (running == Some(2.0) && value(&m, "petrel_mqtt_connections", &[]) == Some(2.0))
+                .then_some(m)
+        },
+    )
     .await?;
     assert_eq!(value(&m, "petrel_devices_online", &[]), Some(2.0));
     assert!(value(&m, "petrel_bytes_served_total", &[("kind", "blob")]).unwrap() > 0.0);
     let delta = value(&m, "petrel_bytes_served_total", &[("kind", "delta")]).unwrap();
     assert!(delta > 0.0, "no delta bytes counted");
-    let hits = value(&m, "petrel_delta_cache_requests_total", &[("result", "hit")]).unwrap();
-    let misses = value(&m, "petrel_delta_cache_requests_total", &[("result", "miss")]).unwrap();
-    assert!(misses >= 1.0 && hits + misses >= 2.0, "hits {hits} misses {misses}");
+    let hits = value(
+        &m,
+        "petrel_delta_cache_requests_total",
+        &[("result", "hit")],
+    )
+    .unwrap();
+    let misses = value(
+        &m,
+        "petrel_delta_cache_requests_total",
+        &[("result", "miss")],
+    )
+    .unwrap();
+    assert!(
+        misses >= 1.0 && hits + misses >= 2.0,
+        "hits {hits} misses {misses}"
+    );
     assert!(value(&m, "petrel_delta_encode_seconds_count", &[]).unwrap() >= 1.0);
     assert!(value(&m, "petrel_delta_saved_bytes_total", &[]).unwrap() > delta);
     let out = value(&m, "petrel_mqtt_messages_total", &[("direction", "out")]).unwrap();
-    assert!(out >= 4.0, "2 deploys to 2 devices published {out} messages");
+    assert!(
+        out >= 4.0,
+        "2 deploys to 2 devices published {out} messages"
+    );
     assert!(value(&m, "petrel_mqtt_messages_total", &[("direction", "in")]).unwrap() > 4.0);
     let deploys = value(
         &m,
@@ -105,10 +125,14 @@ async fn metrics_follow_updates_and_alerts_fire_for_crash_loops_and_lost_devices
     let compose = "services:\n  app:\n    image: sample-app:v2\n    command: [\"--exit-after-ms\", \"1500\"]\n    restart: always\n    healthcheck:\n      test: [\"NONE\"]\n";
     client.create_release("demo", "3", compose).await?;
     client.deploy("demo@3", &ids[..1]).await?;
-    let alerts = wait_for(Duration::from_secs(90), "a crash-loop alert on m-1", || async {
-        let a = active_alerts(&ctl).await?;
-        has_alert(&a, "m-1", "crash-loop").then_some(a)
-    })
+    let alerts = wait_for(
+        Duration::from_secs(90),
+        "a crash-loop alert on m-1",
+        || async {
+            let a = active_alerts(&ctl).await?;
+            has_alert(&a, "m-1", "crash-loop").then_some(a)
+        },
+    )
     .await?;
     let looping = alerts.iter().find(|a| a["kind"] == "crash-loop").unwrap();
     let said = looping["message"].as_str().unwrap_or_default();
@@ -116,10 +140,14 @@ async fn metrics_follow_updates_and_alerts_fire_for_crash_loops_and_lost_devices
 
     // 3. an agent killed: offline past the limit
     agents[1].kill9();
-    wait_for(Duration::from_secs(60), "an offline alert on m-2", || async {
-        let a = active_alerts(&ctl).await?;
-        has_alert(&a, "m-2", "offline").then_some(())
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "an offline alert on m-2",
+        || async {
+            let a = active_alerts(&ctl).await?;
+            has_alert(&a, "m-2", "offline").then_some(())
+        },
+    )
     .await?;
     let m = scrape(&ctl).await?;
     for kind in ["crash-loop", "offline"] {
@@ -128,17 +156,24 @@ async fn metrics_follow_updates_and_alerts_fire_for_crash_loops_and_lost_devices
             Some(1.0),
             "{kind}"
         );
-        assert_eq!(value(&m, "petrel_alerts_active", &[("kind", kind)]), Some(1.0));
+        assert_eq!(
+            value(&m, "petrel_alerts_active", &[("kind", kind)]),
+            Some(1.0)
+        );
     }
     assert_eq!(value(&m, "petrel_devices_online", &[]), Some(1.0));
 
     // 4. the agent comes back: its offline alert clears, and stays in the
     // history as a fleet event
     agents[1].restart()?;
-    wait_for(Duration::from_secs(60), "m-2's offline alert to clear", || async {
-        let a = active_alerts(&ctl).await?;
-        (!has_alert(&a, "m-2", "offline")).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "m-2's offline alert to clear",
+        || async {
+            let a = active_alerts(&ctl).await?;
+            (!has_alert(&a, "m-2", "offline")).then_some(())
+        },
+    )
     .await?;
     let history: Vec<serde_json::Value> = ctl
         .get(&format!("{}/v1/alerts?device=m-2", ctl.url()))

@@ -159,11 +159,56 @@ async fn the_dashboard_follows_a_deploy_live_and_shows_a_devices_events() -> any
         "document.getElementById('current').textContent.includes('demo@1')",
         Duration::from_secs(5),
     )?;
+    // the log tail, asked of the device over MQTT
+    // (clicked from the page's script: the live view may redraw between
+    // a DevTools lookup and its click)
+    tab.wait_for_element("[data-logs]")?;
+    js(&tab, "document.querySelector('[data-logs]').click()")?;
+    wait_js(
+        &tab,
+        "!!document.querySelector('pre.log') && document.querySelector('pre.log').textContent.includes('sample-app')",
+        Duration::from_secs(20),
+    )?;
     let shot = screenshot(&tab, "dashboard-device.png")?;
     assert!(
         std::fs::metadata(shot)?.len() > 10_000,
         "screenshot is empty"
     );
+
+    // a rollout in two waves: the first done, the second held by a long
+    // soak; paused and resumed from the page
+    sample_release(&client, "2", "v1").await?;
+    let rollout: petrel_controller::http::rollouts::CreateRollout =
+        serde_json::from_value(serde_json::json!({
+            "id": "r-demo-2", "release": "demo@2", "waves": "1,2", "soak_s": 600
+        }))?;
+    client.create_rollout(&rollout).await?;
+    js(&tab, "location.hash = '#/rollout/r-demo-2'")?;
+    tokio::task::block_in_place(|| {
+        wait_js(
+            &tab,
+            "document.body.innerText.includes('1 succeeded, 0 started, 0 failed, 0 queued') && !!document.querySelector('[data-verb=pause]')",
+            Duration::from_secs(120),
+        )
+    })?;
+    js(&tab, "document.querySelector('[data-verb=pause]').click()")?;
+    wait_js(
+        &tab,
+        "!!document.querySelector('.b-paused') && !!document.querySelector('[data-verb=resume]')",
+        Duration::from_secs(20),
+    )?;
+    let phase = client.rollout("r-demo-2").await?.rollout.phase;
+    assert!(
+        matches!(phase, petrel_protocol::rollout::Phase::Paused { .. }),
+        "{phase:?}"
+    );
+    js(&tab, "document.querySelector('[data-verb=resume]').click()")?;
+    wait_js(
+        &tab,
+        "!document.querySelector('.b-paused') && !!document.querySelector('[data-verb=pause]')",
+        Duration::from_secs(20),
+    )?;
+    screenshot(&tab, "dashboard-rollout.png")?;
     assert_eq!(
         js(&tab, "window.__unreloaded === true")?,
         true,
