@@ -224,4 +224,56 @@ mod tests {
             "petrel_http_request_duration_seconds_count{route=\"/v1/devices\",status=\"200\"} 1"
         ));
     }
+
+    /// Every metric family the registry exports, by name.
+    fn families(m: &Metrics) -> std::collections::BTreeSet<String> {
+        m.registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_example_grafana_dashboard_only_queries_metrics_the_controller_exports() {
+        let m = Metrics::new();
+        m.set_fleet(&FleetGauges {
+            phases: [("running".to_string(), 1)].into(),
+            rollout_devices: vec![(("r".into(), 0, "succeeded"), 1)],
+            mqtt_connections: Some(1),
+            alerts_active: [("offline", 0)].into(),
+            online: 1,
+        });
+        m.http_seconds
+            .with_label_values(&["/v1/devices", "200"])
+            .observe(0.1);
+        let exported = families(&m);
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../../docs/grafana/petrel-fleet.json"))
+                .expect("the dashboard is JSON");
+        let panels = dashboard["panels"].as_array().expect("panels");
+        assert!(panels.len() >= 10);
+        let mut queried = 0;
+        for target in panels
+            .iter()
+            .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        {
+            let expr = target["expr"].as_str().unwrap_or_default();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if !word.starts_with("petrel_") {
+                    continue;
+                }
+                let family = ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|s| word.strip_suffix(s))
+                    .unwrap_or(word);
+                assert!(
+                    exported.contains(family),
+                    "{family} in {expr:?} is not exported"
+                );
+                queried += 1;
+            }
+        }
+        assert!(queried >= 15, "{queried}");
+    }
 }
