@@ -164,6 +164,10 @@ pub async fn serve(
     crate::rollouts::spawn(api.clone(), rollout_rx);
     tracing::info!(http = %http_addr, broker = %link.url.address(), devices_use = %link.device_url, "controller serving");
     let app = http::router(api).into_make_service_with_connect_info::<Peer>();
+    let shutdown = async move {
+        shutdown.await;
+        monitor.close();
+    };
     match pki {
         Some(pki) => {
             let (cert, key) = pki.server_pems()?;

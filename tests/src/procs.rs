@@ -249,6 +249,24 @@ impl Controller {
         std::fs::read_to_string(self.dir.join("controller.log")).unwrap_or_default()
     }
 
+    /// SIGTERM, then waits up to `timeout` for the process to exit; its
+    /// exit status, or an error if it is still running.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let child = self.child.as_mut().context("controller not running")?;
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("the controller did not exit within {timeout:?} of SIGTERM")
+    }
+
     /// SIGKILL (its embedded broker dies with it).
     pub fn kill(&mut self) {
         kill9(&mut self.child);

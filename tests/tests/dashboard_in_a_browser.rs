@@ -72,7 +72,7 @@ const ROWS: &str = "document.querySelectorAll('#devices tbody tr[data-device]')"
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_follows_a_deploy_live_and_shows_a_devices_events() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let ctl = Controller::start(&tmp.path().join("ctl"))?;
+    let mut ctl = Controller::start(&tmp.path().join("ctl"))?;
     let client = ctl.client();
     let agents = [
         Agent::start(tmp.path(), "pi-kitchen", &ctl.broker_url(), &ctl.url())?,

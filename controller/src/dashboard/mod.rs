@@ -59,13 +59,26 @@ async fn asset(body: &'static str, kind: &'static str) -> Response {
         .into_response()
 }
 
-/// The page shell (signed in: the authorization layer let it through).
-async fn page() -> Response {
-    ([(header::CACHE_CONTROL, "no-store")], Html(INDEX)).into_response()
+/// Scripts and styles from this origin only (the script sets widths
+/// inline); no framing (clickjacking of the rollout buttons).
+const CSP: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'";
+
+fn html(status: StatusCode, body: String) -> Response {
+    let headers = [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ];
+    (status, headers, Html(body)).into_response()
 }
 
-async fn login_page() -> Html<String> {
-    Html(LOGIN.replace("{{error}}", ""))
+/// The page shell (signed in: the authorization layer let it through).
+async fn page() -> Response {
+    html(StatusCode::OK, INDEX.to_string())
+}
+
+async fn login_page() -> Response {
+    html(StatusCode::OK, LOGIN.replace("{{error}}", ""))
 }
 
 #[derive(serde::Deserialize)]
@@ -82,7 +95,7 @@ async fn login(State(api): State<Api>, Form(form): Form<Login>) -> Response {
             "{{error}}",
             "<p class=\"error\">Unknown or deleted token.</p>",
         );
-        return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
+        return html(StatusCode::UNAUTHORIZED, page);
     }
     let secure = if api.auth.pki.is_some() {
         "; Secure"

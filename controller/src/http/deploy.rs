@@ -123,6 +123,9 @@ pub(crate) fn set_desired(
     }
     api.store.flush()?;
     for d in &out {
+        // a device deployed to before it ever connected (--allow-new)
+        // shows in the fleet views as never reported
+        api.monitor.index.ensure(&d.device_id);
         api.fleet.publish(&d.device_id);
     }
     Ok(out)

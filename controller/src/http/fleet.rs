@@ -115,7 +115,11 @@ pub async fn stream(State(api): State<Api>) -> Sse<impl Stream<Item = Result<Eve
             if let Some(tick) = first {
                 return Some((Ok(tick_event(&tick)), (None, rx)));
             }
-            let tick = match rx.recv().await {
+            let next = tokio::select! {
+                next = rx.recv() => next,
+                () = monitor.closed() => return None,
+            };
+            let tick = match next {
                 Ok(tick) => tick_event(&tick),
                 Err(RecvError::Lagged(_)) => tick_event(&monitor.tick_now(Vec::new(), true)),
                 Err(RecvError::Closed) => return None,

@@ -196,6 +196,15 @@ impl FleetIndex {
         row
     }
 
+    /// Adds a device not seen yet (a row of a device that never reported).
+    pub fn ensure(&self, id: &str) {
+        let mut rows = self.write();
+        if !rows.contains_key(id) {
+            let row = self.new_row(id);
+            rows.insert(id.to_string(), row);
+        }
+    }
+
     /// Forgets a device.
     pub fn forget(&self, id: &str) {
         self.write().remove(id);

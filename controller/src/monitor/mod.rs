@@ -50,6 +50,9 @@ pub struct Monitor {
     pub index: FleetIndex,
     pub alerts: Alerts,
     live: broadcast::Sender<Arc<LiveTick>>,
+    /// Set at shutdown: live streams end, so open browsers do not hold
+    /// the server's graceful shutdown forever.
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Monitor {
@@ -63,6 +66,7 @@ impl Monitor {
             index: FleetIndex::load(store)?,
             alerts: Alerts::load(store, rules, metrics)?,
             live: broadcast::channel(64).0,
+            closed: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -89,6 +93,17 @@ impl Monitor {
     /// few seconds regardless.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveTick>> {
         self.live.subscribe()
+    }
+
+    /// Ends every live stream (the controller is shutting down).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Resolves once [`Monitor::close`] was called.
+    pub async fn closed(&self) {
+        let mut rx = self.closed.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
     }
 
     /// The current tick (for a client that just subscribed).
