@@ -9,11 +9,7 @@ use petrel_protocol::{DeviceHealth, Event};
 #[derive(Subcommand)]
 pub enum DeviceCmd {
     /// Show one device: its row, services, last error and recent events.
-    Show {
-        id: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Show { id: String },
     /// Print the last lines of a service's output, asked of the device
     /// (it must be online: the controller waits 10 s for its answer).
     Logs {
@@ -22,9 +18,6 @@ pub enum DeviceCmd {
         /// How many lines (1-1000).
         #[arg(long, default_value_t = 100)]
         tail: u32,
-        /// Print the device's reply as JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Forget a device (decommissioned, or a typo): its desired state,
     /// report and events go, and its retained desired state is cleared.
@@ -64,7 +57,7 @@ pub enum DeviceCmd {
 /// Events shown under `device show`.
 const RECENT_EVENTS: usize = 10;
 
-pub(super) async fn run(client: &Client, cmd: DeviceCmd) -> Result<()> {
+pub(super) async fn run(client: &Client, cmd: DeviceCmd, json: bool) -> Result<()> {
     match cmd {
         DeviceCmd::Provision {
             id,
@@ -81,21 +74,18 @@ pub(super) async fn run(client: &Client, cmd: DeviceCmd) -> Result<()> {
                 agent_data_dir,
                 root_key,
             };
-            super::security::provision(client, &id, opts).await?;
+            super::security::provision(client, &id, opts, json).await?;
         }
         DeviceCmd::Label { id, pairs, remove } => {
-            super::rollout::label(client, &id, &pairs, remove).await?;
+            super::rollout::label(client, &id, &pairs, remove, json).await?;
         }
         DeviceCmd::Revoke { id } => {
             let r = client.revoke_device(&id).await?;
-            println!("device {id}: revoked certificate serial(s) {}; its connections are refused from now on", r.serials.join(", "));
+            super::emit(json, &r, || {
+                format!("device {id}: revoked certificate serial(s) {}; its connections are refused from now on\n", r.serials.join(", "))
+            })?;
         }
-        DeviceCmd::Logs {
-            id,
-            service,
-            tail,
-            json,
-        } => {
+        DeviceCmd::Logs { id, service, tail } => {
             let reply = client.device_logs(&id, &service, tail).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&reply)?);
@@ -108,7 +98,7 @@ pub(super) async fn run(client: &Client, cmd: DeviceCmd) -> Result<()> {
                 println!("{}", reply.text.trim_end_matches('\n'));
             }
         }
-        DeviceCmd::Show { id, json } => {
+        DeviceCmd::Show { id } => {
             let view = client.device(&id).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&view)?);
@@ -160,6 +150,10 @@ pub(super) async fn run(client: &Client, cmd: DeviceCmd) -> Result<()> {
         }
         DeviceCmd::Forget { id } => {
             let last = client.forget_device(&id).await?;
+            if json {
+                let forgot = serde_json::json!({ "ok": true, "forgotten": id, "last": last });
+                return super::print_json(&forgot);
+            }
             let note = match last.online {
                 true => " (it is online: it will show up again with its next report)",
                 false => "",

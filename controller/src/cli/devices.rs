@@ -1,7 +1,9 @@
 //! `petrel devices`: the fleet table.
 
 use super::{human_bytes, one_line, phase_name};
+use crate::client::Client;
 use crate::http::DeviceView;
+use anyhow::Result;
 
 fn opt(r: &Option<petrel_protocol::ReleaseRef>) -> String {
     r.as_ref().map_or("-".into(), |r| r.to_string())
@@ -39,6 +41,15 @@ pub fn devices_table(devices: &[DeviceView], now_ms: u64) -> String {
         }
     }
     table.render()
+}
+
+/// `petrel devices [--filter F]`: the table, or the views as JSON.
+pub(super) async fn run(client: &Client, filter: Option<&str>, json: bool) -> Result<()> {
+    let devices = match filter {
+        Some(f) => client.devices_filtered(f).await?,
+        None => client.devices().await?,
+    };
+    super::emit(json, &devices, || devices_table(&devices, crate::now_ms()))
 }
 
 /// Bytes of the download, or what the device is doing when there are none

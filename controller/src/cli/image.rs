@@ -40,10 +40,7 @@ pub enum ImageCmd {
         workdir: Option<String>,
     },
     /// List images.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Delete an image (NAME:TAG); refused while a release uses it. Its
     /// layers nothing else uses are removed.
     Delete {
@@ -62,7 +59,7 @@ fn parse_image_ref(s: &str) -> Result<(String, String), String> {
     }
 }
 
-pub(super) async fn run(client: &Client, cmd: ImageCmd) -> Result<()> {
+pub(super) async fn run(client: &Client, cmd: ImageCmd, json: bool) -> Result<()> {
     let m = match cmd {
         ImageCmd::Import { file, name, tag } => client.import_image(&file, &name, &tag).await?,
         ImageCmd::Build {
@@ -83,11 +80,10 @@ pub(super) async fn run(client: &Client, cmd: ImageCmd) -> Result<()> {
             };
             client.build_image(&dir, &name, &tag, config).await?
         }
-        ImageCmd::List { json } => {
+        ImageCmd::List => {
             let images = client.images().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&images)?);
-                return Ok(());
+                return super::print_json(&images);
             }
             let mut table =
                 crate::table::Table::new(&["IMAGE", "PLATFORM", "LAYERS", "SIZE", "ID"]);
@@ -106,12 +102,14 @@ pub(super) async fn run(client: &Client, cmd: ImageCmd) -> Result<()> {
         }
         ImageCmd::Delete { image: (name, tag) } => {
             let gc = client.delete_image(&name, &tag).await?;
-            println!("image {name}:{tag} deleted; {}", super::gc_line(&gc));
-            return Ok(());
+            let deleted =
+                serde_json::json!({ "ok": true, "deleted": format!("{name}:{tag}"), "gc": gc });
+            return super::emit(json, &deleted, || {
+                format!("image {name}:{tag} deleted; {}\n", super::gc_line(&gc))
+            });
         }
     };
-    print!("{}", import_report(&m));
-    Ok(())
+    super::emit(json, &m, || import_report(&m))
 }
 
 /// What `import`/`build` print: the image, then what devices will change.

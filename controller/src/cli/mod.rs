@@ -2,16 +2,22 @@
 
 //!
 //! One file per command family: `image`, `release`, `devices` (the fleet
-//! table), `wait` (`deploy --wait`).
+//! table), `wait` (`deploy --wait`), `alerts`, `watch` (the live fleet
+//! summary, drawn by the pure `frame`). Every command prints its result as
+//! JSON with the global `--json`.
 
+mod alerts;
 mod device;
 mod devices;
+pub mod frame;
 mod image;
 mod release;
 mod rollout;
 mod security;
 mod wait;
+mod watch;
 
+pub use alerts::alerts_table;
 pub use device::DeviceCmd;
 pub use devices::devices_table;
 pub use image::ImageCmd;
@@ -22,6 +28,7 @@ pub use security::{BrokerCmd, CaCmd, KeyCmd, TokenCmd};
 use crate::client::Client;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use serde::Serialize;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -41,6 +48,10 @@ pub struct Cli {
     /// (the controller's <data>/pki/ca.pem; default ~/.config/petrel/ca.pem).
     #[arg(long, env = "PETREL_CA")]
     pub ca: Option<std::path::PathBuf>,
+    /// Print the command's result as JSON (pretty) instead of text;
+    /// accepted before or after the command.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -79,22 +90,46 @@ pub enum Command {
     },
     /// Show every device: presence, desired vs current release, phase.
     Devices {
+        /// Only the devices a filter selects, chosen by the controller:
+        /// comma-separated `key=value`, `key!=value`, `key~text`
+        /// (contains), `key` (all must hold), over labels and `id`,
+        /// `platform`, `hostname`, `agent_version`, `phase`, `release`
+        /// (NAME@VERSION it runs) and `online` (true/false); e.g.
+        /// `phase=running,site=north,id~kit`. `--select` is the same.
+        #[arg(long, visible_alias = "select")]
+        filter: Option<String>,
+    },
+    /// A live fleet summary redrawn in place: counts, a bar per phase,
+    /// releases in use, active alerts, active rollouts wave by wave,
+    /// devices updating. Ctrl-C ends it.
+    Watch {
+        /// Count only the devices this filter selects (as `devices --filter`).
         #[arg(long)]
-        json: bool,
-        /// Only devices a selector picks (`group=field,site!=lab`, over
-        /// labels, id, platform, hostname, agent_version).
-        #[arg(long = "select")]
-        selector: Option<String>,
+        filter: Option<String>,
+        /// Seconds between redraws.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+        interval: u64,
+        /// Print one frame and exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Alerts (offline, crash-loop, disk-low), newest first.
+    Alerts {
+        /// Only this device's.
+        #[arg(long)]
+        device: Option<String>,
+        /// Only those whose condition still holds.
+        #[arg(long)]
+        active: bool,
+        /// At most this many (default 100).
+        #[arg(long)]
+        limit: Option<usize>,
     },
     /// One device: show it, or forget it.
     #[command(subcommand)]
     Device(DeviceCmd),
     /// Show a device's recent events.
-    Events {
-        device: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Events { device: String },
     /// The signing key of desired states: show it, or rotate it.
     #[command(subcommand)]
     Key(KeyCmd),
@@ -148,11 +183,12 @@ fn credentials(cli: &Cli) -> Result<crate::client::Credentials> {
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
+    let json = cli.json;
     // the local verbs need no controller
     let cli = match cli.command {
-        Command::Ca(cmd) => return security::ca_init(cmd),
-        Command::Broker(cmd) => return security::broker(cmd),
-        Command::Key(KeyCmd::RootInit { out }) => return security::root_init(&out),
+        Command::Ca(cmd) => return security::ca_init(cmd, json),
+        Command::Broker(cmd) => return security::broker(cmd, json),
+        Command::Key(KeyCmd::RootInit { out }) => return security::root_init(&out, json),
         _ => cli,
     };
     let client = Client::with_credentials(&cli.controller, &credentials(&cli)?)?;
@@ -160,21 +196,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ca(_) | Command::Broker(_) | Command::Key(KeyCmd::RootInit { .. }) => {
             unreachable!("handled above")
         }
-        Command::Token(cmd) => security::token(&client, cmd).await,
-        Command::Rollout(cmd) => rollout::run(&client, cmd).await,
-        Command::Group(cmd) => rollout::group(&client, cmd).await,
-        Command::Undeploy { devices } => {
-            for d in devices {
-                let u = client.undeploy(&d).await?;
-                match u.generation {
-                    Some(g) => println!("{d}: desired state (generation {g}) cleared; it keeps running what it runs"),
-                    None => println!("{d}: had no desired state"),
-                }
-            }
-            Ok(())
-        }
-        Command::Image(cmd) => image::run(&client, cmd).await,
-        Command::Release(cmd) => release::run(&client, cmd).await,
+        Command::Token(cmd) => security::token(&client, cmd, json).await,
+        Command::Rollout(cmd) => rollout::run(&client, cmd, json).await,
+        Command::Group(cmd) => rollout::group(&client, cmd, json).await,
+        Command::Undeploy { devices } => undeploy(&client, &devices, json).await,
+        Command::Image(cmd) => image::run(&client, cmd, json).await,
+        Command::Release(cmd) => release::run(&client, cmd, json).await,
         Command::Deploy {
             release,
             devices,
@@ -183,47 +210,101 @@ pub async fn run(cli: Cli) -> Result<()> {
             timeout,
         } => {
             let deployed = client.deploy_with(&release, &devices, allow_new).await?;
-            for d in &deployed {
-                println!(
-                    "{}: desired {release} (generation {})",
-                    d.device, d.generation
-                );
+            if !json {
+                for d in &deployed {
+                    let g = d.generation;
+                    println!("{}: desired {release} (generation {g})", d.device);
+                }
             }
             if wait {
-                wait::wait_deployed(&client, &deployed, Duration::from_secs(timeout)).await?;
+                let timeout = Duration::from_secs(timeout);
+                wait::wait_deployed(&client, &deployed, timeout, !json).await?;
             }
-            Ok(())
+            match json {
+                true => print_json(&serde_json::json!({ "deployed": deployed, "waited": wait })),
+                false => Ok(()),
+            }
         }
-        Command::Devices { json, selector } => {
-            let mut devices = client.devices().await?;
-            if let Some(s) = selector {
-                let s: petrel_protocol::rollout::Selector = s.parse()?;
-                devices.retain(|d| s.matches(&d.facts()));
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&devices)?);
-            } else {
-                print!("{}", devices_table(&devices, crate::now_ms()));
-            }
-            Ok(())
+        Command::Devices { filter } => devices::run(&client, filter.as_deref(), json).await,
+        Command::Watch {
+            filter,
+            interval,
+            once,
+        } => {
+            let args = watch::WatchArgs {
+                filter,
+                interval: Duration::from_secs(interval),
+                once,
+                json,
+            };
+            watch::run(&client, args).await
         }
-        Command::Device(cmd) => device::run(&client, cmd).await,
-        Command::Events { device, json } => {
+        Command::Alerts {
+            device,
+            active,
+            limit,
+        } => {
+            let which = crate::client::AlertFilter {
+                device,
+                active,
+                limit,
+            };
+            alerts::run(&client, which, json).await
+        }
+        Command::Device(cmd) => device::run(&client, cmd, json).await,
+        Command::Events { device } => {
             let events = client.events(&device).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&events)?);
-            } else {
-                print!("{}", device::events_text(&events));
-            }
-            Ok(())
+            emit(json, &events, || device::events_text(&events))
         }
-        Command::Key(cmd) => security::key(&client, cmd).await,
+        Command::Key(cmd) => security::key(&client, cmd, json).await,
         Command::Gc => {
             let gc = client.gc().await?;
-            println!("{}", gc_line(&gc));
+            emit(json, &gc, || format!("{}\n", gc_line(&gc)))
+        }
+    }
+}
+
+/// `petrel undeploy`: clears each device's desired state.
+async fn undeploy(client: &Client, devices: &[String], json: bool) -> Result<()> {
+    let mut cleared = Vec::new();
+    for d in devices {
+        let u = client.undeploy(d).await?;
+        if !json {
+            match u.generation {
+                Some(g) => println!(
+                    "{d}: desired state (generation {g}) cleared; it keeps running what it runs"
+                ),
+                None => println!("{d}: had no desired state"),
+            }
+        }
+        cleared.push(u);
+    }
+    match json {
+        true => print_json(&serde_json::json!({ "ok": true, "undeployed": cleared })),
+        false => Ok(()),
+    }
+}
+
+/// Prints a command's result: pretty JSON with `--json`, else `text`
+/// (which ends its own lines).
+pub(crate) fn emit<T: Serialize + ?Sized>(
+    json: bool,
+    value: &T,
+    text: impl FnOnce() -> String,
+) -> Result<()> {
+    match json {
+        true => print_json(value),
+        false => {
+            print!("{}", text());
             Ok(())
         }
     }
+}
+
+/// Prints `value` as pretty JSON.
+pub(crate) fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }
 
 /// `NAME@VERSION`, checked before the controller is asked, with an error
@@ -278,4 +359,31 @@ pub fn human_bytes(n: u64) -> String {
 /// Multi-line text (a process's output in an error) on one table line.
 pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn json_is_taken_before_or_after_the_command() {
+        let before = Cli::try_parse_from(["petrel", "--json", "image", "list"]).unwrap();
+        let after = Cli::try_parse_from(["petrel", "rollout", "list", "--json"]).unwrap();
+        assert!(before.json && after.json);
+    }
+
+    #[test]
+    fn select_is_another_name_of_the_devices_filter() {
+        let cli = Cli::try_parse_from(["petrel", "devices", "--select", "phase=running"]).unwrap();
+        let Command::Devices { filter } = cli.command else {
+            panic!("devices expected");
+        };
+        assert_eq!(filter.as_deref(), Some("phase=running"));
+    }
 }

@@ -19,16 +19,11 @@ pub enum ReleaseCmd {
         compose: PathBuf,
     },
     /// List releases.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Show a release (NAME@VERSION): its services and their images.
     Show {
         #[arg(value_parser = parse_release_ref)]
         release: String,
-        #[arg(long)]
-        json: bool,
     },
     /// Delete a release (NAME@VERSION); refused while a device is asked to
     /// run it or runs it.
@@ -38,7 +33,7 @@ pub enum ReleaseCmd {
     },
 }
 
-pub(super) async fn run(client: &Client, cmd: ReleaseCmd) -> Result<()> {
+pub(super) async fn run(client: &Client, cmd: ReleaseCmd, json: bool) -> Result<()> {
     match cmd {
         ReleaseCmd::Create {
             name,
@@ -51,6 +46,9 @@ pub(super) async fn run(client: &Client, cmd: ReleaseCmd) -> Result<()> {
             for w in &created.warnings {
                 eprintln!("warning: {w}");
             }
+            if json {
+                return super::print_json(&created);
+            }
             let r = created.release;
             println!(
                 "release {}@{} created ({} services)",
@@ -59,11 +57,10 @@ pub(super) async fn run(client: &Client, cmd: ReleaseCmd) -> Result<()> {
                 r.services.len()
             );
         }
-        ReleaseCmd::List { json } => {
+        ReleaseCmd::List => {
             let releases = client.releases().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&releases)?);
-                return Ok(());
+                return super::print_json(&releases);
             }
             let mut table = crate::table::Table::new(&["RELEASE", "SERVICES", "IMAGES"]);
             for r in &releases {
@@ -72,19 +69,18 @@ pub(super) async fn run(client: &Client, cmd: ReleaseCmd) -> Result<()> {
             }
             print!("{}", table.render());
         }
-        ReleaseCmd::Show { release, json } => {
+        ReleaseCmd::Show { release } => {
             let (name, version) = split_release_ref(&release);
             let r = client.release(name, version).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-                return Ok(());
-            }
-            print!("{}", show(&r));
+            super::emit(json, &r, || show(&r))?;
         }
         ReleaseCmd::Delete { release } => {
             let (name, version) = split_release_ref(&release);
             let gc = client.delete_release(name, version).await?;
-            println!("release {release} deleted; {}", super::gc_line(&gc));
+            let deleted = serde_json::json!({ "ok": true, "deleted": release, "gc": gc });
+            super::emit(json, &deleted, || {
+                format!("release {release} deleted; {}\n", super::gc_line(&gc))
+            })?;
         }
     }
     Ok(())

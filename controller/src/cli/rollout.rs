@@ -57,38 +57,25 @@ pub enum RolloutCmd {
         /// Times a failed device is sent the release again.
         #[arg(long, default_value_t = 0)]
         retries: u32,
-        #[arg(long)]
-        json: bool,
     },
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     Status {
         id: String,
-        #[arg(long)]
-        json: bool,
         /// Follow it until it completes or aborts.
         #[arg(long)]
         watch: bool,
     },
     Pause {
         id: String,
-        #[arg(long)]
-        json: bool,
     },
     Resume {
         id: String,
-        #[arg(long)]
-        json: bool,
     },
     /// Stop it and send every device that moved back to what it ran.
     Abort {
         id: String,
         #[arg(long)]
         reason: Option<String>,
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -104,16 +91,13 @@ pub enum GroupCmd {
         #[arg(long)]
         window: Option<String>,
     },
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     Delete {
         name: String,
     },
 }
 
-pub(super) async fn group(client: &Client, cmd: GroupCmd) -> Result<()> {
+pub(super) async fn group(client: &Client, cmd: GroupCmd, json: bool) -> Result<()> {
     use crate::http::groups::GroupSpec;
     match cmd {
         GroupCmd::Create {
@@ -128,15 +112,18 @@ pub(super) async fn group(client: &Client, cmd: GroupCmd) -> Result<()> {
                     window,
                 })
                 .await?;
+            if json {
+                return super::print_json(&g);
+            }
             let w = g.window.map_or("any time".into(), |w| w.to_string());
             println!("group {}: {} (swaps: {w})", g.name, g.selector);
         }
-        GroupCmd::List { json } => {
+        GroupCmd::List => {
             let groups = client.groups().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&groups)?);
+                return super::print_json(&groups);
             }
-            for g in groups.iter().filter(|_| !json) {
+            for g in &groups {
                 let w = g
                     .window
                     .as_ref()
@@ -146,7 +133,8 @@ pub(super) async fn group(client: &Client, cmd: GroupCmd) -> Result<()> {
         }
         GroupCmd::Delete { name } => {
             client.delete_group(&name).await?;
-            println!("group {name} deleted");
+            let deleted = serde_json::json!({ "ok": true, "deleted": name });
+            super::emit(json, &deleted, || format!("group {name} deleted\n"))?;
         }
     }
     Ok(())
@@ -158,7 +146,7 @@ pub enum BreachArg {
     Abort,
 }
 
-pub(super) async fn run(client: &Client, cmd: RolloutCmd) -> Result<()> {
+pub(super) async fn run(client: &Client, cmd: RolloutCmd, json: bool) -> Result<()> {
     match cmd {
         RolloutCmd::Create {
             release,
@@ -176,7 +164,6 @@ pub(super) async fn run(client: &Client, cmd: RolloutCmd) -> Result<()> {
             on_breach,
             device_timeout,
             retries,
-            json,
         } => {
             let req = CreateRollout {
                 id,
@@ -200,18 +187,13 @@ pub(super) async fn run(client: &Client, cmd: RolloutCmd) -> Result<()> {
             };
             show(&client.create_rollout(&req).await?, json)
         }
-        RolloutCmd::List { json } => {
+        RolloutCmd::List => {
             let all = client.rollouts().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&all)?);
-            } else {
-                for r in &all {
-                    println!("{}", summary(r));
-                }
-            }
-            Ok(())
+            super::emit(json, &all, || {
+                all.iter().map(|r| format!("{}\n", summary(r))).collect()
+            })
         }
-        RolloutCmd::Status { id, json, watch } => {
+        RolloutCmd::Status { id, watch } => {
             let mut last = String::new();
             loop {
                 let rec = client.rollout(&id).await?;
@@ -230,27 +212,21 @@ pub(super) async fn run(client: &Client, cmd: RolloutCmd) -> Result<()> {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
-        RolloutCmd::Pause { id, json } => {
-            show(&client.rollout_command(&id, "pause", None).await?, json)
-        }
-        RolloutCmd::Resume { id, json } => {
+        RolloutCmd::Pause { id } => show(&client.rollout_command(&id, "pause", None).await?, json),
+        RolloutCmd::Resume { id } => {
             show(&client.rollout_command(&id, "resume", None).await?, json)
         }
-        RolloutCmd::Abort { id, reason, json } => {
+        RolloutCmd::Abort { id, reason } => {
             show(&client.rollout_command(&id, "abort", reason).await?, json)
         }
     }
 }
 
 fn show(rec: &RolloutRecord, json: bool) -> Result<()> {
-    match json {
-        true => println!("{}", serde_json::to_string_pretty(rec)?),
-        false => println!("{}", status_text(rec)),
-    }
-    Ok(())
+    super::emit(json, rec, || format!("{}\n", status_text(rec)))
 }
 
-fn phase_text(p: &Phase) -> String {
+pub(super) fn phase_text(p: &Phase) -> String {
     match p {
         Phase::Active { wave } => format!("wave {} running", wave + 1),
         Phase::Soaking { wave, .. } => format!("wave {} soaking", wave + 1),
@@ -328,6 +304,7 @@ pub(super) async fn label(
     id: &str,
     pairs: &[String],
     remove: Vec<String>,
+    json: bool,
 ) -> Result<()> {
     let mut change = LabelChange {
         remove,
@@ -340,6 +317,9 @@ pub(super) async fn label(
         change.set.insert(k.to_string(), v.to_string());
     }
     let labels = client.label_device(id, &change).await?;
+    if json {
+        return super::print_json(&serde_json::json!({ "device": id, "labels": labels }));
+    }
     let text: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!("{id}: {}", text.join(","));
     Ok(())

@@ -90,14 +90,17 @@ pub enum KeyCmd {
     },
 }
 
-pub(super) async fn key(client: &Client, cmd: KeyCmd) -> Result<()> {
+pub(super) async fn key(client: &Client, cmd: KeyCmd, json: bool) -> Result<()> {
     match cmd {
         KeyCmd::Show => {
             let k = client.signing_key().await?;
-            println!("{}  (id {})", k.public_key, k.id);
+            super::emit(json, &k, || format!("{}  (id {})\n", k.public_key, k.id))?;
         }
         KeyCmd::Rotate { root_key: None } => {
             let k = client.rotate_key().await?;
+            if json {
+                return super::print_json(&k);
+            }
             println!("signing key rotated: {}  (id {}); agents trust it through the old key's endorsement", k.public_key, k.id);
         }
         KeyCmd::Rotate {
@@ -110,20 +113,27 @@ pub(super) async fn key(client: &Client, cmd: KeyCmd) -> Result<()> {
             let next = client.next_key().await?;
             let public = petrel_protocol::PublicKey::from_hex(&next.public_key)?;
             let k = client.install_endorsed_key(&root.endorse(&public)).await?;
+            if json {
+                return super::print_json(&k);
+            }
             println!("signing key replaced: {}  (id {}), endorsed by root key {}; devices pinning the root refuse every older controller key", k.public_key, k.id, root.public().id());
         }
-        KeyCmd::RootInit { out } => root_init(&out)?,
+        KeyCmd::RootInit { out } => root_init(&out, json)?,
     }
     Ok(())
 }
 
 /// `petrel key root-init --out FILE`.
-pub(super) fn root_init(out: &std::path::Path) -> Result<()> {
+pub(super) fn root_init(out: &std::path::Path, json: bool) -> Result<()> {
     if out.exists() {
         anyhow::bail!("{} exists; a root key is made once", out.display());
     }
     let root = petrel_protocol::SigningKey::from_seed(rand::random());
     petrel_tls::write_secret(out, &format!("{}\n", root.to_hex()))?;
+    if json {
+        let made = serde_json::json!({ "ok": true, "root_key_file": out, "public_root_key": root.public().to_hex() });
+        return super::print_json(&made);
+    }
     println!(
         "root key written to {} (0600): keep it offline, off the controller",
         out.display()
@@ -135,11 +145,22 @@ pub(super) fn root_init(out: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn ca_init(cmd: CaCmd) -> Result<()> {
+pub(super) fn ca_init(cmd: CaCmd, json: bool) -> Result<()> {
     let CaCmd::Init { data, names, ips } = cmd;
     let server = server_names(names, ips);
     crate::pki::init(&data.join("pki"), &server)?;
     let keys = crate::keys::Keyring::load_or_create(&data.join("keys"))?;
+    if json {
+        let made = serde_json::json!({
+            "ok": true,
+            "pki": data.join("pki"),
+            "names": server.dns,
+            "addresses": server.ips,
+            "signing_key": keys.public().to_hex(),
+            "signing_key_id": keys.public().id().to_string(),
+        });
+        return super::print_json(&made);
+    }
     println!(
         "fleet CA and controller certificate in {} (names {:?}, addresses {:?})",
         data.join("pki").display(),
@@ -154,7 +175,7 @@ pub(super) fn ca_init(cmd: CaCmd) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn broker(cmd: BrokerCmd) -> Result<()> {
+pub(super) fn broker(cmd: BrokerCmd, json: bool) -> Result<()> {
     use crate::broker::mosquitto::{acl, config, MosquittoSetup};
     let BrokerCmd::MosquittoConfig {
         data,
@@ -182,6 +203,12 @@ pub(super) fn broker(cmd: BrokerCmd) -> Result<()> {
     });
     petrel_tls::write_public(&out.join("mosquitto.conf"), &conf)?;
     petrel_tls::write_public(&acl_file, &acl())?;
+    if json {
+        let files =
+            ["mosquitto.conf", "petrel.acl", "broker.pem", "broker.key"].map(|f| out.join(f));
+        let made = serde_json::json!({ "ok": true, "files": files, "key": owner, "crl": pki_dir.join("crl.pem") });
+        return super::print_json(&made);
+    }
     println!("{conf}");
     println!(
         "# wrote mosquitto.conf, petrel.acl, broker.pem and broker.key ({owner}) in {}",
@@ -220,10 +247,13 @@ fn give_to_mosquitto(key: &std::path::Path) -> String {
     }
 }
 
-pub(super) async fn token(client: &Client, cmd: TokenCmd) -> Result<()> {
+pub(super) async fn token(client: &Client, cmd: TokenCmd, json: bool) -> Result<()> {
     match cmd {
         TokenCmd::Create { role, name } => {
             let created = client.create_token(role, &name).await?;
+            if json {
+                return super::print_json(&created);
+            }
             eprintln!(
                 "token {} ({}, role {}); it is shown only now:",
                 created.record.id, created.record.name, created.record.role
@@ -231,13 +261,18 @@ pub(super) async fn token(client: &Client, cmd: TokenCmd) -> Result<()> {
             println!("{}", created.token);
         }
         TokenCmd::List => {
-            for t in client.tokens().await? {
-                println!("{}  {:<8}  {}", t.id, t.role.to_string(), t.name);
-            }
+            let tokens = client.tokens().await?;
+            super::emit(json, &tokens, || {
+                let line = |t: &crate::auth::tokens::TokenRecord| {
+                    format!("{}  {:<8}  {}\n", t.id, t.role.to_string(), t.name)
+                };
+                tokens.iter().map(line).collect()
+            })?;
         }
         TokenCmd::Delete { id } => {
             client.delete_token(&id).await?;
-            println!("token {id} deleted");
+            let deleted = serde_json::json!({ "ok": true, "deleted": id });
+            super::emit(json, &deleted, || format!("token {id} deleted\n"))?;
         }
     }
     Ok(())
@@ -245,9 +280,19 @@ pub(super) async fn token(client: &Client, cmd: TokenCmd) -> Result<()> {
 
 /// `petrel device provision`: a key made here, a certificate from the
 /// controller, and a ready agent.toml.
-pub(super) async fn provision(client: &Client, id: &str, opts: ProvisionOptions) -> Result<()> {
+pub(super) async fn provision(
+    client: &Client,
+    id: &str,
+    opts: ProvisionOptions,
+    json: bool,
+) -> Result<()> {
     let bundle = client.provision_device(id, &opts).await?;
     let out = &opts.out;
+    if json {
+        let files = ["agent.toml", "device.key", "device.pem", "ca.pem"].map(|f| out.join(f));
+        let made = serde_json::json!({ "ok": true, "device": id, "serial": bundle.serial, "files": files });
+        return super::print_json(&made);
+    }
     println!(
         "device {id} provisioned in {} (certificate serial {}):",
         out.display(),

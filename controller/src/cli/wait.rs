@@ -11,11 +11,13 @@ const WAIT_LINES: usize = 20;
 
 /// `deploy --wait`: polls the fleet view until every deployed device has
 /// converged, failed or been superseded; redraws its lines in place on a
-/// terminal, prints changes only otherwise.
+/// terminal, prints changes only otherwise; with `show` false (`--json`)
+/// it draws nothing and only the verdict speaks.
 pub(super) async fn wait_deployed(
     client: &Client,
     deployed: &[Deployed],
     timeout: Duration,
+    show: bool,
 ) -> Result<()> {
     use crate::watch::{line, outcome, summary, Outcome, Rates};
     use std::io::{IsTerminal, Write};
@@ -51,7 +53,9 @@ pub(super) async fn wait_deployed(
             lines = vec![summary(&outcomes)];
         }
         let mut out = std::io::stdout().lock();
-        if tty {
+        if !show {
+            // --json: the caller prints the result
+        } else if tty {
             // Back to the top of what was drawn last time, clearing it.
             for _ in 0..drawn {
                 write!(out, "\x1b[1A\x1b[2K")?;
@@ -69,7 +73,7 @@ pub(super) async fn wait_deployed(
         out.flush()?;
         drop(out);
         if outcomes.iter().all(Outcome::done) {
-            return wait_verdict(deployed, &outcomes);
+            return wait_verdict(deployed, &outcomes, show);
         }
         if start.elapsed() >= timeout {
             let left: Vec<&str> = deployed
@@ -89,7 +93,11 @@ pub(super) async fn wait_deployed(
 }
 
 /// Ok if every device converged; else an error naming each that did not.
-fn wait_verdict(deployed: &[Deployed], outcomes: &[crate::watch::Outcome]) -> Result<()> {
+fn wait_verdict(
+    deployed: &[Deployed],
+    outcomes: &[crate::watch::Outcome],
+    show: bool,
+) -> Result<()> {
     use crate::watch::Outcome;
     let bad: Vec<String> = deployed
         .iter()
@@ -101,7 +109,9 @@ fn wait_verdict(deployed: &[Deployed], outcomes: &[crate::watch::Outcome]) -> Re
         })
         .collect();
     if bad.is_empty() {
-        println!("all {} devices run the release", deployed.len());
+        if show {
+            println!("all {} devices run the release", deployed.len());
+        }
         return Ok(());
     }
     bail!(

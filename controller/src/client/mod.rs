@@ -408,6 +408,8 @@ impl Client {
     }
 }
 
+mod fleet;
 mod rollouts;
 mod security;
+pub use fleet::AlertFilter;
 pub use security::ProvisionOptions;
