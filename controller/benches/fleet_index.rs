@@ -46,7 +46,10 @@ fn fill(store: &Store, n: usize) {
         };
         store.record_reported(&r).expect("report");
         let online = i % 7 != 0;
-        let p = Presence { online, last_seen_ms: 1 };
+        let p = Presence {
+            online,
+            last_seen_ms: 1,
+        };
         store.record_presence(&id, &p).expect("presence");
         if i % 10 == 0 {
             let labels = [("site".to_string(), format!("site-{}", i % 4))].into();
@@ -82,7 +85,10 @@ fn main() {
     let store = Store::open(&dir.path().join("db")).expect("store");
     let t = Instant::now();
     fill(&store, n);
-    println!("fleet of {n} devices written in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "fleet of {n} devices written in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     let (load, index) = best(1, || FleetIndex::load(&store).expect("index"));
     println!("index load at start: {}", ms(load));
@@ -92,12 +98,18 @@ fn main() {
     // baseline: every view from the store, filtered
     let (base, base_ids) = best(3, || {
         let ids = store.device_ids().expect("ids");
-        let views: Vec<_> = ids.iter().map(|id| view(&store, id).expect("view")).collect();
+        let views: Vec<_> = ids
+            .iter()
+            .map(|id| view(&store, id).expect("view"))
+            .collect();
         let mut facts_ok: Vec<String> = views
             .into_iter()
             .filter(|v| {
                 let mut f = v.facts();
-                f.insert("phase".into(), petrel_controller::monitor::index::phase_name(v.phase));
+                f.insert(
+                    "phase".into(),
+                    petrel_controller::monitor::index::phase_name(v.phase),
+                );
                 if let Some(c) = &v.current {
                     f.insert("release".into(), c.to_string());
                 }
@@ -112,11 +124,16 @@ fn main() {
     // the index: select a page, then read its 50 views
     let (page, (ids, total)) = best(5, || {
         let (ids, total) = index.select(&filter, 0, 50);
-        let views: Vec<_> = ids.iter().map(|id| view(&store, id).expect("view")).collect();
+        let views: Vec<_> = ids
+            .iter()
+            .map(|id| view(&store, id).expect("view"))
+            .collect();
         (views.into_iter().map(|v| v.id).collect::<Vec<_>>(), total)
     });
     assert_eq!(ids, base_ids, "the index selects what the store holds");
-    let (search, _) = best(5, || index.select(&"id~dev-0499".parse().expect("f"), 0, 50));
+    let (search, _) = best(5, || {
+        index.select(&"id~dev-0499".parse().expect("f"), 0, 50)
+    });
     let (summary, s) = best(5, || index.summary());
     let metrics = Metrics::new();
     let (scrape, text) = best(5, || {
@@ -128,9 +145,23 @@ fn main() {
         });
         metrics.render()
     });
-    println!("filtered page (50 of {total} matching), baseline store scan: {}", ms(base));
-    println!("filtered page (50 of {total} matching), fleet index:        {}  ({:.0}x faster)", ms(page), base.as_secs_f64() / page.as_secs_f64());
-    println!("id search page:                                            {}", ms(search));
+    println!(
+        "filtered page (50 of {total} matching), baseline store scan: {}",
+        ms(base)
+    );
+    println!(
+        "filtered page (50 of {total} matching), fleet index:        {}  ({:.0}x faster)",
+        ms(page),
+        base.as_secs_f64() / page.as_secs_f64()
+    );
+    println!(
+        "id search page:                                            {}",
+        ms(search)
+    );
     println!("fleet summary ({} devices, {} online):                   {}  ({:.0}x faster than the scan)", s.devices, s.online, ms(summary), base.as_secs_f64() / summary.as_secs_f64());
-    println!("/metrics render with fleet gauges ({} bytes):             {}", text.len(), ms(scrape));
+    println!(
+        "/metrics render with fleet gauges ({} bytes):             {}",
+        text.len(),
+        ms(scrape)
+    );
 }

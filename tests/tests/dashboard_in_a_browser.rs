@@ -214,5 +214,9 @@ async fn the_dashboard_follows_a_deploy_live_and_shows_a_devices_events() -> any
         true,
         "the page reloaded"
     );
+
+    // an open page does not hold the controller's shutdown
+    let status = ctl.terminate(Duration::from_secs(20))?;
+    assert!(status.success(), "{status}");
     Ok(())
 }

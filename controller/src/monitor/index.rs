@@ -241,22 +241,26 @@ impl FleetIndex {
         (page, total)
     }
 
-    /// Counts by phase, presence and release.
+    /// Counts by phase, presence and release (counted by reference
+    /// first: no allocation per device).
     pub fn summary(&self) -> Summary {
+        let rows = self.read();
+        let mut phases: std::collections::HashMap<Option<Phase>, u64> = Default::default();
+        let mut releases: std::collections::HashMap<Option<&ReleaseRef>, u64> = Default::default();
         let mut s = Summary::default();
-        for row in self.read().values() {
+        for row in rows.values() {
             s.devices += 1;
             s.online += u64::from(row.online);
-            let phase = match row.reported {
-                true => phase_name(row.phase),
-                false => "never-reported".into(),
-            };
-            *s.phases.entry(phase).or_default() += 1;
-            let release = row
-                .current
-                .as_ref()
-                .map_or("none".into(), |r| r.to_string());
-            *s.releases.entry(release).or_default() += 1;
+            *phases.entry(row.reported.then_some(row.phase)).or_default() += 1;
+            *releases.entry(row.current.as_ref()).or_default() += 1;
+        }
+        for (phase, n) in phases {
+            let name = phase.map_or("never-reported".into(), phase_name);
+            s.phases.insert(name, n);
+        }
+        for (release, n) in releases {
+            let name = release.map_or("none".into(), ReleaseRef::to_string);
+            s.releases.insert(name, n);
         }
         s
     }
