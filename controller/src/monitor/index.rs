@@ -4,6 +4,7 @@
 //! Every change marks the device; [`FleetIndex::take_changed`] hands the
 //! marks to the live stream once per tick.
 
+use super::counts::Counts;
 use super::crash::RestartHistory;
 use crate::store::{Presence, Store, StoreError};
 use petrel_protocol::rollout::Selector;
@@ -45,10 +46,39 @@ pub struct Summary {
 /// Shared handle on the index.
 #[derive(Clone, Default)]
 pub struct FleetIndex {
-    rows: Arc<RwLock<BTreeMap<String, Row>>>,
+    inner: Arc<RwLock<Inner>>,
     /// Labels of devices not seen yet, for when they are.
     pending_labels: Arc<Mutex<BTreeMap<String, BTreeMap<String, String>>>>,
     changed: Arc<Mutex<BTreeSet<String>>>,
+}
+
+/// The rows and their running counts, under one lock.
+#[derive(Default)]
+struct Inner {
+    rows: BTreeMap<String, Row>,
+    counts: Counts,
+}
+
+impl Inner {
+    /// Runs `f` on `id`'s row (created by `new` if missing), keeping the
+    /// counts in step.
+    fn with_row<T>(
+        &mut self,
+        id: &str,
+        new: impl FnOnce() -> Row,
+        f: impl FnOnce(&mut Row) -> T,
+    ) -> T {
+        let row = match self.rows.get_mut(id) {
+            Some(row) => {
+                self.counts.remove(row);
+                row
+            }
+            None => self.rows.entry(id.to_string()).or_insert_with(new),
+        };
+        let out = f(row);
+        self.counts.add(row);
+        out
+    }
 }
 
 /// The facts a fleet filter matches: the device's labels, `id`,
@@ -108,17 +138,19 @@ impl FleetIndex {
                 row.report(r, presence.last_seen_ms);
             }
             row.refresh_facts(&id, reported.as_ref());
-            index.write().insert(id, row);
+            let mut inner = index.write();
+            inner.counts.add(&row);
+            inner.rows.insert(id, row);
         }
         Ok(index)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Row>> {
-        self.rows.write().unwrap_or_else(PoisonError::into_inner)
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Row>> {
-        self.rows.read().unwrap_or_else(PoisonError::into_inner)
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Marks a device changed (its desired state, its events).
@@ -136,39 +168,40 @@ impl FleetIndex {
 
     /// Applies a device's report (received at `now_ms`); the row after it.
     pub fn reported(&self, r: &Reported, now_ms: u64) -> Row {
-        let row = {
-            let mut rows = self.write();
-            let row = rows
-                .entry(r.device_id.clone())
-                .or_insert_with(|| self.new_row(&r.device_id));
-            row.report(r, now_ms);
-            row.refresh_facts(&r.device_id, Some(r));
-            row.clone()
-        };
+        let id = &r.device_id;
+        let row = self.write().with_row(
+            id,
+            || self.new_row(id),
+            |row| {
+                row.report(r, now_ms);
+                row.refresh_facts(id, Some(r));
+                row.clone()
+            },
+        );
         self.touch(&r.device_id);
         row
     }
 
     /// Applies a device's presence.
     pub fn presence(&self, id: &str, p: &Presence) {
-        {
-            let mut rows = self.write();
-            let row = rows
-                .entry(id.to_string())
-                .or_insert_with(|| self.new_row(id));
-            let changed = row.online != p.online;
-            row.presence(p);
-            if changed {
-                row.own.insert("online".into(), p.online.to_string());
-                row.facts.insert("online".into(), p.online.to_string());
-            }
-        }
+        self.write().with_row(
+            id,
+            || self.new_row(id),
+            |row| {
+                let changed = row.online != p.online;
+                row.presence(p);
+                if changed {
+                    row.own.insert("online".into(), p.online.to_string());
+                    row.facts.insert("online".into(), p.online.to_string());
+                }
+            },
+        );
         self.touch(id);
     }
 
     /// Replaces a device's labels.
     pub fn labels(&self, id: &str, labels: BTreeMap<String, String>) {
-        match self.write().get_mut(id) {
+        match self.write().rows.get_mut(id) {
             Some(row) => {
                 row.labels = labels;
                 row.merge_facts();
@@ -198,28 +231,32 @@ impl FleetIndex {
 
     /// Adds a device not seen yet (a row of a device that never reported).
     pub fn ensure(&self, id: &str) {
-        let mut rows = self.write();
-        if !rows.contains_key(id) {
-            let row = self.new_row(id);
-            rows.insert(id.to_string(), row);
+        let mut inner = self.write();
+        if !inner.rows.contains_key(id) {
+            inner.with_row(id, || self.new_row(id), |_| ());
         }
     }
 
     /// Forgets a device.
     pub fn forget(&self, id: &str) {
-        self.write().remove(id);
+        {
+            let mut inner = self.write();
+            if let Some(row) = inner.rows.remove(id) {
+                inner.counts.remove(&row);
+            }
+        }
         self.touch(id);
     }
 
     /// One device's row.
     pub fn row(&self, id: &str) -> Option<Row> {
-        self.read().get(id).cloned()
+        self.read().rows.get(id).cloned()
     }
 
     /// Calls `f` on every row, in id order (under the read lock: keep it
     /// short).
     pub fn each(&self, mut f: impl FnMut(&str, &Row)) {
-        for (id, row) in self.read().iter() {
+        for (id, row) in self.read().rows.iter() {
             f(id, row);
         }
     }
@@ -227,10 +264,10 @@ impl FleetIndex {
     /// The ids a filter selects, in order: `offset` skipped, at most
     /// `limit`; and how many it selects in all.
     pub fn select(&self, filter: &Selector, offset: usize, limit: usize) -> (Vec<String>, usize) {
-        let rows = self.read();
+        let inner = self.read();
         let mut total = 0;
         let mut page = Vec::new();
-        for (id, row) in rows.iter() {
+        for (id, row) in inner.rows.iter() {
             if filter.matches(&row.facts) {
                 if total >= offset && page.len() < limit {
                     page.push(id.clone());
@@ -241,28 +278,10 @@ impl FleetIndex {
         (page, total)
     }
 
-    /// Counts by phase, presence and release (counted by reference
-    /// first: no allocation per device).
+    /// Counts by phase, presence and release (kept as the rows change:
+    /// see [`super::counts`]).
     pub fn summary(&self) -> Summary {
-        let rows = self.read();
-        let mut phases: std::collections::HashMap<Option<Phase>, u64> = Default::default();
-        let mut releases: std::collections::HashMap<Option<&ReleaseRef>, u64> = Default::default();
-        let mut s = Summary::default();
-        for row in rows.values() {
-            s.devices += 1;
-            s.online += u64::from(row.online);
-            *phases.entry(row.reported.then_some(row.phase)).or_default() += 1;
-            *releases.entry(row.current.as_ref()).or_default() += 1;
-        }
-        for (phase, n) in phases {
-            let name = phase.map_or("never-reported".into(), phase_name);
-            s.phases.insert(name, n);
-        }
-        for (release, n) in releases {
-            let name = release.map_or("none".into(), ReleaseRef::to_string);
-            s.releases.insert(name, n);
-        }
-        s
+        self.read().counts.summary()
     }
 }
 
@@ -354,5 +373,39 @@ mod tests {
         let row = index.row("d").unwrap();
         assert_eq!(row.facts.get("site"), None);
         assert_eq!(row.facts["id"], "d");
+    }
+
+    /// The summary counted afresh from the rows.
+    fn recount(index: &FleetIndex) -> Summary {
+        let mut counts = Counts::default();
+        index.each(|_, row| counts.add(row));
+        counts.summary()
+    }
+
+    #[test]
+    fn the_running_counts_match_a_recount_through_reports_presence_and_forgetting() {
+        let index = FleetIndex::default();
+        let phases = [Phase::Running, Phase::Downloading, Phase::Failed];
+        for step in 0..300u64 {
+            let id = format!("d-{}", step % 17);
+            match step % 5 {
+                0 | 1 => {
+                    let release = format!("app@{}", step % 3);
+                    let phase = phases[(step % 3) as usize];
+                    index.reported(&report(&id, phase, Some(release.as_str())), step);
+                }
+                2 => index.presence(
+                    &id,
+                    &Presence {
+                        online: step % 2 == 0,
+                        last_seen_ms: step,
+                    },
+                ),
+                3 => index.ensure(&format!("new-{}", step % 7)),
+                _ => index.forget(&id),
+            }
+            assert_eq!(index.summary(), recount(&index), "after step {step}");
+        }
+        assert!(index.summary().devices > 0);
     }
 }

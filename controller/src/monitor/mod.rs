@@ -11,6 +11,7 @@
 //! [`SWEEP`] it re-checks the alerts, which also change with time.
 
 pub mod alerts;
+pub mod counts;
 pub mod crash;
 pub mod index;
 
