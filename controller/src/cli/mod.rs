@@ -322,12 +322,7 @@ fn parse_release_ref(s: &str) -> Result<String, String> {
     }
 }
 
-pub(crate) fn phase_name(phase: petrel_protocol::Phase) -> String {
-    serde_json::to_value(phase)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
-}
+pub(crate) use crate::monitor::index::phase_name;
 
 /// `NAME@VERSION` (already checked by [`parse_release_ref`]) in its parts.
 fn split_release_ref(s: &str) -> (&str, &str) {
