@@ -44,11 +44,36 @@ fn has_alert(alerts: &[serde_json::Value], device: &str, kind: &str) -> bool {
         .any(|a| a["device_id"] == device && a["kind"] == kind)
 }
 
+async fn last_seen(ctl: &Controller, device: &str) -> anyhow::Result<u64> {
+    let view: serde_json::Value = ctl
+        .get(&format!("{}/v1/devices/{device}", ctl.url()))
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    view["last_seen_ms"]
+        .as_u64()
+        .ok_or_else(|| anyhow::anyhow!("no last_seen_ms in {view}"))
+}
+
+async fn offline_alerts(ctl: &Controller, device: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let all: Vec<serde_json::Value> = ctl
+        .get(&format!("{}/v1/alerts?device={device}", ctl.url()))
+        .await?
+        .json()
+        .await?;
+    Ok(all.into_iter().filter(|a| a["kind"] == "offline").collect())
+}
+
+fn monitor_sweep() -> Duration {
+    petrel_controller::monitor::SWEEP
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_follow_updates_and_alerts_fire_for_crash_loops_and_lost_devices(
 ) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let ctl = Controller::with_args(&tmp.path().join("ctl"), &["--alert-offline-secs", "3"])?;
+    let mut ctl = Controller::with_args(&tmp.path().join("ctl"), &["--alert-offline-secs", "3"])?;
     let client = ctl.client();
     let mut agents = [
         Agent::start(tmp.path(), "m-1", &ctl.broker_url(), &ctl.url())?,
@@ -162,6 +187,17 @@ async fn metrics_follow_updates_and_alerts_fire_for_crash_loops_and_lost_devices
         );
     }
     assert_eq!(value(&m, "petrel_devices_online", &[]), Some(1.0));
+
+    // a controller restart hears m-2's retained "offline" and last report
+    // again: m-2 is not taken for just seen, and its alert stays the one
+    // raised (not cleared and raised anew)
+    let seen = last_seen(&ctl, "m-2").await?;
+    ctl.restart()?;
+    tokio::time::sleep(monitor_sweep() + Duration::from_secs(5)).await;
+    assert_eq!(last_seen(&ctl, "m-2").await?, seen);
+    let offline = offline_alerts(&ctl, "m-2").await?;
+    assert_eq!(offline.len(), 1, "{offline:?}");
+    assert!(offline[0]["cleared_ms"].is_null(), "{offline:?}");
 
     // 4. the agent comes back: its offline alert clears, and stays in the
     // history as a fleet event

@@ -220,3 +220,42 @@ async fn the_dashboard_follows_a_deploy_live_and_shows_a_devices_events() -> any
     assert!(status.success(), "{status}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_carrying_only_the_dashboard_cookie_needs_the_dashboards_header(
+) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let ctl = Controller::start(&tmp.path().join("ctl"))?;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let cookie = format!("petrel_token={}", ctl.admin_token());
+    let gc = format!("{}/v1/gc", ctl.url());
+    // what another page of the same site could send: refused
+    let forged = http.post(&gc).header("cookie", &cookie).send().await?;
+    assert_eq!(forged.status(), 403);
+    assert!(forged.text().await?.contains("x-petrel-dashboard"));
+    // the dashboard's own request goes through; reads need no header
+    let own = http
+        .post(&gc)
+        .header("cookie", &cookie)
+        .header("x-petrel-dashboard", "1")
+        .send()
+        .await?;
+    assert_eq!(own.status(), 200, "{}", own.text().await?);
+    let read = http
+        .get(format!("{}/v1/fleet/summary", ctl.url()))
+        .header("cookie", &cookie)
+        .send()
+        .await?;
+    assert_eq!(read.status(), 200);
+    // anyone may sign out; it clears the cookie
+    let out = http.post(format!("{}/ui/logout", ctl.url())).send().await?;
+    assert_eq!(out.status(), 303);
+    let set = out.headers()["set-cookie"].to_str()?.to_string();
+    assert!(
+        set.starts_with("petrel_token=;") && set.contains("Max-Age=0"),
+        "{set}"
+    );
+    Ok(())
+}

@@ -94,7 +94,14 @@ impl Auth {
         if need == Need::Public {
             return Ok(Caller::Anonymous);
         }
-        if let Some(token) = bearer(headers).or_else(|| crate::dashboard::cookie_token(headers)) {
+        let cookie = crate::dashboard::cookie_token(headers);
+        if let Some(token) = bearer(headers).or(cookie) {
+            if bearer(headers).is_none() && !crate::dashboard::cookie_may(method, headers) {
+                return Err(Refused(
+                    StatusCode::FORBIDDEN,
+                    format!("{method} {path} with the dashboard's cookie must come from the dashboard (header {} missing)", crate::dashboard::CSRF_HEADER),
+                ));
+            }
             let rec = self.tokens.verify(token).ok_or_else(|| {
                 Refused(StatusCode::UNAUTHORIZED, "unknown or deleted token".into())
             })?;

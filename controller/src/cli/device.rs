@@ -95,7 +95,11 @@ pub(super) async fn run(client: &Client, cmd: DeviceCmd, json: bool) -> Result<(
                 eprintln!("(older lines left out: the reply holds what fits in one message)");
             }
             if !reply.text.is_empty() {
-                println!("{}", reply.text.trim_end_matches('\n'));
+                let text = reply.text.trim_end_matches('\n');
+                match std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                    true => println!("{}", printable(text)),
+                    false => println!("{text}"),
+                }
             }
         }
         DeviceCmd::Show { id } => {
@@ -208,6 +212,19 @@ pub(super) fn events_text(events: &[Event]) -> String {
     out
 }
 
+/// A device's text made safe for a terminal: control characters other
+/// than newlines and tabs (escape sequences that could retitle the window,
+/// write the clipboard or redraw the screen) shown as `\u{..}`.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\t' => c.to_string(),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +246,11 @@ mod tests {
             "up 3d 4h (agent 2m 5s), memory 3000 MB used of 4000 MB, load 0.25 1.50 12.00, disk 8000 MB free of 32000 MB"
         );
         assert!(health_text(&h, None).ends_with("disk ? free of 32000 MB"));
+    }
+
+    #[test]
+    fn escape_sequences_from_a_device_are_shown_not_run() {
+        let shown = printable("ok\tline\n\u{1b}]52;c;aGk=\u{7}done");
+        assert_eq!(shown, "ok\tline\n\\u{1b}]52;c;aGk=\\u{7}done");
     }
 }

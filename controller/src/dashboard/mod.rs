@@ -27,10 +27,24 @@ const LOGIN: &str = include_str!("assets/login.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/style.css");
 
-/// Whether a path is one of the dashboard's public parts (sign-in page,
-/// script, style): no token needed.
+/// Whether a path is one of the dashboard's public parts (sign-in and
+/// sign-out, script, style): no token needed.
 pub fn is_public(path: &str) -> bool {
-    path == "/" || path == "/ui/login" || path.starts_with("/ui/assets/")
+    path == "/" || path == "/ui/login" || path == "/ui/logout" || path.starts_with("/ui/assets/")
+}
+
+/// The header the dashboard's script sends with every change it asks.
+/// A page of another origin cannot set it without a CORS preflight the
+/// controller never grants, so a change that carries the cookie but not
+/// this header did not come from the dashboard (cross-site request
+/// forgery from a sibling host or port, which `SameSite` lets through).
+pub const CSRF_HEADER: &str = "x-petrel-dashboard";
+
+/// Whether a request authenticated by the cookie may go on: reads always,
+/// changes only with [`CSRF_HEADER`].
+pub fn cookie_may(method: &axum::http::Method, headers: &axum::http::HeaderMap) -> bool {
+    use axum::http::Method;
+    matches!(*method, Method::GET | Method::HEAD) || headers.contains_key(CSRF_HEADER)
 }
 
 /// The dashboard's routes, merged into the API router.
@@ -151,8 +165,19 @@ mod tests {
     }
 
     #[test]
+    fn a_change_with_the_cookie_needs_the_dashboards_header() {
+        use axum::http::Method;
+        let mut h = axum::http::HeaderMap::new();
+        assert!(cookie_may(&Method::GET, &h));
+        assert!(!cookie_may(&Method::POST, &h));
+        h.insert(CSRF_HEADER, "1".parse().unwrap());
+        assert!(cookie_may(&Method::POST, &h));
+    }
+
+    #[test]
     fn only_the_sign_in_page_and_the_assets_are_public() {
         assert!(is_public("/ui/login"));
+        assert!(is_public("/ui/logout"));
         assert!(is_public("/ui/assets/app.js"));
         assert!(!is_public("/ui/"));
         assert!(!is_public("/v1/devices"));

@@ -98,17 +98,23 @@ impl Fleet {
     ) -> Result<LogReply, LogsError> {
         let (request, mut ticket) = self.pending_logs.open(device, service, tail)?;
         let topic = topics::topic(device, Channel::LogsRequest);
-        self.client
-            .publish(topic, QoS::AtLeastOnce, false, encode(&request))
+        let timed_out = || LogsError::Timeout {
+            device: device.to_string(),
+            secs: timeout.as_secs(),
+        };
+        // one deadline for both: the publish waits when the session's
+        // queue is full
+        let deadline = tokio::time::Instant::now() + timeout;
+        let publish = self
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, encode(&request));
+        tokio::time::timeout_at(deadline, publish)
             .await
+            .map_err(|_| timed_out())?
             .map_err(|e| LogsError::Publish(e.to_string()))?;
-        let answer = tokio::time::timeout(timeout, &mut ticket.reply).await;
-        match answer {
+        match tokio::time::timeout_at(deadline, &mut ticket.reply).await {
             Ok(Ok(reply)) => Ok(reply),
-            _ => Err(LogsError::Timeout {
-                device: device.to_string(),
-                secs: timeout.as_secs(),
-            }),
+            _ => Err(timed_out()),
         }
     }
 
@@ -333,23 +339,31 @@ fn ingest(store: &Store, monitor: &Monitor, p: &Publish, limits: Limits) -> Opti
         return None;
     }
     let payload = &p.payload[..];
+    // A retained message (sent again at each resubscription) is the
+    // device's last word, not a sign of life now.
+    let seen = Seen {
+        store,
+        monitor,
+        id,
+        retained: p.retain,
+    };
     let result = match channel {
         Channel::Reported => from_device(id, payload, limits, |r: &Reported| &r.device_id)
             .and_then(|r| {
-                touch(store, monitor, id, true);
+                seen.alive();
                 store.record_reported(&r).map_err(|e| e.to_string())?;
                 monitor.reported(&r, crate::now_ms());
                 Ok(())
             }),
         Channel::Events => {
             from_device(id, payload, limits, |e: &Event| &e.device_id).and_then(|e| {
-                touch(store, monitor, id, true);
+                seen.alive();
                 monitor.index.touch(id);
                 store.record_event(&e).map_err(|e| e.to_string())
             })
         }
         Channel::Status => from_device(id, payload, limits, |s: &Status| &s.device_id)
-            .map(|s| touch(store, monitor, id, s.online)),
+            .map(|s| seen.status(s.online)),
         // written by the controller, or routed before ingest (`logs`)
         Channel::Desired | Channel::LogsRequest | Channel::Logs => Ok(()),
     };
@@ -385,13 +399,43 @@ fn same_device(topic_id: &str, payload_id: &str) -> Result<(), String> {
     }
 }
 
-fn touch(store: &Store, monitor: &Monitor, id: &str, online: bool) {
-    let p = Presence {
-        online,
-        last_seen_ms: crate::now_ms(),
-    };
-    if let Err(e) = store.record_presence(id, &p) {
-        tracing::error!(device = id, error = %e, "cannot record presence");
+/// Where a device message records the device's presence.
+struct Seen<'a> {
+    store: &'a Store,
+    monitor: &'a Monitor,
+    id: &'a str,
+    retained: bool,
+}
+
+impl Seen<'_> {
+    /// The device spoke (a report, an event): online, seen now. A
+    /// retained report says nothing of now and is skipped.
+    fn alive(&self) {
+        if !self.retained {
+            self.record(true, crate::now_ms());
+        }
     }
-    monitor.presence(id, &p);
+
+    /// The device's status. A retained one keeps the time the device was
+    /// last seen (else a controller restart would show long-gone devices
+    /// as just seen, and restart their offline alerts).
+    fn status(&self, online: bool) {
+        let last_seen_ms = match self.store.presence(self.id) {
+            Ok(Some(p)) if self.retained => p.last_seen_ms,
+            _ => crate::now_ms(),
+        };
+        self.record(online, last_seen_ms);
+    }
+
+    fn record(&self, online: bool, last_seen_ms: u64) {
+        let (store, id) = (self.store, self.id);
+        let p = Presence {
+            online,
+            last_seen_ms,
+        };
+        if let Err(e) = store.record_presence(id, &p) {
+            tracing::error!(device = id, error = %e, "cannot record presence");
+        }
+        self.monitor.presence(id, &p);
+    }
 }

@@ -277,7 +277,7 @@ async fn metrics(State(api): State<Api>) -> ApiResult<impl axum::response::IntoR
             }
         }
     }
-    api.metrics.set_fleet(&crate::metrics::FleetGauges {
+    let text = api.metrics.scrape(&crate::metrics::FleetGauges {
         phases: summary.phases,
         online: summary.online,
         alerts_active: api.monitor.alerts.active_counts(),
@@ -288,7 +288,7 @@ async fn metrics(State(api): State<Api>) -> ApiResult<impl axum::response::IntoR
     });
     Ok((
         [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-        api.metrics.render(),
+        text,
     ))
 }
 

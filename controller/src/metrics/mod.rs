@@ -32,7 +32,10 @@ pub struct Metrics {
     devices_online: IntGauge,
     alerts_active: IntGaugeVec,
     rollout_devices: IntGaugeVec,
-    mqtt_connections: IntGauge,
+    /// Unlabelled; no series with an external broker (not ours to count).
+    mqtt_connections: IntGaugeVec,
+    /// One scrape at a time: [`Metrics::scrape`] resets and sets gauges.
+    scraping: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 /// What a scrape reports of the fleet (read from the fleet index, the
@@ -114,10 +117,9 @@ impl Metrics {
         );
         let mqtt_connections = gauge(
             "petrel_mqtt_connections",
-            "Device connections the embedded broker holds.",
+            "Device connections the embedded broker holds (absent with an external broker).",
             &[],
-        )
-        .with_label_values(&[] as &[&str]);
+        );
         let delta_encode_seconds = Histogram::with_opts(
             HistogramOpts::new("petrel_delta_encode_seconds", "Time to encode one delta.").buckets(
                 vec![
@@ -167,7 +169,19 @@ impl Metrics {
             alerts_active,
             rollout_devices,
             mqtt_connections,
+            scraping: Default::default(),
         }
+    }
+
+    /// Sets the fleet gauges and renders, one scrape at a time (two
+    /// interleaved would render each other's half-reset gauges).
+    pub fn scrape(&self, g: &FleetGauges) -> String {
+        let _one = self
+            .scraping
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.set_fleet(g);
+        self.render()
     }
 
     /// Sets the fleet gauges (each scrape: series of phases, alerts and
@@ -191,8 +205,12 @@ impl Metrics {
                 .with_label_values(&[id.as_str(), wave.as_str(), state])
                 .set(*n as i64);
         }
-        self.mqtt_connections
-            .set(g.mqtt_connections.unwrap_or(0) as i64);
+        self.mqtt_connections.reset();
+        if let Some(n) = g.mqtt_connections {
+            self.mqtt_connections
+                .with_label_values(&[] as &[&str])
+                .set(n as i64);
+        }
     }
 
     /// The text exposition format of every metric.

@@ -128,7 +128,8 @@ impl Alerts {
     /// The book, with the alerts still active in `store`.
     pub fn load(store: &Store, rules: AlertRules, metrics: Metrics) -> Result<Alerts, StoreError> {
         let mut active = BTreeMap::new();
-        for a in store.alerts::<Alert>(KEPT)? {
+        // all of them: an active alert is never trimmed, however old
+        for a in store.all_alerts::<Alert>()? {
             if a.cleared_ms.is_none() {
                 active.insert((a.device_id.clone(), a.kind), a);
             }
@@ -173,7 +174,7 @@ impl Alerts {
                         cleared_ms: None,
                     };
                     tracing::warn!(device = id, alert = kind.name(), message = %message, "alert raised");
-                    self.store.put_alert(alert.seq, &alert, KEPT)?;
+                    self.store.put_alert(alert.seq, &alert)?;
                     self.metrics
                         .alerts_raised
                         .with_label_values(&[kind.name()])
@@ -185,7 +186,7 @@ impl Alerts {
                     if let Some(mut alert) = active.remove(&key) {
                         alert.cleared_ms = Some(now_ms);
                         tracing::info!(device = id, alert = kind.name(), "alert cleared");
-                        self.store.put_alert(alert.seq, &alert, KEPT)?;
+                        self.store.put_alert(alert.seq, &alert)?;
                         changed = true;
                     }
                 }
@@ -199,26 +200,27 @@ impl Alerts {
     /// with time, not only with messages); the devices whose alerts
     /// changed.
     pub fn sweep(&self, index: &FleetIndex, now_ms: u64) -> Result<Vec<String>, StoreError> {
-        let with_alerts: BTreeSet<String> = self.lock().keys().map(|(id, _)| id.clone()).collect();
-        let mut due = Vec::new();
+        let mut due: BTreeSet<String> = self.lock().keys().map(|(id, _)| id.clone()).collect();
         index.each(|id, row| {
-            let holding = conditions(row, &self.rules, now_ms);
-            if !holding.is_empty() || with_alerts.contains(id) {
-                due.push((id.to_string(), holding));
+            if !conditions(row, &self.rules, now_ms).is_empty() {
+                due.insert(id.to_string());
             }
         });
-        // a forgotten device's alerts end with it
-        for id in &with_alerts {
-            if index.row(id).is_none() {
-                due.push((id.clone(), BTreeMap::new()));
-            }
-        }
         let mut changed = Vec::new();
-        for (id, holding) in due {
+        for id in due {
+            // decided on the row as it is now, not as it was when the walk
+            // passed it (the device may have come back since); a forgotten
+            // device's alerts end with it
+            let holding = index
+                .row(&id)
+                .map(|row| conditions(&row, &self.rules, now_ms))
+                .unwrap_or_default();
             if self.apply(&id, holding, now_ms)? {
                 changed.push(id);
             }
         }
+        let active: BTreeSet<u64> = self.lock().values().map(|a| a.seq).collect();
+        self.store.trim_alerts(KEPT, &active)?;
         self.store.flush()?;
         Ok(changed)
     }

@@ -35,8 +35,9 @@ impl RestartHistory {
     /// last one (a new instance after a swap, or an agent restart) starts
     /// the service's history afresh; services gone are forgotten.
     pub fn observe(&mut self, services: &[ServiceState], now_ms: u64) {
-        self.samples
-            .retain(|name, _| services.iter().any(|s| &s.name == name));
+        let present = |name: &String| services.iter().any(|s| &s.name == name);
+        self.samples.retain(|name, _| present(name));
+        self.exit_codes.retain(|name, _| present(name));
         for s in services {
             let samples = self.samples.entry(s.name.clone()).or_default();
             if samples.back().is_some_and(|&(_, n)| s.restarts < n) {

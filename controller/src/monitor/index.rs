@@ -142,6 +142,13 @@ impl FleetIndex {
             inner.counts.add(&row);
             inner.rows.insert(id, row);
         }
+        // labels of devices that have not connected yet wait for them
+        for id in store.labeled_ids()? {
+            if index.row(&id).is_none() {
+                let labels = store.labels(&id)?;
+                index.pending().insert(id, labels);
+            }
+        }
         Ok(index)
     }
 

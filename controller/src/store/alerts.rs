@@ -11,20 +11,47 @@ impl Store {
         Ok(self.db.generate_id()?)
     }
 
-    /// Writes alert `seq` (not flushed), keeping the latest `kept`.
-    pub fn put_alert<T: Serialize>(
-        &self,
-        seq: u64,
-        alert: &T,
-        kept: usize,
-    ) -> Result<(), StoreError> {
+    /// Writes alert `seq` (not flushed).
+    pub fn put_alert<T: Serialize>(&self, seq: u64, alert: &T) -> Result<(), StoreError> {
         let value = serde_json::to_vec(alert).unwrap_or_default();
         self.alerts.insert(seq.to_be_bytes(), value)?;
-        let excess = self.alerts.len().saturating_sub(kept);
-        for key in self.alerts.iter().keys().take(excess) {
-            self.alerts.remove(key?)?;
-        }
         Ok(())
+    }
+
+    /// Removes the oldest alerts beyond the latest `kept`, never those in
+    /// `keep` (the active ones); how many went.
+    pub fn trim_alerts(
+        &self,
+        kept: usize,
+        keep: &std::collections::BTreeSet<u64>,
+    ) -> Result<usize, StoreError> {
+        // sled counts a tree by walking it: once per sweep, not per alert
+        let excess = self.alerts.len().saturating_sub(kept);
+        let mut removed = 0;
+        for key in self.alerts.iter().keys() {
+            if removed >= excess {
+                break;
+            }
+            let key = key?;
+            let seq = <[u8; 8]>::try_from(key.as_ref()).map(u64::from_be_bytes);
+            if seq.is_ok_and(|s| keep.contains(&s)) {
+                continue;
+            }
+            self.alerts.remove(key)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Every stored alert, oldest first (unreadable records skipped).
+    pub fn all_alerts<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        for v in self.alerts.iter().values() {
+            if let Ok(a) = serde_json::from_slice(&v?) {
+                out.push(a);
+            }
+        }
+        Ok(out)
     }
 
     /// The latest `limit` alerts, newest first; unreadable records are

@@ -15,6 +15,16 @@ impl Store {
         Ok(get(&self.labels, device_id)?.unwrap_or_default())
     }
 
+    /// Every device with labels (labels may be set before a device first
+    /// connects).
+    pub fn labeled_ids(&self) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        for k in self.labels.iter().keys() {
+            ids.push(String::from_utf8_lossy(&k?).into_owned());
+        }
+        Ok(ids)
+    }
+
     pub fn set_labels(
         &self,
         device_id: &str,

@@ -33,7 +33,11 @@ function duration(s) {
 }
 
 async function api(path, opts) {
-  const r = await fetch(path, Object.assign({ credentials: "same-origin" }, opts || {}));
+  const o = Object.assign({ credentials: "same-origin" }, opts || {});
+  // every change carries the dashboard's header (the controller refuses a
+  // cookie-borne change without it: cross-site request forgery)
+  o.headers = Object.assign({ "x-petrel-dashboard": "1" }, o.headers || {});
+  const r = await fetch(path, o);
   if (r.status === 401) { location.href = "/ui/login"; throw new Error("signed out"); }
   const body = r.headers.get("content-type")?.includes("json") ? await r.json() : await r.text();
   if (!r.ok) throw new Error(body && body.error ? body.error : `${r.status}`);
@@ -50,10 +54,19 @@ function connect() {
     live.textContent = "live · " + new Date(tick.at_ms).toLocaleTimeString();
     onTick(tick);
   });
-  es.onerror = () => { live.className = "live off"; live.textContent = "reconnecting…"; };
+  es.onerror = () => {
+    live.className = "live off"; live.textContent = "reconnecting…";
+    if (es.readyState === EventSource.CLOSED) {
+      // refused (a sign-in that expired: api() goes to the sign-in page)
+      // or the controller is gone: ask, then try again
+      api("/v1/fleet/summary").catch(() => {}).finally(() => setTimeout(connect, 3000));
+    }
+  };
 }
 
+let lastSlowRefresh = 0;
 function onTick(tick) {
+  const before = state.summary;
   state.summary = tick;
   const active = Object.values(tick.alerts || {}).reduce((a, b) => a + b, 0);
   const pill = document.getElementById("alert-count");
@@ -62,10 +75,18 @@ function onTick(tick) {
   const touched = tick.all || tick.changed.some(id => state.visible.has(id));
   if (r.view === "fleet") {
     renderSummary();
-    if (touched || (tick.changed.length && activeFilter())) loadDevices();
+    // a device joined or left, or one on screen (or possibly matching the
+    // filter, or filling a short page) changed
+    const joined = !before || before.summary.devices !== tick.summary.devices;
+    const short = state.visible.size < PAGE;
+    if (touched || joined || (tick.changed.length && (activeFilter() || short))) loadDevices();
   } else if (r.view === "device") {
-    if (tick.all || tick.changed.includes(r.id)) loadDevice(r.id);
-  } else if (tick.changed.length || tick.all) {
+    if (tick.all || tick.changed.includes(r.id)) loadDevice(r.id).catch(() => {});
+  } else if (r.view === "alerts") {
+    if (!before || JSON.stringify(before.alerts) !== JSON.stringify(tick.alerts)) route();
+  } else if ((tick.changed.length || tick.all) && Date.now() - lastSlowRefresh > 3000) {
+    // rollouts move with their devices: at most every 3 s
+    lastSlowRefresh = Date.now();
     route();
   }
 }
@@ -73,7 +94,9 @@ function onTick(tick) {
 // ---------- routing ----------
 function parseRoute() {
   const h = location.hash.replace(/^#/, "") || "/";
-  const parts = h.split("/").filter(Boolean).map(decodeURIComponent);
+  let parts;
+  try { parts = h.split("/").filter(Boolean).map(decodeURIComponent); }
+  catch (e) { return { view: "fleet" }; }
   if (parts[0] === "device" && parts[1]) return { view: "device", id: parts[1] };
   if (parts[0] === "rollout" && parts[1]) return { view: "rollout", id: parts[1] };
   if (parts[0] === "rollouts") return { view: "rollouts" };
@@ -184,6 +207,11 @@ async function loadDevices() {
   try { page = await api(`/v1/fleet/devices?${q}`); }
   catch (e) { if (err) { err.textContent = e.message; err.classList.remove("hidden"); } return; }
   if (err) err.classList.add("hidden");
+  if (!page.devices.length && page.offset > 0) {
+    // paged past the end (devices left): back to the last page
+    state.offset = Math.max(0, Math.floor((page.total - 1) / PAGE) * PAGE);
+    return loadDevices();
+  }
   const body = document.querySelector("#devices tbody");
   if (!body) return;
   state.visible = new Set(page.devices.map(d => d.id));
