@@ -26,6 +26,11 @@ pub struct Config {
     /// Seconds between heartbeat reports.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_s: u64,
+    /// Seconds a download may go without receiving a byte (retried with
+    /// backoff meanwhile) before the update fails and the device stays on
+    /// its release.
+    #[serde(default = "default_retry_budget")]
+    pub download_retry_budget_s: u64,
     /// The platform this device runs images for, `OS/ARCH[/VARIANT]`
     /// (default: what the agent was built for, e.g. linux/arm64). Set it
     /// when they differ (an armv6 Pi running an armv7-built agent).
@@ -63,6 +68,9 @@ fn default_max_message() -> usize {
 }
 fn default_heartbeat() -> u64 {
     30
+}
+fn default_retry_budget() -> u64 {
+    crate::fetch::DEFAULT_RETRY_BUDGET.as_secs()
 }
 
 #[derive(Debug, thiserror::Error)]

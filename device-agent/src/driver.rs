@@ -287,7 +287,7 @@ impl<R: Runtime> Driver<R> {
                             swap::rollback(rt.as_ref(), &dir, &failed, &restore).await
                         {
                             tracing::error!(error = %e, "rollback step failed; retrying");
-                            tokio::time::sleep(crate::fetch::backoff(attempt)).await;
+                            tokio::time::sleep(crate::retry::backoff(attempt)).await;
                             attempt += 1;
                         }
                         let _ = tx.send(Input::Restored { generation: g }).await;

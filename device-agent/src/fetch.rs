@@ -9,6 +9,9 @@
 //! verified by applying them (from- and to-digests). Nothing unverified
 //! leaves the downloads dir.
 
+use crate::retry::{self, Answer};
+
+mod paths;
 use futures_util::StreamExt;
 use petrel_protocol::{Digest, LayerDescriptor};
 use sha2::{Digest as _, Sha256};
@@ -68,10 +71,12 @@ pub struct Fetcher {
     bases: PathBuf,
     /// Layer path lists already fetched, `<hex>.json`.
     paths_cache: PathBuf,
+    /// Time without progress a download may take before the update fails.
+    retry_budget: Duration,
 }
 
-/// Largest path list accepted (decompressed): outside input.
-const MAX_PATH_LIST: usize = 64 << 20;
+/// Default [`Fetcher::retry_budget`]: 30 minutes without a byte.
+pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(1800);
 
 impl Fetcher {
     /// `tls`: the fleet CA and this device's certificate, for `https://`.
@@ -103,7 +108,19 @@ impl Fetcher {
             downloads,
             bases,
             paths_cache,
+            retry_budget: DEFAULT_RETRY_BUDGET,
         })
+    }
+
+    /// Sets how long a download may go without progress before the
+    /// update fails (the agent's `download_retry_budget_s`).
+    pub fn with_retry_budget(mut self, budget: Duration) -> Fetcher {
+        self.retry_budget = budget;
+        self
+    }
+
+    pub fn retry_budget(&self) -> Duration {
+        self.retry_budget
     }
 
     /// The device's copy of a layer: its tar, zstd-compressed, by diff_id.
@@ -201,53 +218,6 @@ impl Fetcher {
         }
     }
 
-    /// The regular-file paths of a layer, from the controller (small; not
-    /// resumed: on failure the caller just skips path-based base choice).
-    /// The regular-file paths of layer `diff_id`: from the on-disk cache,
-    /// else fetched (zstd-compressed when the controller offers it) and
-    /// cached, since a layer's paths never change.
-    pub async fn layer_paths(&self, diff_id: &Digest) -> Result<Vec<String>, FetchError> {
-        let cached = self.paths_cache.join(format!("{}.json", diff_id.hex()));
-        if let Ok(bytes) = std::fs::read(&cached) {
-            if let Ok(paths) = serde_json::from_slice(&bytes) {
-                return Ok(paths);
-            }
-        }
-        let url = format!("{}/v1/layers/{diff_id}/paths", self.base);
-        let err = |reason: String| FetchError::Transient {
-            url: url.clone(),
-            reason,
-        };
-        let resp = self
-            .http
-            .get(&url)
-            .header(reqwest::header::ACCEPT_ENCODING, "zstd")
-            .send()
-            .await
-            .map_err(|e| err(e.to_string()))?;
-        let resp = resp.error_for_status().map_err(|e| err(e.to_string()))?;
-        let zstd = resp
-            .headers()
-            .get(reqwest::header::CONTENT_ENCODING)
-            .is_some_and(|v| v.as_bytes() == b"zstd");
-        let body = resp.bytes().await.map_err(|e| err(e.to_string()))?;
-        let json = match zstd {
-            true => zstd::bulk::decompress(&body, MAX_PATH_LIST)
-                .map_err(|e| err(format!("bad zstd path list: {e}")))?,
-            false => body.to_vec(),
-        };
-        let paths: Vec<String> =
-            serde_json::from_slice(&json).map_err(|e| err(format!("bad path list: {e}")))?;
-        let tmp = cached.with_extension("tmp");
-        if std::fs::write(&tmp, &json)
-            .and_then(|()| std::fs::rename(&tmp, &cached))
-            .is_err()
-        {
-            tracing::debug!(path = %cached.display(), "could not cache a layer path list");
-        }
-        Ok(paths)
-    }
-
     /// Resumes `url` into `part` until complete. `cap`: most bytes accepted.
     async fn get_resumable(
         &self,
@@ -277,33 +247,40 @@ impl Fetcher {
         if have > 0 {
             req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
         }
-        let resp = req.send().await.map_err(|e| transient(e.to_string()))?;
+        let resp = req.send().await.map_err(|e| match retry::tls_failure(&e) {
+            // no retry mends a wrong scheme, CA or host name
+            Some(tls) => permanent(format!(
+                "TLS with the controller failed ({tls}): check controller_url (https:// only to a TLS server) and ca_file (the fleet CA)"
+            )),
+            None => transient(e.to_string()),
+        })?;
         let status = resp.status().as_u16();
+        let answer = retry::answer(status);
         let etag = resp
             .headers()
             .get(reqwest::header::ETAG)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let total = match status {
-            200 => resp.content_length(),
-            206 => content_range_total(&resp),
+        let total = match answer {
+            Answer::Whole => resp.content_length(),
+            Answer::Rest => content_range_total(&resp),
             _ => None,
         };
-        let mut file = match status {
-            206 if saved_etag != etag => {
+        let mut file = match answer {
+            Answer::Rest if saved_etag != etag => {
                 // the content changed since we started: start over
                 discard(part).await;
                 return Err(transient(
                     "content changed while resuming; starting over".into(),
                 ));
             }
-            206 => tokio::fs::OpenOptions::new()
+            Answer::Rest => tokio::fs::OpenOptions::new()
                 .append(true)
                 .open(part)
                 .await
                 .map_err(io("open", part))?,
-            200 => {
+            Answer::Whole => {
                 let sidecar = format!("{etag}\n{}", total.unwrap_or(0));
                 tokio::fs::write(&etag_file, sidecar)
                     .await
@@ -312,7 +289,7 @@ impl Fetcher {
                     .await
                     .map_err(io("create", part))?
             }
-            416 => {
+            Answer::Shorter => {
                 // we hold bytes the server does not have
                 // (a partial file a power loss left longer than it was):
                 // start again from nothing; a blob truly shorter than
@@ -320,9 +297,14 @@ impl Fetcher {
                 discard(part).await;
                 return Err(transient(format!("server has fewer bytes than the {have} already received (truncated or replaced); starting again")));
             }
-            404 => return Ok(Got::NotFound),
-            s if s >= 500 => return Err(transient(format!("server error {s}"))),
-            s => return Err(permanent(format!("unexpected status {s}"))),
+            Answer::Missing => return Ok(Got::NotFound),
+            Answer::Later => return Err(transient(format!("server busy or failing ({status})"))),
+            Answer::Refused => {
+                return Err(permanent(format!(
+                    "refused ({status}): this device may not download it (a revoked certificate, or a token or certificate missing)"
+                )))
+            }
+            Answer::Unexpected => return Err(permanent(format!("unexpected status {status}"))),
         };
         let Some(total) = total.filter(|t| *t <= cap) else {
             discard(part).await;
@@ -417,24 +399,4 @@ async fn hash_file(path: &Path) -> Result<Digest, FetchError> {
 /// by peer" rather than "error decoding response body").
 fn cause_chain(e: &reqwest::Error) -> String {
     std::error::Error::source(e).map_or_else(|| e.to_string(), petrel_protocol::error_text)
-}
-
-/// Exponential backoff with jitter: attempt 0 waits 100-200 ms, doubling
-/// to a 5-10 s ceiling.
-pub fn backoff(attempt: u32) -> Duration {
-    let ceiling_ms = (200u64 << attempt.min(6)).min(10_000);
-    let jitter = rand::random::<u64>() % (ceiling_ms / 2 + 1);
-    Duration::from_millis(ceiling_ms / 2 + jitter)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(backoff(0) <= Duration::from_millis(200));
-        assert!(backoff(20) <= Duration::from_secs(10));
-        assert!(backoff(20) >= Duration::from_secs(5));
-    }
 }

@@ -187,7 +187,7 @@ async fn run(
             }
             Ok(_) => {}
             Err(e) => {
-                let wait = crate::fetch::backoff(attempt);
+                let wait = crate::retry::reconnect_backoff(attempt);
                 attempt += 1;
                 tracing::debug!(error = %e, "broker unreachable; retrying in {wait:?}");
                 tokio::time::sleep(wait).await;

@@ -7,8 +7,9 @@
 //! failures retry with backoff until done or cancelled.
 
 use crate::apply::{Paths, ProgressCounter};
-use crate::fetch::{backoff, discard, FetchError, Fetcher};
+use crate::fetch::{discard, FetchError, Fetcher};
 use crate::machine::Target;
+use crate::retry::{backoff, Stall};
 use petrel_protocol::{Digest, LayerDescriptor, ReleaseManifest};
 use std::sync::atomic::Ordering;
 
@@ -245,6 +246,7 @@ async fn full_blob(
     progress: &ProgressCounter,
 ) -> Result<(), String> {
     let (mut attempt, mut bad) = (0u32, 0u32);
+    let mut stall = Stall::new(fetcher.retry_budget());
     loop {
         let before = fetcher.have(layer);
         let on_bytes = |n: u64| {
@@ -260,10 +262,20 @@ async fn full_blob(
                 // progress made: this was a drop, not a dead link
                 if fetcher.have(layer) > before {
                     attempt = 0;
+                    stall.progressed();
                     progress.set_problem(None);
                     tracing::debug!(%url, %reason, "download interrupted; resuming in {wait:?}");
                 } else {
                     attempt += 1;
+                    if let Some(stalled) = stall.stalled(std::time::Instant::now()) {
+                        // the budget is spent: the update fails, the
+                        // device stays on its release
+                        return Err(format!(
+                            "no progress downloading {url} for {} s (download_retry_budget_s is {} s): {reason}",
+                            stalled.as_secs(),
+                            fetcher.retry_budget().as_secs()
+                        ));
+                    }
                     let problem = format!("cannot download {url}: {reason}");
                     if progress.set_problem(Some(problem)) {
                         tracing::warn!(%url, %reason, "download not progressing; retrying with backoff");

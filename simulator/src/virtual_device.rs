@@ -56,6 +56,7 @@ impl VirtualDevice {
             runtime: "sim".into(),
             max_message_bytes: 1 << 20,
             heartbeat_s,
+            download_retry_budget_s: petrel_agent::fetch::DEFAULT_RETRY_BUDGET.as_secs(),
             platform: None,
             controller_key: Some(ends.key.clone()),
             root_key: None,

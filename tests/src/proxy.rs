@@ -1,8 +1,9 @@
 //! A TCP proxy between an agent and the controller's HTTP server that
 //! counts the bytes sent to the agent, optionally caps bandwidth, and can
-//! cut every open connection (a dropped link).
+//! cut every open connection (a dropped link) or refuse new ones (a dead
+//! link).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,6 +14,7 @@ pub struct Proxy {
     pub port: u16,
     downstream: Arc<AtomicU64>,
     cut: watch::Sender<u64>,
+    refusing: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -24,8 +26,14 @@ impl Proxy {
         let downstream = Arc::new(AtomicU64::new(0));
         let (cut, cut_rx) = watch::channel(0u64);
         let counter = downstream.clone();
+        let refusing = Arc::new(AtomicBool::new(false));
+        let refuse = refusing.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                if refuse.load(Ordering::Relaxed) {
+                    drop(client);
+                    continue;
+                }
                 let (up, counter, mut cut_rx) = (upstream.clone(), counter.clone(), cut_rx.clone());
                 // only cuts after this connection opened concern it
                 cut_rx.borrow_and_update();
@@ -40,6 +48,7 @@ impl Proxy {
             port,
             downstream,
             cut,
+            refusing,
         })
     }
 
@@ -63,6 +72,15 @@ impl Proxy {
     /// Bytes sent from the upstream to clients so far.
     pub fn bytes_down(&self) -> u64 {
         self.downstream.load(Ordering::Relaxed)
+    }
+
+    /// From now on (`true`) new connections are closed at once, and the
+    /// open ones cut: nothing gets through until `refuse(false)`.
+    pub fn refuse(&self, yes: bool) {
+        self.refusing.store(yes, Ordering::Relaxed);
+        if yes {
+            self.cut_all();
+        }
     }
 
     /// Drops every open connection.
