@@ -11,8 +11,11 @@
 
 use crate::retry::{self, Answer};
 
+pub mod partial;
 mod paths;
+
 use futures_util::StreamExt;
+use partial::Sidecar;
 use petrel_protocol::{Digest, LayerDescriptor};
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
@@ -237,10 +240,22 @@ impl Fetcher {
             reason,
         };
         let etag_file = part.with_extension("etag");
-        let have = std::fs::metadata(part).map_or(0, |m| m.len());
-        let saved = std::fs::read_to_string(&etag_file).unwrap_or_default();
-        let (saved_etag, saved_total) = saved.split_once('\n').unwrap_or((&saved, ""));
-        if have > 0 && saved_total.parse::<u64>().ok() == Some(have) {
+        let on_disk = std::fs::metadata(part).map_or(0, |m| m.len());
+        let saved = std::fs::read_to_string(&etag_file)
+            .ok()
+            .and_then(|t| Sidecar::parse(&t));
+        // bytes past the last sync may not be what was received (a power
+        // cut): resume from the synced length; no sidecar, no resume
+        let have = saved.as_ref().map_or(0, |s| s.resume_at(on_disk));
+        if have < on_disk {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(part)
+                .map_err(io("open", part))?;
+            f.set_len(have).map_err(io("truncate", part))?;
+        }
+        let saved = saved.unwrap_or_default();
+        if have > 0 && saved.total == have {
             return Ok(Got::Complete); // finished before a crash, not yet verified
         }
         let mut req = self.http.get(url);
@@ -264,16 +279,24 @@ impl Fetcher {
             .to_string();
         let total = match answer {
             Answer::Whole => resp.content_length(),
-            Answer::Rest => content_range_total(&resp),
+            Answer::Rest => partial::content_range_total(&resp),
             _ => None,
         };
         let mut file = match answer {
-            Answer::Rest if saved_etag != etag => {
+            Answer::Rest if saved.etag != etag => {
                 // the content changed since we started: start over
                 discard(part).await;
                 return Err(transient(
                     "content changed while resuming; starting over".into(),
                 ));
+            }
+            Answer::Rest if partial::content_range_start(&resp) != Some(have) => {
+                // not the rest of what we hold: start over
+                discard(part).await;
+                return Err(transient(format!(
+                    "server resumed at {:?}, not at the {have} bytes held; starting over",
+                    partial::content_range_start(&resp)
+                )));
             }
             Answer::Rest => tokio::fs::OpenOptions::new()
                 .append(true)
@@ -281,8 +304,12 @@ impl Fetcher {
                 .await
                 .map_err(io("open", part))?,
             Answer::Whole => {
-                let sidecar = format!("{etag}\n{}", total.unwrap_or(0));
-                tokio::fs::write(&etag_file, sidecar)
+                let sidecar = Sidecar {
+                    etag: etag.clone(),
+                    total: total.unwrap_or(0),
+                    synced: Some(0),
+                };
+                partial::write_durably(&etag_file, &sidecar.render())
                     .await
                     .map_err(io("write", &etag_file))?;
                 tokio::fs::File::create(part)
@@ -319,6 +346,11 @@ impl Fetcher {
         }
         on_size(total);
         let mut written = if status == 206 { have } else { 0 };
+        let mut sidecar = Sidecar {
+            etag,
+            total,
+            synced: Some(written),
+        };
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             // reqwest calls a body cut short "error decoding response
@@ -339,8 +371,11 @@ impl Fetcher {
             }
             file.write_all(&chunk).await.map_err(io("write", part))?;
             on_bytes(chunk.len() as u64);
+            if written - sidecar.synced.unwrap_or(0) >= partial::SYNC_EVERY {
+                partial::sync(&mut file, part, &mut sidecar, written).await?;
+            }
         }
-        file.flush().await.map_err(io("write", part))?;
+        partial::sync(&mut file, part, &mut sidecar, written).await?;
         if written < total {
             return Err(transient(format!(
                 "connection ended at {written} of {total} bytes"
@@ -350,20 +385,11 @@ impl Fetcher {
     }
 }
 
-/// Total length from `Content-Range: bytes a-b/total`.
-fn content_range_total(resp: &reqwest::Response) -> Option<u64> {
-    let v = resp
-        .headers()
-        .get(reqwest::header::CONTENT_RANGE)?
-        .to_str()
-        .ok()?;
-    v.rsplit_once('/')?.1.parse().ok()
-}
-
 /// Removes a partial download and its ETag.
 pub async fn discard(part: &Path) {
     let _ = tokio::fs::remove_file(part).await;
     let _ = tokio::fs::remove_file(part.with_extension("etag")).await;
+    let _ = tokio::fs::remove_file(part.with_extension("etag-new")).await;
 }
 
 /// fsyncs `part` and renames it to `done`.
