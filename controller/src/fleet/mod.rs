@@ -153,7 +153,13 @@ pub fn start(
         opts.set_credentials(user.clone(), broker.password.clone().unwrap_or_default());
     }
     opts.set_keep_alive(Duration::from_secs(10));
-    opts.set_clean_session(true);
+    // A persistent session under a fixed identity: what devices publish
+    // while the controller is away (stopped, restarting, its link down) is
+    // queued by the broker for it instead of being acked to nobody
+    // (Mosquitto: up to its max_queued_messages). The embedded broker
+    // lives and dies with the controller; devices keep their events in an
+    // outbox until the broker has them.
+    opts.set_clean_session(false);
     // Incoming: far above what devices may send, so one oversized message
     // (retained, it would come back on every reconnect) is dropped by
     // `ingest` instead of failing the connection. Outgoing: the limit.

@@ -8,8 +8,8 @@
 //! starts from the synced length, cutting anything after it.
 
 use super::{io, FetchError};
-use tokio::io::AsyncWriteExt;
 use std::path::Path;
+use tokio::io::AsyncWriteExt;
 
 /// Bytes between two syncs of a partial download: what an agent stopped
 /// uncleanly (power cut or SIGKILL: the two cannot be told apart) fetches
