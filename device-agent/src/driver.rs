@@ -95,6 +95,7 @@ impl<R: Runtime> Driver<R> {
         heartbeat: Duration,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
+        self.recover().await;
         self.reconcile().await;
         self.emit(
             EventKind::AgentStarted,
@@ -232,6 +233,7 @@ impl<R: Runtime> Driver<R> {
                         let _ = tx.send(result).await;
                     });
                 }
+                Action::Reconcile => self.reconcile().await,
                 Action::Cancel => {
                     // a swap is never cancelled: desired states wait for it
                     if let Some((task, false)) = self.task.take() {
@@ -439,6 +441,43 @@ impl<R: Runtime> Driver<R> {
         Ok(d)
     }
 
+    /// On start-up, with a store that lost its record (deleted, or moved
+    /// aside as unreadable): rebuild it from what the runtime runs, so the
+    /// running release keeps running (see [`crate::recover`]), and tell the
+    /// operator.
+    async fn recover(&mut self) {
+        let aside = self.store.moved_aside().map(|p| p.display().to_string());
+        let rebuilt = match self.store.has_state() {
+            true => None,
+            false => crate::recover::from_running(&self.runtime.list().await),
+        };
+        if aside.is_none() && rebuilt.is_none() {
+            return;
+        }
+        // continue above the lost store's event numbers (the controller
+        // keeps those events by number)
+        if let Err(e) = self.store.raise_seq(now_ms()) {
+            tracing::error!(error = %e, "cannot raise the event sequence");
+        }
+        let mut message = match &aside {
+            Some(p) => format!("agent store unreadable; moved aside to {p} and recreated"),
+            None => "agent store missing; recreated".to_string(),
+        };
+        if let Some(st) = rebuilt {
+            let c = st.current.as_ref();
+            message += &format!(
+                "; kept running generation {} ({}) until the controller's desired state names it",
+                c.map_or(0, |c| c.generation),
+                c.map(|c| c.instances.join(", ")).unwrap_or_default(),
+            );
+            self.machine.state = st;
+            if let Err(e) = self.store.save_state(&self.machine.state) {
+                tracing::error!(error = %e, "cannot persist the rebuilt state");
+            }
+        }
+        self.emit(EventKind::StoreRebuilt, message).await;
+    }
+
     /// On start-up: make the runtime match the journal. Instances of the
     /// current release are (re)started if missing; instances nobody owns
     /// (left by a crash mid-swap) are stopped, unless a swap is to resume.
@@ -455,10 +494,18 @@ impl<R: Runtime> Driver<R> {
             .map(|t| apply::instances(&self.paths.rootfs_dir, t.generation, &t.release))
             .unwrap_or_default();
         for inst in self.runtime.list().await {
-            let owned = current
-                .iter()
-                .chain(target.iter())
-                .any(|s| s.name == inst.name);
+            // store-loss rule: a rebuilt current's instances are kept
+            // until the controller's desired state says what they are
+            let rebuilt = st.recovered
+                && st
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| c.instances.contains(&inst.name));
+            let owned = rebuilt
+                || current
+                    .iter()
+                    .chain(target.iter())
+                    .any(|s| s.name == inst.name);
             if !owned {
                 tracing::info!(instance = %inst.name, "stopping orphaned instance");
                 let _ = self.runtime.stop(&inst.name).await;

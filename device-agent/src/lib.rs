@@ -12,6 +12,8 @@
 //! - [`apply`]: install (unpack, assemble root filesystems), instance specs.
 //! - [`swap`]: handover / stop-first swap and rollback, each idempotent.
 //! - [`health`]: waiting for a new instance to prove healthy.
+//! - [`recover`]: rebuilding the lifecycle record from the runtime after
+//!   a store loss.
 //! - [`gc`]: removing what neither the current nor the previous release needs.
 //! - [`logs`]: answering the controller's requests for a service's log tail.
 //! - [`fetch`]: resumable, verified HTTP downloads with backoff.
@@ -29,6 +31,7 @@ pub mod health;
 pub mod logs;
 pub mod machine;
 pub mod patch;
+pub mod recover;
 pub mod retry;
 pub mod session;
 pub mod store;

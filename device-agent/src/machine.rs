@@ -42,6 +42,11 @@ pub struct AgentState {
     pub target: Option<Target>,
     pub phase: Phase,
     pub last_error: Option<String>,
+    /// `current` was rebuilt from the runtime after a store loss: its
+    /// manifest is unknown until the controller's desired state of its
+    /// generation names it (see [`crate::recover`]).
+    #[serde(default)]
+    pub recovered: bool,
 }
 
 impl AgentState {
@@ -133,6 +138,9 @@ pub enum Action {
     Collect(Vec<ReleaseManifest>),
     /// Stop the download or install under way: its target was dropped.
     Cancel,
+    /// Make the runtime match `current` (stop what it does not own, start
+    /// what is missing), as at start-up.
+    Reconcile,
 }
 
 #[derive(Debug, Default)]
@@ -250,6 +258,10 @@ impl Machine {
     }
 
     fn on_desired(&mut self, d: Desired) -> Vec<Action> {
+        let runs = self.state.current.as_ref().map(|c| c.generation);
+        if self.state.recovered && runs == Some(d.generation) {
+            return self.adopt_recovered(d);
+        }
         let seen = self.state.desired_generation;
         if d.generation == seen {
             return vec![]; // the retained copy, seen again after a reconnect
@@ -260,7 +272,9 @@ impl Machine {
             return vec![Action::Emit(EventKind::DesiredRejected, why)];
         }
         self.state.desired_generation = d.generation;
-        let same = self.state.current.as_ref().map(|c| &c.release) == Some(&d.release);
+        // a rebuilt current's release is unknown: never "the same"
+        let same = !self.state.recovered
+            && self.state.current.as_ref().map(|c| &c.release) == Some(&d.release);
         if same {
             // already running it: adopt the new generation, and stop any
             // update under way (stop means stop)
@@ -295,6 +309,31 @@ impl Machine {
         ]
     }
 
+    /// Store-loss rule: the signed desired state of the generation the
+    /// rebuilt `current` runs names its release; the running instances are
+    /// kept (same processes), leftovers of other generations stopped.
+    fn adopt_recovered(&mut self, d: Desired) -> Vec<Action> {
+        let name = d
+            .release
+            .as_ref()
+            .map_or("nothing".into(), |r| r.reference().to_string());
+        self.state.desired_generation = d.generation;
+        self.state.recovered = false;
+        if let Some(c) = self.state.current.as_mut() {
+            c.release = d.release;
+        }
+        let why = format!(
+            "store rebuilt: generation {} ({name}) runs; keeping it",
+            d.generation
+        );
+        vec![
+            Action::Persist,
+            Action::Emit(EventKind::DesiredAccepted, why),
+            Action::Report,
+            Action::Reconcile,
+        ]
+    }
+
     fn on_started(&mut self, instances: Vec<String>) -> Vec<Action> {
         if let Err(e) = self.step(Step::Started) {
             return vec![Action::Emit(EventKind::UpdateFailed, e)];
@@ -302,6 +341,7 @@ impl Machine {
         let Some(t) = self.state.target.take() else {
             return vec![];
         };
+        self.state.recovered = false;
         let name = t
             .release
             .as_ref()

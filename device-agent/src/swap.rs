@@ -10,6 +10,7 @@
 use crate::apply::instances;
 use crate::health::wait_healthy;
 use crate::machine::{Applied, Target};
+use crate::recover::parse_instance_name;
 use petrel_protocol::{HealthCheck, ReleaseManifest, SwapStrategy};
 use petrel_runtime::{InstanceSpec, Runtime};
 use std::path::Path;
@@ -51,6 +52,25 @@ fn applied_plan(rootfs_dir: &Path, a: &Option<Applied>) -> Vec<Planned> {
         .unwrap_or_default()
 }
 
+/// The instances of `from` to stop, as (service, instance name) in stop
+/// order: its plan's, then any it ran that its manifest does not name (a
+/// release rebuilt from the runtime after a store loss has no manifest).
+fn old_instances(rootfs_dir: &Path, from: &Option<Applied>) -> Vec<(String, String)> {
+    let mut old: Vec<(String, String)> = applied_plan(rootfs_dir, from)
+        .into_iter()
+        .rev()
+        .map(|p| (p.service, p.spec.name))
+        .collect();
+    for name in from.iter().flat_map(|a| &a.instances) {
+        if let Some((service, _)) = parse_instance_name(name) {
+            if !old.iter().any(|(_, n)| n == name) {
+                old.push((service.to_string(), name.clone()));
+            }
+        }
+    }
+    old
+}
+
 /// Moves from `from` to `to`. `Err(reason)`: the new release did not start
 /// or is unhealthy; the caller journals `RollingBack` and calls [`rollback`].
 pub async fn swap<R: Runtime>(
@@ -60,21 +80,18 @@ pub async fn swap<R: Runtime>(
     to: &Target,
 ) -> Result<Vec<String>, String> {
     let new = plan(rootfs_dir, to.generation, &to.release);
-    let old = applied_plan(rootfs_dir, from);
+    let old = old_instances(rootfs_dir, from);
     let is_new = |name: &str| new.iter().any(|n| n.spec.name == name);
     for n in new
         .iter()
         .rev()
         .filter(|n| n.swap == SwapStrategy::StopFirst)
     {
-        for o in old
+        for (_, name) in old
             .iter()
-            .filter(|o| o.service == n.service && !is_new(&o.spec.name))
+            .filter(|(service, name)| *service == n.service && !is_new(name))
         {
-            runtime
-                .stop(&o.spec.name)
-                .await
-                .map_err(|e| e.to_string())?;
+            runtime.stop(name).await.map_err(|e| e.to_string())?;
         }
     }
     for n in &new {
@@ -96,12 +113,9 @@ pub async fn swap<R: Runtime>(
             });
         }
     }
-    for o in old.iter().rev().filter(|o| !is_new(&o.spec.name)) {
-        tracing::info!(instance = %o.spec.name, "stopping");
-        runtime
-            .stop(&o.spec.name)
-            .await
-            .map_err(|e| e.to_string())?;
+    for (_, name) in old.iter().filter(|(_, name)| !is_new(name)) {
+        tracing::info!(instance = %name, "stopping");
+        runtime.stop(name).await.map_err(|e| e.to_string())?;
     }
     Ok(new.into_iter().map(|n| n.spec.name).collect())
 }

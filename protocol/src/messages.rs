@@ -151,6 +151,9 @@ pub enum EventKind {
     RolledBack,
     ServiceExited,
     AgentStarted,
+    /// The agent's store was lost (missing, or unreadable and moved
+    /// aside) and rebuilt from what the runtime runs.
+    StoreRebuilt,
 }
 
 /// One progress or lifecycle event. `seq` is per device and increasing,

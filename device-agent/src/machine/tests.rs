@@ -262,3 +262,85 @@ fn a_desired_state_back_to_the_running_release_cancels_the_update_under_way() {
         vec![Action::Persist, Action::Report]
     );
 }
+
+/// A machine rebuilt after a store loss with `web-g{generation}` running.
+fn recovered(generation: u64) -> Machine {
+    let running = petrel_runtime::InstanceStatus {
+        name: format!("web-g{generation}"),
+        state: "running".into(),
+        pid: Some(1),
+        restarts: 0,
+        exit_code: None,
+    };
+    Machine::new(crate::recover::from_running(&[running]).unwrap())
+}
+
+#[test]
+fn after_a_store_loss_the_desired_state_of_the_running_generation_is_adopted_without_a_swap() {
+    let mut m = recovered(3);
+    let actions = m.handle(desired(3, "1"));
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, Action::Swap { .. } | Action::Download(_))));
+    assert_eq!(actions.first(), Some(&Action::Persist));
+    assert!(actions.contains(&Action::Reconcile));
+    assert!(!m.state.recovered);
+    let current = m.state.current.as_ref().unwrap();
+    assert_eq!(current.release, Some(release("1")));
+    assert_eq!(current.instances, vec!["web-g3"]);
+    assert_eq!(m.state.desired_generation, 3);
+    assert_eq!(m.state.current_ref().unwrap().version, "1");
+}
+
+#[test]
+fn after_a_store_loss_a_generation_older_than_the_running_one_is_refused() {
+    let mut m = recovered(3);
+    let actions = m.handle(desired(2, "0"));
+    assert!(matches!(
+        actions.as_slice(),
+        [Action::Emit(EventKind::DesiredRejected, _)]
+    ));
+    assert!(m.state.recovered);
+    assert_eq!(m.state.desired_generation, 3);
+    assert_eq!(m.state.target, None);
+}
+
+#[test]
+fn after_a_store_loss_a_newer_generation_updates_from_the_running_instances() {
+    let mut m = recovered(3);
+    let actions = m.handle(desired(4, "2"));
+    assert!(actions.iter().any(|a| matches!(a, Action::Download(_))));
+    m.handle(Input::Downloaded { generation: 4 });
+    let actions = m.handle(Input::Installed {
+        generation: 4,
+        now_ms: 0,
+    });
+    let from = actions.iter().find_map(|a| match a {
+        Action::Swap { from, .. } => Some(from.clone()),
+        _ => None,
+    });
+    let from = from.flatten().unwrap();
+    assert_eq!(
+        from.instances,
+        vec!["web-g3"],
+        "the old instances are stopped"
+    );
+    m.handle(Input::Started {
+        generation: 4,
+        instances: vec!["web-g4".into()],
+    });
+    assert!(!m.state.recovered);
+    assert_eq!(m.state.current_ref().unwrap().version, "2");
+}
+
+#[test]
+fn after_a_store_loss_a_desired_state_of_nothing_is_not_taken_for_the_running_release() {
+    let mut m = recovered(3);
+    let mut d = desired(4, "x");
+    if let Input::Desired(d) = &mut d {
+        d.release = None;
+    }
+    let actions = m.handle(d);
+    assert!(actions.iter().any(|a| matches!(a, Action::Download(_))));
+    assert_eq!(m.state.target.as_ref().map(|t| t.generation), Some(4));
+}

@@ -27,6 +27,8 @@ pub struct AgentStore {
     kv: Arc<dyn Kv>,
     /// Sequence numbers are read and written under it.
     seq: Arc<Mutex<()>>,
+    /// Where an unreadable store was moved when this one was opened.
+    moved_aside: Option<PathBuf>,
 }
 
 const STATE_KEY: &str = "state";
@@ -39,7 +41,12 @@ const SEQ_KEY: &str = "event-seq";
 impl AgentStore {
     /// Opens the sled store in `dir`, moving an unreadable one aside.
     pub fn open(dir: &Path) -> Result<AgentStore, StoreError> {
-        Ok(AgentStore::on(Arc::new(sled_kv::SledKv::open(dir)?)))
+        let kv = sled_kv::SledKv::open(dir)?;
+        let moved_aside = kv.moved_aside.clone();
+        Ok(AgentStore {
+            moved_aside,
+            ..AgentStore::on(Arc::new(kv))
+        })
     }
 
     /// The store on any key-value backend.
@@ -47,7 +54,44 @@ impl AgentStore {
         AgentStore {
             kv,
             seq: Arc::default(),
+            moved_aside: None,
         }
+    }
+
+    /// Where the unreadable store found at opening was moved, if it was.
+    pub fn moved_aside(&self) -> Option<&Path> {
+        self.moved_aside.as_deref()
+    }
+
+    /// Whether a lifecycle record was ever saved (a store lost and
+    /// recreated has none).
+    pub fn has_state(&self) -> bool {
+        matches!(self.kv.get(Tree::Main, STATE_KEY.as_bytes()), Ok(Some(_)))
+    }
+
+    /// Makes the next sequence numbers at least `floor` (a rebuilt store
+    /// continues above the lost one's numbers, which the controller keeps:
+    /// reusing them would overwrite its events).
+    pub fn raise_seq(&self, floor: u64) -> Result<(), StoreError> {
+        let _one_at_a_time = self
+            .seq
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let last = self.last_seq()?;
+        if last + 1 < floor {
+            let v = (floor - 1).to_be_bytes().to_vec();
+            self.kv.insert(Tree::Main, SEQ_KEY.as_bytes(), v)?;
+        }
+        self.kv.flush()
+    }
+
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .kv
+            .get(Tree::Main, SEQ_KEY.as_bytes())?
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
     }
 
     fn read<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
@@ -113,13 +157,7 @@ impl AgentStore {
             .seq
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let last = self
-            .kv
-            .get(Tree::Main, SEQ_KEY.as_bytes())?
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0);
-        let next = last + 1;
+        let next = self.last_seq()? + 1;
         self.kv
             .insert(Tree::Main, SEQ_KEY.as_bytes(), next.to_be_bytes().to_vec())?;
         Ok(next)
@@ -225,5 +263,38 @@ mod tests {
         std::fs::write(&path, b"not a sled database").unwrap();
         let s = AgentStore::open(&path).unwrap();
         assert_eq!(s.load_state(), AgentState::default());
+        assert!(!s.has_state());
+        let aside = s.moved_aside().expect("moved aside").to_path_buf();
+        let name = aside.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("db.corrupt-"), "{name}");
+        assert_eq!(std::fs::read(&aside).unwrap(), b"not a sled database");
+    }
+
+    #[test]
+    fn a_store_with_garbage_in_its_files_is_moved_aside_and_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let s = AgentStore::open(&path).unwrap();
+            s.save_state(&AgentState::default()).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        for f in std::fs::read_dir(&path).unwrap().flatten() {
+            if f.path().is_file() {
+                std::fs::write(f.path(), vec![0x5a; 4096]).unwrap();
+            }
+        }
+        let s = AgentStore::open(&path).unwrap();
+        assert!(s.moved_aside().is_some_and(|p| p.is_dir()));
+        assert!(!s.has_state());
+    }
+
+    #[test]
+    fn a_raised_sequence_continues_above_the_floor_and_never_goes_back() {
+        let s = AgentStore::on(Arc::new(memory_kv::MemoryKv::default()));
+        s.raise_seq(1_000).unwrap();
+        assert_eq!(s.next_seq().unwrap(), 1_000);
+        s.raise_seq(10).unwrap();
+        assert_eq!(s.next_seq().unwrap(), 1_001);
     }
 }

@@ -5,15 +5,18 @@
 
 use super::kv::{Kv, Tree};
 use super::StoreError;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub struct SledKv {
     db: sled::Db,
     outbox: sled::Tree,
+    /// Where an unreadable store was moved before this one was created.
+    pub moved_aside: Option<PathBuf>,
 }
 
 impl SledKv {
     pub fn open(dir: &Path) -> Result<SledKv, StoreError> {
+        let mut moved_aside = None;
         let db = match open_waiting(dir) {
             Ok(db) => db,
             // held by another agent (or one still closing): never moved aside
@@ -24,9 +27,14 @@ impl SledKv {
                 })
             }
             Err(e) => {
-                let aside = dir.with_extension(format!("corrupt-{}", std::process::id()));
-                tracing::error!(path = %dir.display(), error = %e, "agent store unreadable; moving it aside");
-                let _ = std::fs::rename(dir, &aside);
+                let aside = aside_path(dir, unix_secs());
+                tracing::error!(path = %dir.display(), aside = %aside.display(), error = %e, "agent store unreadable; moving it aside");
+                match std::fs::rename(dir, &aside) {
+                    Ok(()) => moved_aside = Some(aside),
+                    Err(e) => {
+                        tracing::error!(path = %dir.display(), error = %e, "cannot move the agent store aside")
+                    }
+                }
                 sled::open(dir).map_err(|source| StoreError::Open {
                     path: dir.to_path_buf(),
                     source,
@@ -36,6 +44,7 @@ impl SledKv {
         Ok(SledKv {
             outbox: db.open_tree("outbox")?,
             db,
+            moved_aside,
         })
     }
 
@@ -45,6 +54,25 @@ impl SledKv {
             Tree::Outbox => &self.outbox,
         }
     }
+}
+
+/// `<dir>.corrupt-<unix time>`, with a suffix if that is taken (two
+/// rebuilds within a second).
+fn aside_path(dir: &Path, now: u64) -> PathBuf {
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let mut aside = dir.with_file_name(format!("{name}.corrupt-{now}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = dir.with_file_name(format!("{name}.corrupt-{now}-{n}"));
+        n += 1;
+    }
+    aside
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Whether sled failed because another handle holds the store's lock.
