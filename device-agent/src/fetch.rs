@@ -355,12 +355,19 @@ impl Fetcher {
         while let Some(chunk) = stream.next().await {
             // reqwest calls a body cut short "error decoding response
             // body": say what happened, with the underlying cause.
-            let chunk = chunk.map_err(|e| {
-                transient(format!(
-                    "connection lost after {written} of {total} bytes ({})",
-                    cause_chain(&e)
-                ))
-            })?;
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    // what arrived before the drop is good: sync it, so the
+                    // resume starts right after it (only a crash or power
+                    // cut falls back to the last periodic sync)
+                    partial::sync(&mut file, part, &mut sidecar, written).await?;
+                    return Err(transient(format!(
+                        "connection lost after {written} of {total} bytes ({})",
+                        cause_chain(&e)
+                    )));
+                }
+            };
             written += chunk.len() as u64;
             if written > total {
                 drop(file);
