@@ -31,6 +31,10 @@ pub struct Config {
     /// its release.
     #[serde(default = "default_retry_budget")]
     pub download_retry_budget_s: u64,
+    /// Seconds after a swap during which a crash loop of the new release
+    /// (a service restarting 3 times or more) rolls it back; 0: no watch.
+    #[serde(default = "default_post_update_watch")]
+    pub post_update_watch_s: u64,
     /// The platform this device runs images for, `OS/ARCH[/VARIANT]`
     /// (default: what the agent was built for, e.g. linux/arm64). Set it
     /// when they differ (an armv6 Pi running an armv7-built agent).
@@ -68,6 +72,9 @@ fn default_max_message() -> usize {
 }
 fn default_heartbeat() -> u64 {
     30
+}
+fn default_post_update_watch() -> u64 {
+    600
 }
 fn default_retry_budget() -> u64 {
     crate::fetch::DEFAULT_RETRY_BUDGET.as_secs()

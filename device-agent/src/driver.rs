@@ -7,7 +7,7 @@ use crate::apply::{self, Paths, ProgressCounter};
 use crate::machine::{Action, Input, Machine};
 use crate::session::{Incoming, Publisher};
 use crate::store::AgentStore;
-use crate::{gc, swap, transfer};
+use crate::{gc, swap, transfer, watch};
 use petrel_protocol::{
     decode_desired_trusted, Event, EventKind, Limits, Progress, Reported, ServiceState, Trust,
     SCHEMA,
@@ -38,6 +38,12 @@ pub struct Driver<R: Runtime> {
     pub retired: Vec<String>,
     /// Ids of the offline root keys among `trusted` (never retired).
     pub roots: Vec<String>,
+    /// How long a swapped-in release is watched for a crash loop.
+    pub post_update_watch: Duration,
+    /// The post-update watch under way, if any.
+    watch: Option<JoinHandle<()>>,
+    watch_tx: mpsc::Sender<Input>,
+    watch_rx: mpsc::Receiver<Input>,
     /// When this driver (the agent) started, for its reported uptime.
     started: std::time::Instant,
     task: Option<(JoinHandle<()>, bool)>,
@@ -54,6 +60,7 @@ impl<R: Runtime> Drop for Driver<R> {
         if let Some((task, _)) = self.task.take() {
             task.abort();
         }
+        self.stop_watch();
     }
 }
 
@@ -67,6 +74,7 @@ impl<R: Runtime> Driver<R> {
         limits: Limits,
     ) -> Self {
         let (results_tx, results_rx) = mpsc::channel(16);
+        let (watch_tx, watch_rx) = mpsc::channel(1);
         Driver {
             device_id,
             machine: Machine::new(store.load_state()),
@@ -80,6 +88,10 @@ impl<R: Runtime> Driver<R> {
             trusted: Some(Vec::new()),
             retired: Vec::new(),
             roots: Vec::new(),
+            post_update_watch: Duration::from_secs(600),
+            watch: None,
+            watch_tx,
+            watch_rx,
             started: std::time::Instant::now(),
             task: None,
             deferred: None,
@@ -143,6 +155,10 @@ impl<R: Runtime> Driver<R> {
                         self.feed(d).await;
                     }
                 }
+                Some(crash) = self.watch_rx.recv() => {
+                    self.watch = None;
+                    self.feed(crash).await;
+                }
                 _ = beat.tick() => self.report().await,
                 _ = progress_tick.tick() => {
                     if self.machine.state.phase == petrel_protocol::Phase::Ready {
@@ -168,8 +184,21 @@ impl<R: Runtime> Driver<R> {
             self.deferred = Some(input);
             return;
         }
+        let desired = matches!(input, Input::Desired(_));
         let actions = self.machine.handle(input);
+        // the watch ends with a new desired state or a rollback
+        if (desired && !actions.is_empty())
+            || self.machine.state.phase != petrel_protocol::Phase::Running
+        {
+            self.stop_watch();
+        }
         self.perform(actions).await;
+    }
+
+    fn stop_watch(&mut self) {
+        if let Some(w) = self.watch.take() {
+            w.abort();
+        }
     }
 
     async fn perform(&mut self, actions: Vec<Action>) {
@@ -234,6 +263,18 @@ impl<R: Runtime> Driver<R> {
                     });
                 }
                 Action::Reconcile => self.reconcile().await,
+                Action::Watch(applied) => {
+                    self.stop_watch();
+                    if !self.post_update_watch.is_zero() {
+                        let task = watch::run(
+                            self.runtime.clone(),
+                            applied,
+                            self.post_update_watch,
+                            self.watch_tx.clone(),
+                        );
+                        self.watch = Some(tokio::spawn(task));
+                    }
+                }
                 Action::Cancel => {
                     // a swap is never cancelled: desired states wait for it
                     if let Some((task, false)) = self.task.take() {

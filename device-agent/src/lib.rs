@@ -12,6 +12,8 @@
 //! - [`apply`]: install (unpack, assemble root filesystems), instance specs.
 //! - [`swap`]: handover / stop-first swap and rollback, each idempotent.
 //! - [`health`]: waiting for a new instance to prove healthy.
+//! - [`watch`]: the post-update watch (a crash loop after the swap rolls
+//!   the release back).
 //! - [`recover`]: rebuilding the lifecycle record from the runtime after
 //!   a store loss.
 //! - [`gc`]: removing what neither the current nor the previous release needs.
@@ -37,6 +39,7 @@ pub mod session;
 pub mod store;
 pub mod swap;
 pub mod transfer;
+pub mod watch;
 
 use config::Config;
 use petrel_runtime::{LayerStore, Runtime};
@@ -128,6 +131,7 @@ pub async fn run_with_store<R: Runtime>(
         paths,
         limits,
     );
+    driver.post_update_watch = Duration::from_secs(cfg.post_update_watch_s);
     driver.platform = cfg
         .platform()
         .unwrap_or_else(|_| petrel_protocol::Platform::host());

@@ -106,6 +106,13 @@ pub enum Input {
         generation: u64,
         reason: String,
     },
+    /// The running release crash-loops within its post-update watch.
+    CrashLoop {
+        generation: u64,
+        service: String,
+        restarts: u32,
+        within_s: u64,
+    },
     /// After an unhealthy swap, the previous release runs again.
     Restored {
         generation: u64,
@@ -141,6 +148,8 @@ pub enum Action {
     /// Make the runtime match `current` (stop what it does not own, start
     /// what is missing), as at start-up.
     Reconcile,
+    /// Start the post-update watch of the release just swapped in.
+    Watch(Applied),
 }
 
 #[derive(Debug, Default)]
@@ -183,6 +192,12 @@ impl Machine {
         self.state.target.as_ref().map(|t| t.generation) == Some(generation)
     }
 
+    /// The release runs and is `generation`'s (a watch of an older one is stale).
+    fn is_current(&self, generation: u64) -> bool {
+        self.state.phase == Phase::Running
+            && self.state.current.as_ref().map(|c| c.generation) == Some(generation)
+    }
+
     pub fn handle(&mut self, input: Input) -> Vec<Action> {
         match input {
             Input::Desired(d) => self.on_desired(d),
@@ -205,13 +220,25 @@ impl Machine {
                 self.on_unhealthy(reason)
             }
             Input::Restored { generation } if self.is_target(generation) => self.on_restored(),
+            Input::CrashLoop {
+                generation,
+                service,
+                restarts,
+                within_s,
+            } if self.is_current(generation) => {
+                let why = format!(
+                    "service {service} restarted {restarts} times within {within_s} s of the swap (crash loop)"
+                );
+                self.on_crash_loop(why)
+            }
             // results of a superseded target are stale: ignore them
             Input::Downloaded { .. }
             | Input::Installed { .. }
             | Input::Started { .. }
             | Input::Failed { .. }
             | Input::Unhealthy { .. }
-            | Input::Restored { .. } => vec![],
+            | Input::Restored { .. }
+            | Input::CrashLoop { .. } => vec![],
         }
     }
 
@@ -355,11 +382,50 @@ impl Machine {
         if old.as_ref().map(|o| &o.release) != new_release {
             self.state.previous = old;
         }
-        vec![
+        let mut actions = vec![
             Action::Persist,
             Action::Emit(EventKind::Swapped, format!("now running {name}")),
             Action::Report,
             Action::Collect(self.state.held()),
+        ];
+        // only a release with one to go back to is watched
+        if let (Some(c), Some(_)) = (&self.state.current, &self.state.previous) {
+            actions.push(Action::Watch(c.clone()));
+        }
+        actions
+    }
+
+    /// Post-update watch rule: a release that crash-loops soon after its
+    /// swap is rolled back like an unhealthy swap. The failed release
+    /// becomes the target and the previous one current again, so the
+    /// journal reads as an unhealthy swap's `RollingBack` and a crash
+    /// resumes it the same way.
+    fn on_crash_loop(&mut self, reason: String) -> Vec<Action> {
+        if self.state.previous.is_none() {
+            return vec![]; // nothing to go back to (never watched)
+        }
+        if let Err(e) = self.step(Step::CrashLooped) {
+            return vec![Action::Emit(EventKind::UpdateFailed, e)];
+        }
+        let failed = self.state.current.take().map(|c| Target {
+            generation: c.generation,
+            release: c.release,
+            window: None,
+        });
+        self.state.current = self.state.previous.take();
+        self.state.target = failed.clone();
+        self.state.last_error = Some(reason.clone());
+        let Some(failed) = failed else {
+            return vec![];
+        };
+        vec![
+            Action::Persist,
+            Action::Emit(EventKind::UpdateFailed, format!("{reason}; rolling back")),
+            Action::Report,
+            Action::RollBack {
+                failed,
+                restore: self.state.current.clone(),
+            },
         ]
     }
 

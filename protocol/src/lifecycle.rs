@@ -47,6 +47,9 @@ pub enum Step {
     Fail,
     /// The new release is unhealthy after the swap: undo it.
     Unhealthy,
+    /// The running release crash-loops within its post-update watch: undo
+    /// it as an unhealthy swap.
+    CrashLooped,
     /// The previous release runs again.
     Restored,
 }
@@ -74,6 +77,7 @@ impl Phase {
             (Swapping, Step::Started) => Ok(Running),
             (Downloading | Installing | Ready | Swapping, Step::Fail) => Ok(Failed),
             (Swapping, Step::Unhealthy) => Ok(RollingBack),
+            (Running, Step::CrashLooped) => Ok(RollingBack),
             (RollingBack, Step::Restored) => Ok(RolledBack),
             (phase, step) => Err(TransitionError { phase, step }),
         }
@@ -129,6 +133,14 @@ mod tests {
         assert_eq!(p.next(Step::Restored).unwrap(), Phase::RolledBack);
         assert!(Phase::Running.next(Step::Unhealthy).is_err());
         assert!(Phase::Swapping.next(Step::Restored).is_err());
+    }
+
+    #[test]
+    fn a_crash_loop_rolls_back_and_only_from_running() {
+        let p = Phase::Running.next(Step::CrashLooped).unwrap();
+        assert_eq!(p, Phase::RollingBack);
+        assert!(Phase::Swapping.next(Step::CrashLooped).is_err());
+        assert!(Phase::RolledBack.next(Step::CrashLooped).is_err());
     }
 
     #[test]

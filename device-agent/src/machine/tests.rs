@@ -172,7 +172,7 @@ fn a_completed_update_keeps_the_previous_release_and_collects_the_rest() {
     };
     let previous = m.state.previous.as_ref().and_then(|p| p.release.as_ref());
     assert_eq!(previous.map(|r| r.version.as_str()), Some("1"));
-    let keep: Vec<&str> = match acts.last() {
+    let keep: Vec<&str> = match acts.iter().find(|a| matches!(a, Action::Collect(_))) {
         Some(Action::Collect(keep)) => keep.iter().map(|r| r.version.as_str()).collect(),
         other => panic!("expected a collect action, got {other:?}"),
     };
@@ -343,4 +343,84 @@ fn after_a_store_loss_a_desired_state_of_nothing_is_not_taken_for_the_running_re
     let actions = m.handle(d);
     assert!(actions.iter().any(|a| matches!(a, Action::Download(_))));
     assert_eq!(m.state.target.as_ref().map(|t| t.generation), Some(4));
+}
+
+fn updated_from_1_to_2() -> (Machine, Vec<Action>) {
+    let mut m = Machine::default();
+    m.handle(desired(1, "1"));
+    run_to_completion(&mut m, 1);
+    m.handle(desired(2, "2"));
+    m.handle(Input::Downloaded { generation: 2 });
+    m.handle(Input::Installed {
+        generation: 2,
+        now_ms: 0,
+    });
+    let acts = m.handle(Input::Started {
+        generation: 2,
+        instances: vec!["web-g2".into()],
+    });
+    (m, acts)
+}
+
+fn crash_loop(generation: u64, restarts: u32) -> Input {
+    Input::CrashLoop {
+        generation,
+        service: "web".into(),
+        restarts,
+        within_s: 600,
+    }
+}
+
+#[test]
+fn a_swapped_in_release_with_one_to_go_back_to_is_watched() {
+    let (_, acts) = updated_from_1_to_2();
+    assert!(matches!(acts.last(), Some(Action::Watch(a)) if a.generation == 2));
+    let mut first = Machine::default();
+    first.handle(desired(1, "1"));
+    first.handle(Input::Downloaded { generation: 1 });
+    first.handle(Input::Installed {
+        generation: 1,
+        now_ms: 0,
+    });
+    let acts = first.handle(Input::Started {
+        generation: 1,
+        instances: vec!["web-g1".into()],
+    });
+    assert!(!acts.iter().any(|a| matches!(a, Action::Watch(_))));
+}
+
+#[test]
+fn a_crash_loop_after_the_swap_rolls_back_to_the_previous_release() {
+    let (mut m, _) = updated_from_1_to_2();
+    let acts = m.handle(crash_loop(2, 3));
+    assert_eq!(acts[0], Action::Persist);
+    assert_eq!(m.state.phase, Phase::RollingBack);
+    assert_eq!(m.state.current_ref().unwrap().version, "1");
+    assert_eq!(m.state.target_ref().unwrap().version, "2");
+    assert!(m.state.previous.is_none());
+    let rollback = acts.last();
+    assert!(
+        matches!(rollback, Some(Action::RollBack { failed, restore: Some(r) })
+            if failed.generation == 2 && r.generation == 1)
+    );
+    // a crash here resumes the rollback, as after an unhealthy swap
+    let resumed = Machine::new(m.state.clone()).resume();
+    assert!(matches!(resumed.last(), Some(Action::RollBack { .. })));
+    let acts = m.handle(Input::Restored { generation: 2 });
+    assert_eq!(m.state.phase, Phase::RolledBack);
+    assert_eq!(m.state.current_ref().unwrap().version, "1");
+    let why = m.state.last_error.clone().unwrap_or_default();
+    assert!(why.contains("web restarted 3 times"), "{why}");
+    assert!(acts.iter().any(
+        |a| matches!(a, Action::Emit(EventKind::RolledBack, msg) if msg.contains("crash loop"))
+    ));
+}
+
+#[test]
+fn a_crash_loop_report_of_a_superseded_release_is_ignored() {
+    let (mut m, _) = updated_from_1_to_2();
+    assert!(m.handle(crash_loop(1, 5)).is_empty());
+    m.handle(desired(3, "3"));
+    assert!(m.handle(crash_loop(2, 5)).is_empty());
+    assert_eq!(m.state.phase, Phase::Downloading);
 }
