@@ -75,9 +75,13 @@ async fn metrics_follow_updates_and_alerts_fire_for_crash_loops_and_lost_devices
     let tmp = tempfile::tempdir()?;
     let mut ctl = Controller::with_args(&tmp.path().join("ctl"), &["--alert-offline-secs", "3"])?;
     let client = ctl.client();
+    // the agents' own post-update watch is off: a crash loop that starts
+    // after the watch (or on an agent without one) is the controller's to
+    // report
+    let quiet = "post_update_watch_s = 0\n";
     let mut agents = [
-        Agent::start(tmp.path(), "m-1", &ctl.broker_url(), &ctl.url())?,
-        Agent::start(tmp.path(), "m-2", &ctl.broker_url(), &ctl.url())?,
+        Agent::start_with(tmp.path(), "m-1", &ctl.broker_url(), &ctl.url(), quiet)?,
+        Agent::start_with(tmp.path(), "m-2", &ctl.broker_url(), &ctl.url(), quiet)?,
     ];
     let ids: Vec<String> = agents.iter().map(|a| a.id.clone()).collect();
 
