@@ -418,15 +418,7 @@ impl Machine {
         let Some(failed) = failed else {
             return vec![];
         };
-        vec![
-            Action::Persist,
-            Action::Emit(EventKind::UpdateFailed, format!("{reason}; rolling back")),
-            Action::Report,
-            Action::RollBack {
-                failed,
-                restore: self.state.current.clone(),
-            },
-        ]
+        self.roll_back(failed, reason)
     }
 
     /// Rollback rule: a release that fails its health check after the swap
@@ -440,6 +432,12 @@ impl Machine {
             return vec![];
         };
         self.state.last_error = Some(reason.clone());
+        self.roll_back(failed, reason)
+    }
+
+    /// The actions of a rollback of `failed` to the current release,
+    /// whatever caught it (a failed health check, a crash loop).
+    fn roll_back(&self, failed: Target, reason: String) -> Vec<Action> {
         vec![
             Action::Persist,
             Action::Emit(EventKind::UpdateFailed, format!("{reason}; rolling back")),

@@ -60,12 +60,17 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
+        // every metric is defined here, once: a failure is a bug of this
+        // file, not of the input
+        let register = |name: &str, c: Box<dyn prometheus::core::Collector>| {
+            registry
+                .register(c)
+                .unwrap_or_else(|e| unreachable!("registering {name}: {e}"));
+        };
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels)
                 .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-            registry
-                .register(Box::new(c.clone()))
-                .unwrap_or_else(|e| unreachable!("registering {name}: {e}"));
+            register(name, Box::new(c.clone()));
             c
         };
         let bytes_served = counter(
@@ -81,9 +86,7 @@ impl Metrics {
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             let g = IntGaugeVec::new(Opts::new(name, help), labels)
                 .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-            registry
-                .register(Box::new(g.clone()))
-                .unwrap_or_else(|e| unreachable!("registering {name}: {e}"));
+            register(name, Box::new(g.clone()));
             g
         };
         let delta_cache = counter(
@@ -128,9 +131,10 @@ impl Metrics {
             ),
         )
         .unwrap_or_else(|e| unreachable!("encode histogram: {e}"));
-        registry
-            .register(Box::new(delta_encode_seconds.clone()))
-            .unwrap_or_else(|e| unreachable!("registering the encode histogram: {e}"));
+        register(
+            "the encode histogram",
+            Box::new(delta_encode_seconds.clone()),
+        );
         let http_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "petrel_http_request_duration_seconds",
@@ -139,9 +143,7 @@ impl Metrics {
             &["route", "status"],
         )
         .unwrap_or_else(|e| unreachable!("http histogram: {e}"));
-        registry
-            .register(Box::new(http_seconds.clone()))
-            .unwrap_or_else(|e| unreachable!("registering the http histogram: {e}"));
+        register("the http histogram", Box::new(http_seconds.clone()));
         // every series from zero, so a scraper sees them before first use
         for kind in ["blob", "delta"] {
             bytes_served.with_label_values(&[kind]);

@@ -189,9 +189,9 @@ impl FleetIndex {
         row
     }
 
-    /// Applies a device's presence.
-    pub fn presence(&self, id: &str, p: &Presence) {
-        self.write().with_row(
+    /// Applies a device's presence; whether it came online or went offline.
+    pub fn presence(&self, id: &str, p: &Presence) -> bool {
+        let changed = self.write().with_row(
             id,
             || self.new_row(id),
             |row| {
@@ -201,9 +201,11 @@ impl FleetIndex {
                     row.own.insert("online".into(), p.online.to_string());
                     row.facts.insert("online".into(), p.online.to_string());
                 }
+                changed
             },
         );
         self.touch(id);
+        changed
     }
 
     /// Replaces a device's labels.
@@ -401,13 +403,14 @@ mod tests {
                     let phase = phases[(step % 3) as usize];
                     index.reported(&report(&id, phase, Some(release.as_str())), step);
                 }
-                2 => index.presence(
-                    &id,
-                    &Presence {
-                        online: step % 2 == 0,
+                2 => {
+                    let online = step % 2 == 0;
+                    let p = Presence {
+                        online,
                         last_seen_ms: step,
-                    },
-                ),
+                    };
+                    index.presence(&id, &p);
+                }
                 3 => index.ensure(&format!("new-{}", step % 7)),
                 _ => index.forget(&id),
             }

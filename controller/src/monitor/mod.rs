@@ -81,8 +81,14 @@ impl Monitor {
     }
 
     /// A device's presence was stored.
+    /// Its alerts are checked only when it came online or went offline:
+    /// the same presence again changes no condition (the time an offline
+    /// device has been away is the sweep's), and every report is checked
+    /// on its own ([`Monitor::reported`]).
     pub fn presence(&self, id: &str, p: &Presence) {
-        self.index.presence(id, p);
+        if !self.index.presence(id, p) {
+            return;
+        }
         if let Some(row) = self.index.row(id) {
             if let Err(e) = self.alerts.check(id, &row, p.last_seen_ms) {
                 tracing::error!(device = id, error = %e, "cannot record an alert");
