@@ -212,6 +212,8 @@ mod tests {
             issued_at_ms: 0,
             expires_at_ms: None,
             window: None,
+            lock_override_after_s: None,
+            budget: None,
         };
         let env = reloaded.sign(&d, 0);
         let learned =

@@ -170,6 +170,8 @@ mod tests {
             progress: Progress::default(),
             services: Vec::new(),
             last_error: Some("app exited with code 1\nafter 2 s".into()),
+            held_by: None,
+            update_bytes: None,
             reported_at_ms: 1,
             platform: None,
             agent_version: String::new(),

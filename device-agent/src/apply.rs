@@ -41,10 +41,19 @@ impl Paths {
 pub struct ProgressCounter {
     pub done: AtomicU64,
     pub total: AtomicU64,
+    /// Bytes this update received over the network (its data cost).
+    pub received: AtomicU64,
     problem: std::sync::Mutex<Option<String>>,
 }
 
 impl ProgressCounter {
+    /// Counts `n` bytes received: progress, and the update's data cost.
+    pub fn add_received(&self, n: u64) {
+        self.done.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        self.received
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Records why the download is stuck (`None`: it moves again).
     /// Returns whether that changed, so callers log once per change
     /// rather than once per retry.

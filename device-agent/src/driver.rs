@@ -8,10 +8,7 @@ use crate::machine::{Action, Input, Machine};
 use crate::session::{Incoming, Publisher};
 use crate::store::AgentStore;
 use crate::{gc, swap, transfer, watch};
-use petrel_protocol::{
-    decode_desired_trusted, Event, EventKind, Limits, Progress, Reported, ServiceState, Trust,
-    SCHEMA,
-};
+use petrel_protocol::{decode_desired_trusted, Event, EventKind, Limits, Trust, SCHEMA};
 use petrel_runtime::Runtime;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -45,7 +42,7 @@ pub struct Driver<R: Runtime> {
     watch_tx: mpsc::Sender<Input>,
     watch_rx: mpsc::Receiver<Input>,
     /// When this driver (the agent) started, for its reported uptime.
-    started: std::time::Instant,
+    pub(crate) started: std::time::Instant,
     task: Option<(JoinHandle<()>, bool)>,
     /// A desired state that arrived during a swap, handled after it.
     deferred: Option<Input>,
@@ -161,8 +158,10 @@ impl<R: Runtime> Driver<R> {
                 }
                 _ = beat.tick() => self.report().await,
                 _ = progress_tick.tick() => {
-                    if self.machine.state.phase == petrel_protocol::Phase::Ready {
-                        self.feed(Input::Tick { now_ms: now_ms() }).await;
+                    use petrel_protocol::Phase::{Deferred, Ready};
+                    if matches!(self.machine.state.phase, Ready | Deferred) {
+                        let lock = self.lock_holder();
+                        self.feed(Input::Tick { now_ms: now_ms(), lock }).await;
                     }
                     let now = (
                         self.progress.done.load(Ordering::Relaxed),
@@ -206,6 +205,7 @@ impl<R: Runtime> Driver<R> {
             // a new download: never report the previous one's byte counts
             self.progress.done.store(0, Ordering::Relaxed);
             self.progress.total.store(0, Ordering::Relaxed);
+            self.progress.received.store(0, Ordering::Relaxed);
             self.progress.set_problem(None);
         }
         for action in actions {
@@ -228,8 +228,9 @@ impl<R: Runtime> Driver<R> {
                     let held = self.machine.state.held();
                     self.spawn(false, async move {
                         let result = match transfer::download(&paths, &t, &held, &progress).await {
-                            Ok(()) => Input::Downloaded {
+                            Ok(bytes) => Input::Downloaded {
                                 generation: t.generation,
+                                bytes,
                             },
                             Err(reason) => Input::Failed {
                                 generation: t.generation,
@@ -241,14 +242,17 @@ impl<R: Runtime> Driver<R> {
                 }
                 Action::Install(t) => {
                     let (paths, tx) = (self.paths.clone(), self.results_tx.clone());
+                    let running = self.machine.state.current.clone().and_then(|c| c.release);
                     self.spawn(false, async move {
                         let g = t.generation;
+                        let dir = paths.rootfs_dir.clone();
                         let r =
                             tokio::task::spawn_blocking(move || apply::install(&paths, &t)).await;
                         let result = match r {
                             Ok(Ok(())) => Input::Installed {
                                 generation: g,
                                 now_ms: now_ms(),
+                                lock: crate::locks::holder(&dir, running.as_ref()),
                             },
                             Ok(Err(reason)) => Input::Failed {
                                 generation: g,
@@ -380,57 +384,17 @@ impl<R: Runtime> Driver<R> {
     }
 
     async fn report(&mut self) {
-        let st = &self.machine.state;
-        let instances = st
-            .current
-            .as_ref()
-            .map(|c| c.instances.clone())
-            .unwrap_or_default();
-        let mut services = Vec::new();
-        for name in instances {
-            let s = self.runtime.inspect(&name).await;
-            services.push(ServiceState {
-                state: s.as_ref().map_or("missing".into(), |s| s.state.clone()),
-                pid: s.as_ref().and_then(|s| s.pid),
-                restarts: s.as_ref().map_or(0, |s| s.restarts),
-                exit_code: s.and_then(|s| s.exit_code),
-                name,
-            });
-        }
-        let progress = if st.phase.in_progress() {
-            Progress {
-                bytes_done: self.progress.done.load(Ordering::Relaxed),
-                bytes_total: self.progress.total.load(Ordering::Relaxed),
-            }
-        } else {
-            Progress::default()
-        };
-        let problem = st
-            .phase
-            .in_progress()
-            .then(|| self.progress.problem())
-            .flatten();
-        let r = Reported {
-            schema: SCHEMA,
-            device_id: self.device_id.clone(),
-            agent_version: env!("CARGO_PKG_VERSION").into(),
-            desired_generation: st.desired_generation,
-            applied_generation: st.current.as_ref().map_or(0, |c| c.generation),
-            current: st.current_ref(),
-            target: st.target_ref(),
-            phase: st.phase,
-            progress,
-            services,
-            // While downloading, why the download is not moving (an
-            // unreachable controller_url, say) is the error to show.
-            last_error: problem.or_else(|| st.last_error.clone()),
-            updated_at_ms: now_ms(),
-            platform: Some(self.platform.clone()),
-            hostname: crate::facts::hostname(),
-            free_disk_bytes: crate::facts::free_bytes(&self.paths.rootfs_dir),
-            health: crate::facts::health(self.started, &self.paths.rootfs_dir),
-        };
+        let r = crate::report::build(self).await;
         self.publisher.report(&r);
+    }
+
+    /// Who holds an update lock in the running release, if anyone.
+    fn lock_holder(&self) -> Option<String> {
+        let running = self.machine.state.current.as_ref();
+        crate::locks::holder(
+            &self.paths.rootfs_dir,
+            running.and_then(|c| c.release.as_ref()),
+        )
     }
 
     /// Decodes a desired state as the device's trust says (signature,

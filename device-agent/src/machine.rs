@@ -8,6 +8,7 @@
 //! of the persisted phase and the update continues where it was.
 
 use petrel_protocol::lifecycle::Step;
+use petrel_protocol::policy::{lock_decision, LockDecision};
 use petrel_protocol::{Desired, EventKind, Phase, ReleaseManifest, ReleaseRef};
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +29,21 @@ pub struct Target {
     /// When the swap may happen (`None`: as soon as installed).
     #[serde(default)]
     pub window: Option<petrel_protocol::window::Window>,
+    /// How long an update lock may defer the swap (see `Desired`).
+    #[serde(default)]
+    pub lock_override_after_s: Option<u64>,
+    #[serde(default)]
+    pub budget: Option<petrel_protocol::policy::DataBudget>,
+    /// Since when, and by whom, the swap is deferred (phase `deferred`).
+    #[serde(default)]
+    pub deferred: Option<Deferral>,
+}
+
+/// An update lock holding the swap back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deferral {
+    pub since_ms: u64,
+    pub holder: String,
 }
 
 /// Everything the agent persists about its lifecycle.
@@ -47,6 +63,9 @@ pub struct AgentState {
     /// generation names it (see [`crate::recover`]).
     #[serde(default)]
     pub recovered: bool,
+    /// Bytes the last update downloaded (reported).
+    #[serde(default)]
+    pub update_bytes: Option<u64>,
 }
 
 impl AgentState {
@@ -84,14 +103,20 @@ pub enum Input {
     Rejected(String),
     Downloaded {
         generation: u64,
+        /// Bytes the download took over the network.
+        bytes: u64,
     },
+    /// `lock`: who holds an update lock, if anyone does.
     Installed {
         generation: u64,
         now_ms: u64,
+        lock: Option<String>,
     },
-    /// Time passed (a held swap may start when its window opens).
+    /// Time passed (a held swap may start when its window opens, a
+    /// deferred one when its lock is released).
     Tick {
         now_ms: u64,
+        lock: Option<String>,
     },
     Started {
         generation: u64,
@@ -202,13 +227,16 @@ impl Machine {
         match input {
             Input::Desired(d) => self.on_desired(d),
             Input::Rejected(reason) => vec![Action::Emit(EventKind::DesiredRejected, reason)],
-            Input::Downloaded { generation } if self.is_target(generation) => {
+            Input::Downloaded { generation, bytes } if self.is_target(generation) => {
+                self.state.update_bytes = Some(bytes);
                 self.advance(Step::Downloaded, Action::Install)
             }
-            Input::Installed { generation, now_ms } if self.is_target(generation) => {
-                self.on_installed(now_ms)
-            }
-            Input::Tick { now_ms } => self.on_tick(now_ms),
+            Input::Installed {
+                generation,
+                now_ms,
+                lock,
+            } if self.is_target(generation) => self.on_installed(now_ms, lock),
+            Input::Tick { now_ms, lock } => self.on_tick(now_ms, lock),
             Input::Started {
                 generation,
                 instances,
@@ -243,7 +271,7 @@ impl Machine {
     }
 
     /// Installed: swap now, or hold in `ready` until the window opens.
-    fn on_installed(&mut self, now_ms: u64) -> Vec<Action> {
+    fn on_installed(&mut self, now_ms: u64, lock: Option<String>) -> Vec<Action> {
         let window = self.state.target.as_ref().and_then(|t| t.window.clone());
         if let Some(w) = window.filter(|w| !w.contains(now_ms)) {
             if let Err(e) = self.step(Step::Hold) {
@@ -256,22 +284,75 @@ impl Machine {
                 Action::Emit(EventKind::Installed, why),
             ];
         }
-        let from = self.state.current.clone();
-        self.advance(Step::Installed, |to| Action::Swap { from, to })
+        self.swap_unless_locked(Step::Installed, now_ms, lock)
     }
 
     /// A held swap starts once its window is open (and, once started, is
-    /// not interrupted when the window closes).
-    fn on_tick(&mut self, now_ms: u64) -> Vec<Action> {
+    /// not interrupted when the window closes); a deferred one once its
+    /// update lock is released or overridden.
+    fn on_tick(&mut self, now_ms: u64, lock: Option<String>) -> Vec<Action> {
         let open = self.state.target.as_ref().is_some_and(|t| match &t.window {
             Some(w) => w.contains(now_ms),
             None => true,
         });
-        if self.state.phase != Phase::Ready || !open {
+        match self.state.phase {
+            Phase::Ready if open => self.swap_unless_locked(Step::WindowOpened, now_ms, lock),
+            Phase::Deferred => self.swap_unless_locked(Step::Unlocked, now_ms, lock),
+            _ => vec![],
+        }
+    }
+
+    /// Update-lock rule: an application holding its lock defers the swap
+    /// (phase `deferred`, with the holder) until it lets go, or until the
+    /// operator's override time has passed.
+    fn swap_unless_locked(&mut self, step: Step, now_ms: u64, lock: Option<String>) -> Vec<Action> {
+        let Some(t) = self.state.target.as_mut() else {
+            return vec![];
+        };
+        let since = t.deferred.as_ref().map(|d| d.since_ms);
+        let note = match lock_decision(lock.is_some(), since, t.lock_override_after_s, now_ms) {
+            LockDecision::Defer => return self.defer(now_ms, lock.unwrap_or_default()),
+            LockDecision::Override => Some(format!(
+                "update lock held by {} overridden (lock_override_after_s = {}); swapping",
+                lock.unwrap_or_default(),
+                t.lock_override_after_s.unwrap_or(0)
+            )),
+            LockDecision::Swap => since.map(|_| "update lock released; swapping".to_string()),
+        };
+        t.deferred = None;
+        let from = self.state.current.clone();
+        let mut actions = self.advance(step, |to| Action::Swap { from, to });
+        if let Some(note) = note {
+            actions.insert(1, Action::Emit(EventKind::Deferred, note));
+        }
+        actions
+    }
+
+    /// Enters (or stays in) `deferred`, persisting and reporting a new holder.
+    fn defer(&mut self, now_ms: u64, holder: String) -> Vec<Action> {
+        let entering = self.state.phase != Phase::Deferred;
+        if entering {
+            if let Err(e) = self.step(Step::Defer) {
+                return vec![Action::Emit(EventKind::UpdateFailed, e)];
+            }
+        }
+        let Some(t) = self.state.target.as_mut() else {
+            return vec![];
+        };
+        let since_ms = t.deferred.as_ref().map_or(now_ms, |d| d.since_ms);
+        if !entering && t.deferred.as_ref().is_some_and(|d| d.holder == holder) {
             return vec![];
         }
-        let from = self.state.current.clone();
-        self.advance(Step::WindowOpened, |to| Action::Swap { from, to })
+        t.deferred = Some(Deferral {
+            since_ms,
+            holder: holder.clone(),
+        });
+        let mut actions = vec![Action::Persist, Action::Report];
+        if entering {
+            let why = format!("installed; the swap waits: update lock held by {holder}");
+            actions.push(Action::Emit(EventKind::Deferred, why));
+        }
+        actions
     }
 
     fn advance(&mut self, step: Step, next: impl FnOnce(Target) -> Action) -> Vec<Action> {
@@ -320,6 +401,9 @@ impl Machine {
             generation: d.generation,
             release: d.release,
             window: d.window,
+            lock_override_after_s: d.lock_override_after_s,
+            budget: d.budget,
+            deferred: None,
         };
         let name = target
             .release
@@ -327,6 +411,7 @@ impl Machine {
             .map_or("nothing".into(), |r| r.reference().to_string());
         self.state.target = Some(target.clone());
         self.state.last_error = None;
+        self.state.update_bytes = None;
         let _ = self.step(Step::Accept);
         vec![
             Action::Persist,
@@ -411,6 +496,9 @@ impl Machine {
             generation: c.generation,
             release: c.release,
             window: None,
+            lock_override_after_s: None,
+            budget: None,
+            deferred: None,
         });
         self.state.current = self.state.previous.take();
         self.state.target = failed.clone();
@@ -487,5 +575,7 @@ impl Machine {
     }
 }
 
+#[cfg(test)]
+mod lock_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -10,6 +10,7 @@ use crate::apply::{Paths, ProgressCounter};
 use crate::fetch::{discard, FetchError, Fetcher};
 use crate::machine::Target;
 use crate::retry::{backoff, Stall};
+use petrel_protocol::policy::{DataBudget, FullFallback};
 use petrel_protocol::{Digest, LayerDescriptor, ReleaseManifest};
 use std::sync::atomic::Ordering;
 
@@ -71,17 +72,19 @@ fn position<'a>(release: &'a ReleaseManifest, diff_id: &Digest) -> Option<(&'a s
     })
 }
 
-/// Fetches every layer of the target the device lacks. `held` are the
-/// releases the device keeps (current, previous): the delta bases.
+/// Fetches every layer of the target the device lacks, within the
+/// target's data budget. `held` are the releases the device keeps
+/// (current, previous): the delta bases. Returns the bytes received.
 pub async fn download(
     paths: &Paths,
     target: &Target,
     held: &[ReleaseManifest],
     progress: &ProgressCounter,
-) -> Result<(), String> {
+) -> Result<u64, String> {
     let Some(release) = &target.release else {
-        return Ok(());
+        return Ok(0);
     };
+    let budget = target.budget.unwrap_or_default();
     let need = missing(paths, release);
     let total: u64 = need.iter().map(|l| l.size).sum();
     let have: u64 = need.iter().map(|l| paths.fetcher.have(l)).sum();
@@ -92,22 +95,27 @@ pub async fn download(
         let mut tried = delta_bases(&paths.fetcher, held, service, index, &layer.diff_id);
         let mut fetched = false;
         for base in &tried {
-            if via_delta(paths, base, layer, progress).await? {
+            if via_delta(paths, base, layer, progress, &budget).await? {
                 fetched = true;
                 break;
             }
         }
         if !fetched {
             if let Some(base) = sharing_paths(paths, held, &layer.diff_id, &tried).await {
-                fetched = via_delta(paths, &base, layer, progress).await?;
+                fetched = via_delta(paths, &base, layer, progress, &budget).await?;
                 tried.push(base);
             }
         }
         if !fetched {
+            let used = progress.received.load(Ordering::Relaxed);
+            let held_bytes = paths.fetcher.have(layer);
+            budget
+                .allow_full(&layer.digest.to_string(), layer.size, held_bytes, used)
+                .map_err(|e| e.to_string())?;
             full_blob(&paths.fetcher, layer, progress).await?;
         }
     }
-    Ok(())
+    Ok(progress.received.load(Ordering::Relaxed))
 }
 
 /// The held layer (not yet tried) that shares the most regular-file paths
@@ -160,17 +168,21 @@ async fn sharing_paths(
 }
 
 /// Tries the delta `base` → `layer`; `Ok(false)` means: use another way.
+/// A delta larger than what the data budget has left is refused like one
+/// larger than the blob.
 async fn via_delta(
     paths: &Paths,
     base: &Digest,
     layer: &LayerDescriptor,
     progress: &ProgressCounter,
+    budget: &DataBudget,
 ) -> Result<bool, String> {
     let fetcher = &paths.fetcher;
     let accounted = std::sync::atomic::AtomicU64::new(0);
-    let on_bytes = |n: u64| {
-        progress.done.fetch_add(n, Ordering::Relaxed);
-    };
+    let on_bytes = |n: u64| progress.add_received(n);
+    let held = fetcher.have_delta(base, &layer.diff_id);
+    let left = budget.remaining(progress.received.load(Ordering::Relaxed));
+    let cap = layer.size.min(left.saturating_add(held));
     // the patch replaces the blob in the total, once its size is known
     let on_size = |size: u64| {
         if accounted.swap(size, Ordering::Relaxed) == 0 {
@@ -180,10 +192,11 @@ async fn via_delta(
         }
     };
     let mut attempt = 0;
+    let mut stall = Stall::new(fetcher.retry_budget());
     let mut have = fetcher.have_delta(base, &layer.diff_id);
     let patch = loop {
         match fetcher
-            .fetch_delta_once(base, &layer.diff_id, layer.size, &on_bytes, &on_size)
+            .fetch_delta_once(base, &layer.diff_id, cap, &on_bytes, &on_size)
             .await
         {
             Ok(Some(p)) => break p,
@@ -195,7 +208,16 @@ async fn via_delta(
                 // progress made: a drop, keep resuming; none: a few tries,
                 // then the blob (a delta is only an optimisation)
                 attempt = if have > before { 0 } else { attempt + 1 };
-                if attempt > MAX_STALLED_DELTA_TRIES {
+                if have > before {
+                    stall.progressed();
+                }
+                // with no full fallback, the delta is worth the whole
+                // retry budget; else a few tries
+                let give_up = match budget.full_fallback {
+                    FullFallback::Allow => attempt > MAX_STALLED_DELTA_TRIES,
+                    FullFallback::Deny => stall.stalled(std::time::Instant::now()).is_some(),
+                };
+                if give_up {
                     tracing::warn!(%url, %reason, "delta keeps failing; falling back to the full blob");
                     undo_accounting(progress, layer, &accounted);
                     return Ok(false);
@@ -249,9 +271,7 @@ async fn full_blob(
     let mut stall = Stall::new(fetcher.retry_budget());
     loop {
         let before = fetcher.have(layer);
-        let on_bytes = |n: u64| {
-            progress.done.fetch_add(n, Ordering::Relaxed);
-        };
+        let on_bytes = |n: u64| progress.add_received(n);
         match fetcher.fetch_blob_once(layer, &on_bytes).await {
             Ok(_) => {
                 progress.set_problem(None);

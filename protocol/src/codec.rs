@@ -180,6 +180,8 @@ mod tests {
             issued_at_ms: 1,
             expires_at_ms: None,
             window: None,
+            lock_override_after_s: None,
+            budget: None,
         };
         encode(&Envelope::wrap(&d))
     }

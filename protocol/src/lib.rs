@@ -32,6 +32,7 @@ pub mod logs;
 pub mod manifest;
 pub mod messages;
 pub mod platform;
+pub mod policy;
 pub mod rollout;
 pub mod signing;
 pub mod start_order;

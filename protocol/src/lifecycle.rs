@@ -16,6 +16,8 @@ pub enum Phase {
     Installing,
     /// Installed, held until the device's maintenance window opens.
     Ready,
+    /// Installed, held while an application holds its update lock.
+    Deferred,
     /// Stopping the old services and starting the new ones.
     Swapping,
     /// The desired release runs.
@@ -41,6 +43,10 @@ pub enum Step {
     Hold,
     /// The maintenance window opened.
     WindowOpened,
+    /// An application holds its update lock: wait for its release.
+    Defer,
+    /// The update lock was released (or overridden).
+    Unlocked,
     /// The new services run.
     Started,
     /// Something failed; the update stops here.
@@ -74,8 +80,10 @@ impl Phase {
             (Installing, Step::Installed) => Ok(Swapping),
             (Installing, Step::Hold) => Ok(Ready),
             (Ready, Step::WindowOpened) => Ok(Swapping),
+            (Installing | Ready, Step::Defer) => Ok(Deferred),
+            (Deferred, Step::Unlocked) => Ok(Swapping),
             (Swapping, Step::Started) => Ok(Running),
-            (Downloading | Installing | Ready | Swapping, Step::Fail) => Ok(Failed),
+            (Downloading | Installing | Ready | Deferred | Swapping, Step::Fail) => Ok(Failed),
             (Swapping, Step::Unhealthy) => Ok(RollingBack),
             (Running, Step::CrashLooped) => Ok(RollingBack),
             (RollingBack, Step::Restored) => Ok(RolledBack),
@@ -117,6 +125,17 @@ mod tests {
         assert_eq!(p.next(Step::WindowOpened).unwrap(), Phase::Swapping);
         assert!(Phase::Downloading.next(Step::WindowOpened).is_err());
         assert_eq!(p.next(Step::Accept).unwrap(), Phase::Downloading);
+    }
+
+    #[test]
+    fn a_held_update_lock_defers_the_swap_until_it_is_released() {
+        let p = Phase::Installing.next(Step::Defer).unwrap();
+        assert_eq!(p, Phase::Deferred);
+        assert_eq!(Phase::Ready.next(Step::Defer).unwrap(), Phase::Deferred);
+        assert_eq!(p.next(Step::Unlocked).unwrap(), Phase::Swapping);
+        assert_eq!(p.next(Step::Accept).unwrap(), Phase::Downloading);
+        assert!(Phase::Downloading.next(Step::Defer).is_err());
+        assert!(Phase::Running.next(Step::Unlocked).is_err());
     }
 
     #[test]

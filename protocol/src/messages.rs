@@ -52,6 +52,14 @@ pub struct Desired {
     /// holds in `ready`); `None`: at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<crate::window::Window>,
+    /// How long an application's update lock may defer the swap before
+    /// the device swaps anyway (0: locks are ignored); `None`: it waits
+    /// for the lock's release however long that takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_override_after_s: Option<u64>,
+    /// What the update may download (`None`: no limit, full blobs allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::policy::DataBudget>,
 }
 
 /// Bytes of the update in progress.
@@ -96,6 +104,13 @@ pub struct Reported {
     pub services: Vec<ServiceState>,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// In `deferred`: who holds the update lock (service, lock file, and
+    /// what the file says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
+    /// Bytes the last (or current) update downloaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_bytes: Option<u64>,
     pub updated_at_ms: u64,
     /// What the device runs images for (`linux/arm64` …); agents before
     /// multi-platform support send none.
@@ -151,6 +166,10 @@ pub enum EventKind {
     RolledBack,
     ServiceExited,
     AgentStarted,
+    /// The swap waits: an application holds its update lock.
+    Deferred,
+    /// The update needs more disk than the device can free.
+    InsufficientDisk,
     /// The agent's store was lost (missing, or unreadable and moved
     /// aside) and rebuilt from what the runtime runs.
     StoreRebuilt,

@@ -94,6 +94,8 @@ fn desired_state(
         issued_at_ms: now,
         expires_at_ms: Some(now.saturating_add_signed(valid_ms)),
         window: None,
+        lock_override_after_s: None,
+        budget: None,
     }
 }
 

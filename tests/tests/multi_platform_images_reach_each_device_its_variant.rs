@@ -126,6 +126,8 @@ async fn each_device_runs_the_variant_for_its_platform_and_a_missing_one_is_refu
         issued_at_ms: petrel_controller::now_ms(),
         expires_at_ms: Some(petrel_controller::now_ms() + 3_600_000),
         window: None,
+        lock_override_after_s: None,
+        budget: None,
     };
     let seq = last_seq(&client, &riscv.id).await;
     // signed with the controller's key: only the platform check stops it

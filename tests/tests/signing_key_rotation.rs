@@ -50,6 +50,8 @@ async fn devices_follow_a_rotated_key_and_refuse_the_retired_one() -> anyhow::Re
         issued_at_ms: now,
         expires_at_ms: Some(now + 3_600_000),
         window: None,
+        lock_override_after_s: None,
+        budget: None,
     };
     let seq = last_seq(&client, &online.id).await;
     let payload = petrel_protocol::encode(&first.sign_desired(&forged, &[]));
@@ -126,6 +128,8 @@ async fn an_offline_root_key_replaces_a_stolen_controller_key() -> anyhow::Resul
         issued_at_ms: now,
         expires_at_ms: Some(now + 3_600_000),
         window: None,
+        lock_override_after_s: None,
+        budget: None,
     };
     let seq = last_seq(&client, &agent.id).await;
     let payload = petrel_protocol::encode(&stolen.sign_desired(&forged, &[]));

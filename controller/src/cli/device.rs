@@ -135,6 +135,9 @@ pub(super) async fn run(client: &Client, cmd: DeviceCmd, json: bool) -> Result<(
             if let Some(h) = &view.health {
                 println!("  {}", health_text(h, view.free_disk_bytes));
             }
+            if let Some(b) = view.update_bytes {
+                println!("  last update downloaded {}", human_bytes(b));
+            }
             for s in &view.services {
                 let pid = s.pid.map_or("-".into(), |p| p.to_string());
                 let exit = s

@@ -36,6 +36,9 @@ pub fn devices_table(devices: &[DeviceView], now_ms: u64) -> String {
             progress(d),
             seen,
         ]);
+        if let Some(holder) = &d.held_by {
+            table.note(format!("update lock held by {}", one_line(holder)));
+        }
         if let Some(e) = &d.last_error {
             table.note(format!("error: {}", one_line(e)));
         }
@@ -66,6 +69,9 @@ fn progress(d: &DeviceView) -> String {
         Phase::Installing => "unpacking".into(),
         Phase::Swapping => "swapping".into(),
         Phase::RollingBack => "rolling back".into(),
-        _ => "-".into(),
+        Phase::Deferred => "waiting for lock".into(),
+        _ => d
+            .update_bytes
+            .map_or("-".into(), |b| format!("{} used", human_bytes(b))),
     }
 }

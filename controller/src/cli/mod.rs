@@ -74,6 +74,16 @@ pub enum Command {
         /// Accept device ids the controller has not seen yet.
         #[arg(long)]
         allow_new: bool,
+        /// Swap even while an application holds its update lock.
+        #[arg(long)]
+        force: bool,
+        /// Most bytes the update may download per device (`50MB`, `1GiB`).
+        #[arg(long, value_parser = petrel_protocol::policy::parse_bytes)]
+        max_bytes: Option<u64>,
+        /// `deny`: a device that cannot get a delta fails the update
+        /// instead of downloading the full layer (metered links).
+        #[arg(long)]
+        full_fallback: Option<petrel_protocol::policy::FullFallback>,
         /// Follow the devices until each runs the release (exit 0) or
         /// fails or rolls back (exit 1), showing progress.
         #[arg(long)]
@@ -206,10 +216,26 @@ pub async fn run(cli: Cli) -> Result<()> {
             release,
             devices,
             allow_new,
+            force,
+            max_bytes,
+            full_fallback,
             wait,
             timeout,
         } => {
-            let deployed = client.deploy_with(&release, &devices, allow_new).await?;
+            let budget = (max_bytes.is_some() || full_fallback.is_some()).then(|| {
+                petrel_protocol::policy::DataBudget {
+                    max_bytes,
+                    full_fallback: full_fallback.unwrap_or_default(),
+                }
+            });
+            let req = crate::http::deploy::Deploy {
+                release: release.clone(),
+                devices,
+                allow_new,
+                force,
+                budget,
+            };
+            let deployed = client.deploy_with(&req).await?;
             if !json {
                 for d in &deployed {
                     let g = d.generation;
@@ -341,15 +367,7 @@ fn gc_line(gc: &crate::gc::GcReport) -> String {
     )
 }
 
-/// 1.5 MB, 820 KB, 12 B.
-pub fn human_bytes(n: u64) -> String {
-    match n {
-        n if n >= 10_000_000 => format!("{} MB", n / 1_000_000),
-        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
-        n if n >= 1_000 => format!("{} KB", n / 1_000),
-        n => format!("{n} B"),
-    }
-}
+pub use petrel_protocol::policy::human_bytes;
 
 /// Multi-line text (a process's output in an error) on one table line.
 pub(crate) fn one_line(s: &str) -> String {

@@ -90,11 +90,38 @@ pub enum GroupCmd {
         /// `mon-fri 02:00-04:00 Europe/Berlin`, `daily 22:00-02:00 UTC`.
         #[arg(long)]
         window: Option<String>,
+        /// `30m`, `2h`: swap despite an application's update lock once a
+        /// device has deferred this long.
+        #[arg(long)]
+        lock_override_after: Option<String>,
+        /// Most bytes one update may download per device (`50MB`).
+        #[arg(long)]
+        max_bytes: Option<String>,
+        /// `deny`: no full layer download when no delta serves.
+        #[arg(long)]
+        full_fallback: Option<String>,
     },
     List,
     Delete {
         name: String,
     },
+}
+
+/// A group's update rules in words.
+fn rules(g: &crate::http::groups::Group) -> String {
+    let mut out = vec![format!(
+        "swaps: {}",
+        g.window
+            .as_ref()
+            .map_or("any time".into(), |w| w.to_string())
+    )];
+    if let Some(s) = g.lock_override_after_s {
+        out.push(format!("update locks overridden after {s} s"));
+    }
+    if let Some(b) = g.budget {
+        out.push(format!("data: {b}"));
+    }
+    out.join(", ")
 }
 
 pub(super) async fn group(client: &Client, cmd: GroupCmd, json: bool) -> Result<()> {
@@ -104,19 +131,24 @@ pub(super) async fn group(client: &Client, cmd: GroupCmd, json: bool) -> Result<
             name,
             selector,
             window,
+            lock_override_after,
+            max_bytes,
+            full_fallback,
         } => {
             let g = client
                 .put_group(&GroupSpec {
                     name,
                     selector,
                     window,
+                    lock_override_after,
+                    max_bytes,
+                    full_fallback,
                 })
                 .await?;
             if json {
                 return super::print_json(&g);
             }
-            let w = g.window.map_or("any time".into(), |w| w.to_string());
-            println!("group {}: {} (swaps: {w})", g.name, g.selector);
+            println!("group {}: {} ({})", g.name, g.selector, rules(&g));
         }
         GroupCmd::List => {
             let groups = client.groups().await?;
@@ -124,11 +156,7 @@ pub(super) async fn group(client: &Client, cmd: GroupCmd, json: bool) -> Result<
                 return super::print_json(&groups);
             }
             for g in &groups {
-                let w = g
-                    .window
-                    .as_ref()
-                    .map_or("any time".into(), |w| w.to_string());
-                println!("{}  {}  swaps: {w}", g.name, g.selector);
+                println!("{}  {}  {}", g.name, g.selector, rules(g));
             }
         }
         GroupCmd::Delete { name } => {

@@ -283,24 +283,21 @@ impl Client {
         release: &str,
         devices: &[String],
     ) -> Result<Vec<Deployed>, ClientError> {
-        self.deploy_with(release, devices, true).await
-    }
-
-    /// Deploys to devices; with `allow_new` false, an id the controller
-    /// has never heard of is an error (nothing is deployed).
-    pub async fn deploy_with(
-        &self,
-        release: &str,
-        devices: &[String],
-        allow_new: bool,
-    ) -> Result<Vec<Deployed>, ClientError> {
-        let url = format!("{}/v1/deployments", self.base);
         let req = Deploy {
             release: release.into(),
             devices: devices.to_vec(),
-            allow_new,
+            allow_new: true,
+            force: false,
+            budget: None,
         };
-        self.send(self.http.post(&url).json(&req), &url).await
+        self.deploy_with(&req).await
+    }
+
+    /// Deploys as `req` says; without `allow_new`, an id the controller
+    /// has never heard of is an error (nothing is deployed).
+    pub async fn deploy_with(&self, req: &Deploy) -> Result<Vec<Deployed>, ClientError> {
+        let url = format!("{}/v1/deployments", self.base);
+        self.send(self.http.post(&url).json(req), &url).await
     }
 
     /// Every device's view, read a page at a time.

@@ -103,14 +103,16 @@ fn gc_keeps_a_fresh_upload_whose_image_is_not_registered_yet() {
 fn a_forgotten_device_that_returns_gets_a_higher_generation() {
     let f = fixture();
     for _ in 0..3 {
-        f.store.set_desired("d-1", None, None, 0).unwrap();
+        f.store
+            .set_desired("d-1", None, Default::default(), 0)
+            .unwrap();
     }
     assert!(f.store.forget_device("d-1").unwrap());
     assert!(f.store.desired("d-1").unwrap().is_none());
     assert!(!f.store.device_ids().unwrap().contains(&"d-1".to_string()));
     assert_eq!(
         f.store
-            .set_desired("d-1", None, None, 0)
+            .set_desired("d-1", None, Default::default(), 0)
             .unwrap()
             .generation,
         4

@@ -4,6 +4,7 @@ use super::{bad_request, internal, Api, ApiError, ApiResult};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use petrel_protocol::policy::UpdatePolicy;
 use petrel_protocol::ReleaseRef;
 use serde::Deserialize;
 
@@ -18,6 +19,23 @@ pub struct Deploy {
     /// phantom device that waits forever.
     #[serde(default)]
     pub allow_new: bool,
+    /// Swap even while an application holds its update lock.
+    #[serde(default)]
+    pub force: bool,
+    /// This deployment's data budget (else the devices' groups').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<petrel_protocol::policy::DataBudget>,
+}
+
+impl Deploy {
+    /// The rules this deployment sets over the groups'.
+    fn policy(&self) -> UpdatePolicy {
+        UpdatePolicy {
+            window: None,
+            lock_override_after_s: self.force.then_some(0),
+            budget: self.budget,
+        }
+    }
 }
 
 /// One device's new desired generation.
@@ -81,7 +99,7 @@ pub(super) async fn deploy(
         .into_iter()
         .map(|(id, release)| (id.clone(), Some(release)))
         .collect();
-    let out = set_desired(&api, changes)?
+    let out = set_desired(&api, changes, req.policy())?
         .into_iter()
         .map(|d| Deployed {
             device: d.device_id,
@@ -99,17 +117,22 @@ pub(crate) fn publish(
     id: &str,
     release: Option<petrel_protocol::ReleaseManifest>,
 ) -> ApiResult<petrel_protocol::Desired> {
-    let mut one = set_desired(api, vec![(id.to_string(), release)])?;
+    let mut one = set_desired(
+        api,
+        vec![(id.to_string(), release)],
+        UpdatePolicy::default(),
+    )?;
     one.pop()
         .ok_or_else(|| internal("no desired state was recorded"))
 }
 
-/// [`publish`] for many devices: every desired state recorded, one flush,
+/// [`publish`] for many devices, `policy` over their groups' rules: every desired state recorded, one flush,
 /// then all handed to the fleet's publisher, which sends them in the
 /// background; returns once they are durable.
 pub(crate) fn set_desired(
     api: &Api,
     changes: Vec<(String, Option<petrel_protocol::ReleaseManifest>)>,
+    policy: UpdatePolicy,
 ) -> ApiResult<Vec<petrel_protocol::Desired>> {
     let now = crate::now_ms();
     let mut prepared = std::collections::HashSet::new();
@@ -118,8 +141,8 @@ pub(crate) fn set_desired(
         if let Some(r) = &release {
             prepare_deltas(api, &id, r, &mut prepared);
         }
-        let window = super::groups::window_for(api, &id)?;
-        out.push(api.store.record_desired(&id, release, window, now)?);
+        let rules = policy.clone().or(super::groups::policy_for(api, &id)?);
+        out.push(api.store.record_desired(&id, release, rules, now)?);
     }
     api.store.flush()?;
     for d in &out {

@@ -1,12 +1,15 @@
-//! Saved groups: a name for a selector, with an optional maintenance
-//! window. A device's desired state carries the window of the first group
-//! (by name) that selects it and has one: the device downloads and
-//! installs at once, and swaps only inside the window.
+//! Saved groups: a name for a selector, with optional update rules: a
+//! maintenance window, how long an application's update lock may defer
+//! the swap, and a data budget. A device's desired state carries each rule
+//! from the first group (by name) that selects it and sets that rule: the
+//! device downloads and installs at once, and swaps only inside the
+//! window, once no lock holds it (or the override time has passed).
 
 use super::{bad_request, Api, ApiError, ApiResult};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use petrel_protocol::policy::{parse_bytes, parse_seconds, DataBudget, UpdatePolicy};
 use petrel_protocol::rollout::Selector;
 use petrel_protocol::window::Window;
 use serde::{Deserialize, Serialize};
@@ -18,6 +21,21 @@ pub struct Group {
     pub selector: Selector,
     #[serde(default)]
     pub window: Option<Window>,
+    /// Swap despite an update lock after deferring this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_override_after_s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<DataBudget>,
+}
+
+impl Group {
+    fn policy(&self) -> UpdatePolicy {
+        UpdatePolicy {
+            window: self.window.clone(),
+            lock_override_after_s: self.lock_override_after_s,
+            budget: self.budget,
+        }
+    }
 }
 
 /// Body of `POST /v1/groups`.
@@ -28,6 +46,32 @@ pub struct GroupSpec {
     /// `mon-fri 02:00-04:00 Europe/Berlin`; none: swaps any time.
     #[serde(default)]
     pub window: Option<String>,
+    /// `30m`, `2h`: swap despite an update lock after deferring this long.
+    #[serde(default)]
+    pub lock_override_after: Option<String>,
+    /// `50MB`: most bytes one update may download.
+    #[serde(default)]
+    pub max_bytes: Option<String>,
+    /// `allow` (default) or `deny`: a full blob when no delta serves.
+    #[serde(default)]
+    pub full_fallback: Option<String>,
+}
+
+impl GroupSpec {
+    fn budget(&self) -> Result<Option<DataBudget>, String> {
+        if self.max_bytes.is_none() && self.full_fallback.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(DataBudget {
+            max_bytes: self.max_bytes.as_deref().map(parse_bytes).transpose()?,
+            full_fallback: self
+                .full_fallback
+                .as_deref()
+                .map(str::parse)
+                .transpose()?
+                .unwrap_or_default(),
+        }))
+    }
 }
 
 /// `POST /v1/groups`: creates or replaces a group. Devices it selects
@@ -46,6 +90,13 @@ pub(super) async fn put(
             .map(str::parse)
             .transpose()
             .map_err(bad_request)?,
+        lock_override_after_s: spec
+            .lock_override_after
+            .as_deref()
+            .map(parse_seconds)
+            .transpose()
+            .map_err(bad_request)?,
+        budget: spec.budget().map_err(bad_request)?,
         name: spec.name,
     };
     api.store.put_group(&group.name, &group)?;
@@ -80,15 +131,17 @@ pub(super) async fn delete(
     }
 }
 
-/// The maintenance window a device's desired state carries.
-pub(crate) fn window_for(api: &Api, device: &str) -> ApiResult<Option<Window>> {
+/// The update rules a device's desired state carries: each from the first
+/// group (by name) that selects the device and sets it.
+pub(crate) fn policy_for(api: &Api, device: &str) -> ApiResult<UpdatePolicy> {
     let groups: Vec<Group> = api.store.groups()?;
-    if groups.iter().all(|g| g.window.is_none()) {
-        return Ok(None);
+    let mut rules = UpdatePolicy::default();
+    if groups.iter().all(|g| g.policy() == rules) {
+        return Ok(rules);
     }
     let facts = super::views::view(&api.store, device)?.facts();
-    Ok(groups
-        .into_iter()
-        .find(|g| g.window.is_some() && g.selector.matches(&facts))
-        .and_then(|g| g.window))
+    for g in groups.iter().filter(|g| g.selector.matches(&facts)) {
+        rules = rules.or(g.policy());
+    }
+    Ok(rules)
 }

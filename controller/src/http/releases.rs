@@ -151,6 +151,8 @@ fn check_fits(release: &ReleaseManifest, limits: petrel_protocol::Limits) -> Api
         issued_at_ms: u64::MAX,
         expires_at_ms: Some(u64::MAX),
         window: None,
+        lock_override_after_s: None,
+        budget: None,
     };
     let size =
         petrel_protocol::encode(&petrel_protocol::Envelope::wrap(&desired)).len() + SIGNATURE_ROOM;

@@ -27,6 +27,12 @@ pub struct DeviceView {
     pub progress: Progress,
     pub services: Vec<ServiceState>,
     pub last_error: Option<String>,
+    /// In `deferred`: the update lock's holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
+    /// Bytes the device's last update downloaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_bytes: Option<u64>,
     /// When the device wrote its last report (its clock).
     pub reported_at_ms: u64,
     /// What the device runs images for, as it reports.
@@ -94,6 +100,8 @@ pub fn view(store: &crate::store::Store, id: &str) -> ApiResult<DeviceView> {
         progress: reported.progress,
         services: reported.services,
         last_error: reported.last_error,
+        held_by: reported.held_by,
+        update_bytes: reported.update_bytes,
         reported_at_ms: reported.updated_at_ms,
         platform: reported.platform,
         agent_version: reported.agent_version,

@@ -120,13 +120,17 @@ mod tests {
             services: Default::default(),
         };
         store
-            .set_desired("pi", Some(release.clone()), None, 1)
+            .set_desired("pi", Some(release.clone()), Default::default(), 1)
             .unwrap();
-        let second = store.set_desired("pi", Some(release), None, 2).unwrap();
+        let second = store
+            .set_desired("pi", Some(release), Default::default(), 2)
+            .unwrap();
         let head = store.desired_head("pi").unwrap().unwrap();
         assert_eq!(head.generation, second.generation);
         assert_eq!(head.release.unwrap().to_string(), "app@7");
-        store.set_desired("pi", None, None, 3).unwrap();
+        store
+            .set_desired("pi", None, Default::default(), 3)
+            .unwrap();
         assert!(store.desired_head("pi").unwrap().unwrap().release.is_none());
         assert!(store.desired_head("other").unwrap().is_none());
     }

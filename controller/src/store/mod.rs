@@ -250,10 +250,10 @@ impl Store {
         &self,
         device_id: &str,
         release: Option<ReleaseManifest>,
-        window: Option<petrel_protocol::window::Window>,
+        policy: petrel_protocol::policy::UpdatePolicy,
         now_ms: u64,
     ) -> Result<Desired, StoreError> {
-        let desired = self.record_desired(device_id, release, window, now_ms)?;
+        let desired = self.record_desired(device_id, release, policy, now_ms)?;
         self.flush()?;
         Ok(desired)
     }
@@ -264,7 +264,7 @@ impl Store {
         &self,
         device_id: &str,
         release: Option<ReleaseManifest>,
-        window: Option<petrel_protocol::window::Window>,
+        policy: petrel_protocol::policy::UpdatePolicy,
         now_ms: u64,
     ) -> Result<Desired, StoreError> {
         let prev: Option<Desired> = get(&self.desired, device_id)?;
@@ -277,7 +277,9 @@ impl Store {
             release,
             issued_at_ms: now_ms,
             expires_at_ms: None,
-            window,
+            window: policy.window,
+            lock_override_after_s: policy.lock_override_after_s,
+            budget: policy.budget,
         };
         insert(&self.desired, device_id, &desired)?;
         Ok(desired)

@@ -35,7 +35,7 @@ pub(crate) fn release(version: &str) -> ReleaseManifest {
     }
 }
 
-fn desired(generation: u64, version: &str) -> Input {
+pub(crate) fn desired(generation: u64, version: &str) -> Input {
     Input::Desired(Desired {
         schema: SCHEMA,
         device_id: "d".into(),
@@ -44,14 +44,20 @@ fn desired(generation: u64, version: &str) -> Input {
         issued_at_ms: 0,
         expires_at_ms: None,
         window: None,
+        lock_override_after_s: None,
+        budget: None,
     })
 }
 
-fn run_to_completion(m: &mut Machine, generation: u64) {
-    m.handle(Input::Downloaded { generation });
+pub(crate) fn run_to_completion(m: &mut Machine, generation: u64) {
+    m.handle(Input::Downloaded {
+        generation,
+        bytes: 0,
+    });
     m.handle(Input::Installed {
         generation,
         now_ms: 0,
+        lock: None,
     });
     m.handle(Input::Started {
         generation,
@@ -72,11 +78,15 @@ fn a_new_desired_release_is_persisted_before_the_download_starts() {
 fn an_update_runs_through_install_and_swap_to_running() {
     let mut m = Machine::default();
     m.handle(desired(1, "1"));
-    let acts = m.handle(Input::Downloaded { generation: 1 });
+    let acts = m.handle(Input::Downloaded {
+        generation: 1,
+        bytes: 0,
+    });
     assert!(matches!(acts.last(), Some(Action::Install(_))));
     let acts = m.handle(Input::Installed {
         generation: 1,
         now_ms: 0,
+        lock: None,
     });
     assert!(matches!(acts.last(), Some(Action::Swap { from: None, .. })));
     m.handle(Input::Started {
@@ -112,7 +122,12 @@ fn results_of_a_superseded_target_are_ignored() {
     let mut m = Machine::default();
     m.handle(desired(1, "1"));
     m.handle(desired(2, "2"));
-    assert!(m.handle(Input::Downloaded { generation: 1 }).is_empty());
+    assert!(m
+        .handle(Input::Downloaded {
+            generation: 1,
+            bytes: 0
+        })
+        .is_empty());
     assert_eq!(m.state.phase, Phase::Downloading);
 }
 
@@ -145,7 +160,10 @@ fn the_same_release_under_a_new_generation_needs_no_update() {
 fn resume_reissues_the_action_of_the_persisted_phase() {
     let mut m = Machine::default();
     m.handle(desired(1, "1"));
-    m.handle(Input::Downloaded { generation: 1 });
+    m.handle(Input::Downloaded {
+        generation: 1,
+        bytes: 0,
+    });
     let restarted = Machine::new(m.state.clone());
     assert!(matches!(
         restarted.resume().last(),
@@ -160,10 +178,14 @@ fn a_completed_update_keeps_the_previous_release_and_collects_the_rest() {
     run_to_completion(&mut m, 1);
     m.handle(desired(2, "2"));
     let acts = {
-        m.handle(Input::Downloaded { generation: 2 });
+        m.handle(Input::Downloaded {
+            generation: 2,
+            bytes: 0,
+        });
         m.handle(Input::Installed {
             generation: 2,
             now_ms: 0,
+            lock: None,
         });
         m.handle(Input::Started {
             generation: 2,
@@ -185,10 +207,14 @@ fn an_unhealthy_release_is_rolled_back_with_the_journal_written_first() {
     m.handle(desired(1, "1"));
     run_to_completion(&mut m, 1);
     m.handle(desired(2, "2"));
-    m.handle(Input::Downloaded { generation: 2 });
+    m.handle(Input::Downloaded {
+        generation: 2,
+        bytes: 0,
+    });
     m.handle(Input::Installed {
         generation: 2,
         now_ms: 0,
+        lock: None,
     });
     let acts = m.handle(Input::Unhealthy {
         generation: 2,
@@ -218,23 +244,40 @@ fn an_installed_release_outside_its_window_waits_in_ready_and_swaps_when_it_open
     // open one minute a day, at midnight UTC
     d.window = Some("daily 00:00-00:01 UTC".parse().unwrap());
     m.handle(Input::Desired(d));
-    m.handle(Input::Downloaded { generation: 1 });
+    m.handle(Input::Downloaded {
+        generation: 1,
+        bytes: 0,
+    });
     let held = m.handle(Input::Installed {
         generation: 1,
         now_ms: 120_000,
+        lock: None,
     });
     assert_eq!(m.state.phase, Phase::Ready);
     assert_eq!(held[0], Action::Persist, "held is persisted first");
     assert!(!held.iter().any(|a| matches!(a, Action::Swap { .. })));
-    assert!(m.handle(Input::Tick { now_ms: 3_600_000 }).is_empty());
-    let opened = m.handle(Input::Tick { now_ms: 86_400_000 });
+    assert!(m
+        .handle(Input::Tick {
+            now_ms: 3_600_000,
+            lock: None
+        })
+        .is_empty());
+    let opened = m.handle(Input::Tick {
+        now_ms: 86_400_000,
+        lock: None,
+    });
     assert!(
         opened.iter().any(|a| matches!(a, Action::Swap { .. })),
         "{opened:?}"
     );
     assert_eq!(m.state.phase, Phase::Swapping);
     // the window closing mid-swap changes nothing
-    assert!(m.handle(Input::Tick { now_ms: 86_500_000 }).is_empty());
+    assert!(m
+        .handle(Input::Tick {
+            now_ms: 86_500_000,
+            lock: None
+        })
+        .is_empty());
     assert_eq!(m.state.phase, Phase::Swapping);
     // and a restart while held re-issues no swap
     let mut m2 = Machine::new(AgentState {
@@ -242,7 +285,14 @@ fn an_installed_release_outside_its_window_waits_in_ready_and_swaps_when_it_open
         ..m.state.clone()
     });
     assert_eq!(m2.resume(), vec![Action::Report]);
-    assert!(m2.handle(Input::Tick { now_ms: 86_400_000 }).len() > 1);
+    assert!(
+        m2.handle(Input::Tick {
+            now_ms: 86_400_000,
+            lock: None
+        })
+        .len()
+            > 1
+    );
 }
 
 #[test]
@@ -310,10 +360,14 @@ fn after_a_store_loss_a_newer_generation_updates_from_the_running_instances() {
     let mut m = recovered(3);
     let actions = m.handle(desired(4, "2"));
     assert!(actions.iter().any(|a| matches!(a, Action::Download(_))));
-    m.handle(Input::Downloaded { generation: 4 });
+    m.handle(Input::Downloaded {
+        generation: 4,
+        bytes: 0,
+    });
     let actions = m.handle(Input::Installed {
         generation: 4,
         now_ms: 0,
+        lock: None,
     });
     let from = actions.iter().find_map(|a| match a {
         Action::Swap { from, .. } => Some(from.clone()),
@@ -350,10 +404,14 @@ fn updated_from_1_to_2() -> (Machine, Vec<Action>) {
     m.handle(desired(1, "1"));
     run_to_completion(&mut m, 1);
     m.handle(desired(2, "2"));
-    m.handle(Input::Downloaded { generation: 2 });
+    m.handle(Input::Downloaded {
+        generation: 2,
+        bytes: 0,
+    });
     m.handle(Input::Installed {
         generation: 2,
         now_ms: 0,
+        lock: None,
     });
     let acts = m.handle(Input::Started {
         generation: 2,
@@ -377,10 +435,14 @@ fn a_swapped_in_release_with_one_to_go_back_to_is_watched() {
     assert!(matches!(acts.last(), Some(Action::Watch(a)) if a.generation == 2));
     let mut first = Machine::default();
     first.handle(desired(1, "1"));
-    first.handle(Input::Downloaded { generation: 1 });
+    first.handle(Input::Downloaded {
+        generation: 1,
+        bytes: 0,
+    });
     first.handle(Input::Installed {
         generation: 1,
         now_ms: 0,
+        lock: None,
     });
     let acts = first.handle(Input::Started {
         generation: 1,

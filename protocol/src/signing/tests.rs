@@ -15,6 +15,8 @@ fn desired(generation: u64, expires_at_ms: Option<u64>) -> Desired {
         issued_at_ms: 1,
         expires_at_ms,
         window: None,
+        lock_override_after_s: None,
+        budget: None,
     }
 }
 

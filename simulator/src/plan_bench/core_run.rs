@@ -94,7 +94,7 @@ fn settle(
         for (id, action) in actions {
             if let Action::Deploy { device } = action {
                 let clock = Instant::now();
-                let d = store.set_desired(&device, Some(manifest("2")), None, now)?;
+                let d = store.set_desired(&device, Some(manifest("2")), Default::default(), now)?;
                 t.performing += clock.elapsed();
                 let rec = core.get_mut(&id).context("the rollout is gone")?;
                 rec.deployed(&device, d.generation);

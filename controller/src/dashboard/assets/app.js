@@ -267,7 +267,9 @@ async function loadDevice(id) {
         <dt>Current</dt><dd id="current">${esc(rel(d.current))} (generation ${d.applied_generation})</dd>
         <dt>Installing</dt><dd>${esc(rel(d.target))}</dd>
         <dt>Progress</dt><dd id="progress">${progress}</dd>
-        <dt>Last error</dt><dd class="${d.last_error ? "err" : ""}">${esc(d.last_error || "-")}</dd>
+        <dt>Last error</dt><dd class="${d.last_error ? "err" : ""}">${esc(d.last_error || "-")}</dd>${d.held_by ? `
+        <dt>Update lock</dt><dd id="held-by">held by ${esc(d.held_by)}</dd>` : ""}
+        <dt>Last update</dt><dd>${d.update_bytes != null ? bytes(d.update_bytes) + " downloaded" : "-"}</dd>
       </dl></div>
       <div class="card"><h2>Device</h2><dl>
         <dt>Status</dt><dd>${d.online ? "online" : "offline"}, seen ${ago(d.last_seen_ms)}</dd>
