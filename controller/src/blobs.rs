@@ -148,6 +148,7 @@ impl BlobStore {
             diff: Sha256::new(),
             encoder,
             tmp,
+            tar_bytes: 0,
         })
     }
 }
@@ -159,12 +160,15 @@ pub struct LayerWriter {
     diff: Sha256,
     encoder: zstd::stream::write::Encoder<'static, HashingWriter<BufWriter<File>>>,
     tmp: TempPath,
+    /// Bytes of the uncompressed tar written so far.
+    tar_bytes: u64,
 }
 
 impl Write for LayerWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.encoder.write(buf)?;
         self.diff.update(&buf[..n]);
+        self.tar_bytes += n as u64;
         Ok(n)
     }
 
@@ -182,6 +186,7 @@ impl LayerWriter {
             diff,
             encoder,
             tmp,
+            tar_bytes,
         } = self;
         let sink = encoder.finish().map_err(io_err(&tmp))?;
         let (buffered, hasher, size) = (sink.inner, sink.hasher, sink.count);
@@ -202,6 +207,7 @@ impl LayerWriter {
             digest,
             diff_id,
             size,
+            unpacked_size: Some(tar_bytes),
         })
     }
 }

@@ -7,7 +7,7 @@ use crate::apply::{self, Paths, ProgressCounter};
 use crate::machine::{Action, Input, Machine};
 use crate::session::{Incoming, Publisher};
 use crate::store::AgentStore;
-use crate::{gc, swap, transfer, watch};
+use crate::{gc, swap, watch};
 use petrel_protocol::{decode_desired_trusted, Event, EventKind, Limits, Trust, SCHEMA};
 use petrel_runtime::Runtime;
 use std::sync::atomic::Ordering;
@@ -163,6 +163,9 @@ impl<R: Runtime> Driver<R> {
                         let lock = self.lock_holder();
                         self.feed(Input::Tick { now_ms: now_ms(), lock }).await;
                     }
+                    if let Some(freed) = crate::disk::room_again(&self.paths, &self.machine.state) {
+                        self.feed(freed).await;
+                    }
                     let now = (
                         self.progress.done.load(Ordering::Relaxed),
                         self.progress.problem(),
@@ -227,33 +230,28 @@ impl<R: Runtime> Driver<R> {
                     );
                     let held = self.machine.state.held();
                     self.spawn(false, async move {
-                        let result = match transfer::download(&paths, &t, &held, &progress).await {
-                            Ok(bytes) => Input::Downloaded {
-                                generation: t.generation,
-                                bytes,
-                            },
-                            Err(reason) => Input::Failed {
-                                generation: t.generation,
-                                reason,
-                            },
-                        };
+                        let result = crate::disk::download(&paths, &t, &held, &progress).await;
                         let _ = tx.send(result).await;
                     });
                 }
                 Action::Install(t) => {
                     let (paths, tx) = (self.paths.clone(), self.results_tx.clone());
                     let running = self.machine.state.current.clone().and_then(|c| c.release);
+                    let held = self.machine.state.held();
                     self.spawn(false, async move {
                         let g = t.generation;
                         let dir = paths.rootfs_dir.clone();
-                        let r =
-                            tokio::task::spawn_blocking(move || apply::install(&paths, &t)).await;
+                        let (p2, t2) = (paths.clone(), t.clone());
+                        let r = tokio::task::spawn_blocking(move || apply::install(&p2, &t2)).await;
                         let result = match r {
                             Ok(Ok(())) => Input::Installed {
                                 generation: g,
                                 now_ms: now_ms(),
                                 lock: crate::locks::holder(&dir, running.as_ref()),
                             },
+                            Ok(Err(reason)) if crate::disk::is_disk_full(&reason) => {
+                                crate::disk::full(&paths, &t, &held, &reason).await
+                            }
                             Ok(Err(reason)) => Input::Failed {
                                 generation: g,
                                 reason,

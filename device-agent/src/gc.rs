@@ -1,7 +1,8 @@
 //! Garbage collection after an update: keeps the layers, layer copies
 //! (delta bases) and root filesystems that the current and the previous
 //! release need (the previous one for rollback), and removes the rest,
-//! along with abandoned partial downloads.
+//! along with abandoned partial downloads. The disk preflight runs it too,
+//! keeping the release to install as well.
 
 use crate::apply::Paths;
 use petrel_protocol::ReleaseManifest;
@@ -58,7 +59,15 @@ pub fn collect(paths: &Paths, keep: &[ReleaseManifest]) -> Collected {
             None => image_ids.contains(name),
         }
     });
-    done.partials = remove_unlisted(paths.fetcher.downloads_dir(), |_| false);
+    // a kept release's downloads under way stay (resumed, not restarted)
+    let wanted: Vec<String> = keep
+        .iter()
+        .flat_map(|r| r.layers())
+        .flat_map(|l| [l.digest.hex().to_string(), l.diff_id.hex().to_string()])
+        .collect();
+    done.partials = remove_unlisted(paths.fetcher.downloads_dir(), |name| {
+        wanted.iter().any(|hex| name.contains(hex.as_str()))
+    });
     done
 }
 

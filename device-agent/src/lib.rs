@@ -25,6 +25,7 @@
 
 pub mod apply;
 pub mod config;
+pub mod disk;
 pub mod driver;
 pub mod facts;
 pub mod fetch;

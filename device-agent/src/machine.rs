@@ -8,174 +8,7 @@
 //! of the persisted phase and the update continues where it was.
 
 use petrel_protocol::lifecycle::Step;
-use petrel_protocol::policy::{lock_decision, LockDecision};
-use petrel_protocol::{Desired, EventKind, Phase, ReleaseManifest, ReleaseRef};
-use serde::{Deserialize, Serialize};
-
-/// A release installed and started on the device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Applied {
-    pub generation: u64,
-    pub release: Option<ReleaseManifest>,
-    /// Runtime instance names of its services.
-    pub instances: Vec<String>,
-}
-
-/// The update being applied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Target {
-    pub generation: u64,
-    pub release: Option<ReleaseManifest>,
-    /// When the swap may happen (`None`: as soon as installed).
-    #[serde(default)]
-    pub window: Option<petrel_protocol::window::Window>,
-    /// How long an update lock may defer the swap (see `Desired`).
-    #[serde(default)]
-    pub lock_override_after_s: Option<u64>,
-    #[serde(default)]
-    pub budget: Option<petrel_protocol::policy::DataBudget>,
-    /// Since when, and by whom, the swap is deferred (phase `deferred`).
-    #[serde(default)]
-    pub deferred: Option<Deferral>,
-}
-
-/// An update lock holding the swap back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Deferral {
-    pub since_ms: u64,
-    pub holder: String,
-}
-
-/// Everything the agent persists about its lifecycle.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AgentState {
-    /// Highest desired generation accepted (anti-replay).
-    pub desired_generation: u64,
-    pub current: Option<Applied>,
-    /// The release before `current`, kept installed for rollback.
-    #[serde(default)]
-    pub previous: Option<Applied>,
-    pub target: Option<Target>,
-    pub phase: Phase,
-    pub last_error: Option<String>,
-    /// `current` was rebuilt from the runtime after a store loss: its
-    /// manifest is unknown until the controller's desired state of its
-    /// generation names it (see [`crate::recover`]).
-    #[serde(default)]
-    pub recovered: bool,
-    /// Bytes the last update downloaded (reported).
-    #[serde(default)]
-    pub update_bytes: Option<u64>,
-}
-
-impl AgentState {
-    pub fn current_ref(&self) -> Option<ReleaseRef> {
-        self.current
-            .as_ref()?
-            .release
-            .as_ref()
-            .map(|r| r.reference())
-    }
-    pub fn target_ref(&self) -> Option<ReleaseRef> {
-        self.target
-            .as_ref()?
-            .release
-            .as_ref()
-            .map(|r| r.reference())
-    }
-
-    /// Releases whose files the device keeps: current and previous (the
-    /// delta bases, and what a rollback needs).
-    pub fn held(&self) -> Vec<ReleaseManifest> {
-        [&self.current, &self.previous]
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a.release.clone())
-            .collect()
-    }
-}
-
-/// What the machine is told.
-#[derive(Debug, Clone)]
-pub enum Input {
-    Desired(Desired),
-    /// A desired-state message that failed to decode or validate.
-    Rejected(String),
-    Downloaded {
-        generation: u64,
-        /// Bytes the download took over the network.
-        bytes: u64,
-    },
-    /// `lock`: who holds an update lock, if anyone does.
-    Installed {
-        generation: u64,
-        now_ms: u64,
-        lock: Option<String>,
-    },
-    /// Time passed (a held swap may start when its window opens, a
-    /// deferred one when its lock is released).
-    Tick {
-        now_ms: u64,
-        lock: Option<String>,
-    },
-    Started {
-        generation: u64,
-        instances: Vec<String>,
-    },
-    Failed {
-        generation: u64,
-        reason: String,
-    },
-    /// The swapped-in release did not start or is unhealthy.
-    Unhealthy {
-        generation: u64,
-        reason: String,
-    },
-    /// The running release crash-loops within its post-update watch.
-    CrashLoop {
-        generation: u64,
-        service: String,
-        restarts: u32,
-        within_s: u64,
-    },
-    /// After an unhealthy swap, the previous release runs again.
-    Restored {
-        generation: u64,
-    },
-}
-
-/// What the driver must do, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Write the state durably (always before the side effects below).
-    Persist,
-    /// Publish the full reported state.
-    Report,
-    Emit(EventKind, String),
-    /// Fetch every layer of the release the device lacks.
-    Download(Target),
-    /// Unpack layers and assemble root filesystems.
-    Install(Target),
-    /// Stop `from`'s instances, start the target's; roll back on failure.
-    Swap {
-        from: Option<Applied>,
-        to: Target,
-    },
-    /// Stop the failed target's instances, start `restore`'s again.
-    RollBack {
-        failed: Target,
-        restore: Option<Applied>,
-    },
-    /// Remove layers, copies and root filesystems no held release needs.
-    Collect(Vec<ReleaseManifest>),
-    /// Stop the download or install under way: its target was dropped.
-    Cancel,
-    /// Make the runtime match `current` (stop what it does not own, start
-    /// what is missing), as at start-up.
-    Reconcile,
-    /// Start the post-update watch of the release just swapped in.
-    Watch(Applied),
-}
+use petrel_protocol::{Desired, EventKind, Phase};
 
 #[derive(Debug, Default)]
 pub struct Machine {
@@ -248,6 +81,12 @@ impl Machine {
                 self.on_unhealthy(reason)
             }
             Input::Restored { generation } if self.is_target(generation) => self.on_restored(),
+            Input::DiskShort {
+                generation,
+                need,
+                reason,
+            } if self.is_target(generation) => self.on_disk_short(need, reason),
+            Input::SpaceFreed { generation } => self.on_space_freed(generation),
             Input::CrashLoop {
                 generation,
                 service,
@@ -266,6 +105,7 @@ impl Machine {
             | Input::Failed { .. }
             | Input::Unhealthy { .. }
             | Input::Restored { .. }
+            | Input::DiskShort { .. }
             | Input::CrashLoop { .. } => vec![],
         }
     }
@@ -300,59 +140,6 @@ impl Machine {
             Phase::Deferred => self.swap_unless_locked(Step::Unlocked, now_ms, lock),
             _ => vec![],
         }
-    }
-
-    /// Update-lock rule: an application holding its lock defers the swap
-    /// (phase `deferred`, with the holder) until it lets go, or until the
-    /// operator's override time has passed.
-    fn swap_unless_locked(&mut self, step: Step, now_ms: u64, lock: Option<String>) -> Vec<Action> {
-        let Some(t) = self.state.target.as_mut() else {
-            return vec![];
-        };
-        let since = t.deferred.as_ref().map(|d| d.since_ms);
-        let note = match lock_decision(lock.is_some(), since, t.lock_override_after_s, now_ms) {
-            LockDecision::Defer => return self.defer(now_ms, lock.unwrap_or_default()),
-            LockDecision::Override => Some(format!(
-                "update lock held by {} overridden (lock_override_after_s = {}); swapping",
-                lock.unwrap_or_default(),
-                t.lock_override_after_s.unwrap_or(0)
-            )),
-            LockDecision::Swap => since.map(|_| "update lock released; swapping".to_string()),
-        };
-        t.deferred = None;
-        let from = self.state.current.clone();
-        let mut actions = self.advance(step, |to| Action::Swap { from, to });
-        if let Some(note) = note {
-            actions.insert(1, Action::Emit(EventKind::Deferred, note));
-        }
-        actions
-    }
-
-    /// Enters (or stays in) `deferred`, persisting and reporting a new holder.
-    fn defer(&mut self, now_ms: u64, holder: String) -> Vec<Action> {
-        let entering = self.state.phase != Phase::Deferred;
-        if entering {
-            if let Err(e) = self.step(Step::Defer) {
-                return vec![Action::Emit(EventKind::UpdateFailed, e)];
-            }
-        }
-        let Some(t) = self.state.target.as_mut() else {
-            return vec![];
-        };
-        let since_ms = t.deferred.as_ref().map_or(now_ms, |d| d.since_ms);
-        if !entering && t.deferred.as_ref().is_some_and(|d| d.holder == holder) {
-            return vec![];
-        }
-        t.deferred = Some(Deferral {
-            since_ms,
-            holder: holder.clone(),
-        });
-        let mut actions = vec![Action::Persist, Action::Report];
-        if entering {
-            let why = format!("installed; the swap waits: update lock held by {holder}");
-            actions.push(Action::Emit(EventKind::Deferred, why));
-        }
-        actions
     }
 
     fn advance(&mut self, step: Step, next: impl FnOnce(Target) -> Action) -> Vec<Action> {
@@ -412,6 +199,7 @@ impl Machine {
         self.state.target = Some(target.clone());
         self.state.last_error = None;
         self.state.update_bytes = None;
+        self.state.parked = None;
         let _ = self.step(Step::Accept);
         vec![
             Action::Persist,
@@ -575,7 +363,12 @@ impl Machine {
     }
 }
 
+mod disk_rules;
+mod types;
+pub use types::*;
+mod lock_rules;
 #[cfg(test)]
 mod lock_tests;
+
 #[cfg(test)]
 pub(crate) mod tests;

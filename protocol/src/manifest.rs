@@ -17,6 +17,11 @@ pub struct LayerDescriptor {
     pub diff_id: Digest,
     /// Compressed size in bytes.
     pub size: u64,
+    /// Bytes of the uncompressed tar: about what the layer takes unpacked
+    /// (the agent's disk preflight). Images registered before it was
+    /// recorded have none; the agent then assumes a ratio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpacked_size: Option<u64>,
 }
 
 /// The process settings an image carries (OCI config subset).
@@ -361,6 +366,7 @@ pub(crate) mod tests {
             digest: Digest::of(b"blob"),
             diff_id: Digest::of(b"tar"),
             size: 4,
+            unpacked_size: None,
         };
         let image = ImageManifest {
             schema: SCHEMA,

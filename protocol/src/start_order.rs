@@ -87,6 +87,7 @@ mod tests {
                 digest: digest.clone(),
                 diff_id: digest,
                 size: 1,
+                unpacked_size: None,
             }],
             config: crate::ImageConfig {
                 entrypoint: vec!["/app".into()],

@@ -43,6 +43,21 @@ pub(crate) fn kill9(child: &mut Option<Child>) {
     }
 }
 
+/// Waits up to 20 s for `path` to hold something; returns it.
+fn wait_written(path: &Path) -> Result<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match std::fs::read_to_string(path) {
+            Ok(text) if !text.trim().is_empty() => return Ok(text),
+            _ if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Ok(_) => anyhow::bail!("empty {}", path.display()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Waits until `addr` accepts TCP connections.
 pub fn wait_listening(addr: &str, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
@@ -215,19 +230,12 @@ impl Controller {
                 Duration::from_secs(20),
             )?;
         }
-        // agents on this broker pin this controller's signing key (written
-        // at start, possibly just after the HTTP port is bound)
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let key = loop {
-            match std::fs::read_to_string(self.signing_key_path()) {
-                Ok(key) if !key.trim().is_empty() => break key,
-                _ if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Ok(_) => anyhow::bail!("empty {}", self.signing_key_path().display()),
-                Err(e) => return Err(e.into()),
-            }
-        };
+        // agents on this broker pin this controller's signing key, and the
+        // CLI needs the first admin token: both written at start, possibly
+        // after the HTTP port is bound (a loaded machine made a CLI call
+        // go out with no token)
+        let key = wait_written(&self.signing_key_path())?;
+        wait_written(&self.dir.join("data/auth/admin.token"))?;
         pinned_keys().insert(self.broker_url(), key.trim().to_string());
         Ok(())
     }

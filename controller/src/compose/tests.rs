@@ -10,6 +10,7 @@ fn lookup(name: &str, tag: &str) -> Option<ImageManifest> {
             digest: Digest::of(b"b"),
             diff_id: Digest::of(b"t"),
             size: 1,
+            unpacked_size: None,
         }],
         config: ImageConfig {
             entrypoint: vec!["/app".into()],

@@ -1,5 +1,5 @@
 use super::*;
-use petrel_protocol::{ImageConfig, ImageManifest, ServiceSpec, SCHEMA};
+use petrel_protocol::{ImageConfig, ImageManifest, ReleaseManifest, ServiceSpec, SCHEMA};
 
 pub(crate) fn release(version: &str) -> ReleaseManifest {
     let image = ImageManifest {
