@@ -25,6 +25,18 @@ pub struct Paths {
 }
 
 impl Paths {
+    /// Paths under `dir` with a fetcher aimed at nothing (unit tests).
+    #[cfg(test)]
+    pub(crate) fn for_tests(dir: &Path) -> Paths {
+        let open = |name: &str| LayerStore::open(dir.join(name)).expect("layer store");
+        Paths {
+            fetcher: Fetcher::new("http://127.0.0.1:9", dir, None).expect("fetcher"),
+            layers: Arc::new(open("layers")),
+            setid_layers: Arc::new(open("layers-setid")),
+            rootfs_dir: dir.join("rootfs"),
+        }
+    }
+
     /// The layer store a service's image is unpacked into.
     pub fn store_for(&self, svc: &ServiceSpec) -> &LayerStore {
         match svc.allow_setid {

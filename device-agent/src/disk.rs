@@ -172,20 +172,10 @@ pub fn is_disk_full(reason: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn paths(dir: &std::path::Path) -> Paths {
-        let open = |name: &str| petrel_runtime::LayerStore::open(dir.join(name)).unwrap();
-        Paths {
-            fetcher: crate::fetch::Fetcher::new("http://127.0.0.1:9", dir, None).unwrap(),
-            layers: std::sync::Arc::new(open("layers")),
-            setid_layers: std::sync::Arc::new(open("layers-setid")),
-            rootfs_dir: dir.join("rootfs"),
-        }
-    }
-
     #[test]
     fn the_estimate_counts_copies_unpacked_layers_a_patch_and_copied_roots() {
         let dir = tempfile::tempdir().unwrap();
-        let paths = paths(dir.path());
+        let paths = Paths::for_tests(dir.path());
         let mut release = crate::machine::tests::release("1");
         let svc = release.services.get_mut("web").unwrap();
         for (i, unpacked_size) in [Some(1_000), None].into_iter().enumerate() {

@@ -7,7 +7,7 @@ use crate::apply::{self, Paths, ProgressCounter};
 use crate::machine::{Action, Input, Machine};
 use crate::session::{Incoming, Publisher};
 use crate::store::AgentStore;
-use crate::{gc, swap, watch};
+use crate::{swap, watch};
 use petrel_protocol::{decode_desired_trusted, Event, EventKind, Limits, Trust, SCHEMA};
 use petrel_runtime::Runtime;
 use std::sync::atomic::Ordering;
@@ -37,6 +37,8 @@ pub struct Driver<R: Runtime> {
     pub roots: Vec<String>,
     /// How long a swapped-in release is watched for a crash loop.
     pub post_update_watch: Duration,
+    /// The background collection.
+    cleaner: crate::cleaner::Cleaner,
     /// The post-update watch under way, if any.
     watch: Option<JoinHandle<()>>,
     watch_tx: mpsc::Sender<Input>,
@@ -86,6 +88,7 @@ impl<R: Runtime> Driver<R> {
             retired: Vec::new(),
             roots: Vec::new(),
             post_update_watch: Duration::from_secs(600),
+            cleaner: Default::default(),
             watch: None,
             watch_tx,
             watch_rx,
@@ -113,6 +116,15 @@ impl<R: Runtime> Driver<R> {
         .await;
         let resume = self.machine.resume();
         self.perform(resume).await;
+        // what a crash (or an earlier failure) left behind goes now, not
+        // after the next successful update
+        if !self.machine.state.phase.in_progress() {
+            let mut keep = self.machine.state.held();
+            let parked = self.machine.state.parked.as_ref();
+            keep.extend(parked.and_then(|p| p.target.release.clone()));
+            let runtime = self.runtime.clone();
+            self.cleaner.start(&self.paths, keep, runtime).await;
+        }
         let mut beat = tokio::time::interval(heartbeat);
         let mut progress_tick = tokio::time::interval(Duration::from_millis(500));
         let mut last_progress = (0, None);
@@ -212,6 +224,16 @@ impl<R: Runtime> Driver<R> {
             self.progress.set_problem(None);
         }
         for action in actions {
+            // an update yields nothing to the collection: stop it first
+            if matches!(
+                action,
+                Action::Download(_)
+                    | Action::Install(_)
+                    | Action::Swap { .. }
+                    | Action::RollBack { .. }
+            ) {
+                self.cleaner.pause().await;
+            }
             match action {
                 Action::Persist => {
                     if let Err(e) = self.store.save_state(&self.machine.state) {
@@ -285,18 +307,8 @@ impl<R: Runtime> Driver<R> {
                     }
                 }
                 Action::Collect(keep) => {
-                    let images = gc::images_of(&self.paths, &keep);
-                    let paths = self.paths.clone();
-                    let removed =
-                        tokio::task::spawn_blocking(move || gc::collect(&paths, &keep)).await;
-                    tracing::info!(?removed, "collected unused layers and root filesystems");
-                    match self.runtime.prune_images(&images).await {
-                        Ok(gone) if !gone.is_empty() => {
-                            tracing::info!(?gone, "removed unneeded images")
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "could not remove unneeded images"),
-                    }
+                    let runtime = self.runtime.clone();
+                    self.cleaner.start(&self.paths, keep, runtime).await;
                 }
                 Action::Swap { from, to } => {
                     let (rt, dir, tx) = (

@@ -7,6 +7,7 @@
 use crate::apply::Paths;
 use petrel_protocol::ReleaseManifest;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What one collection removed.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -19,6 +20,13 @@ pub struct Collected {
 
 /// Removes everything `keep` does not need. Blocking.
 pub fn collect(paths: &Paths, keep: &[ReleaseManifest]) -> Collected {
+    collect_until(paths, keep, &AtomicBool::new(false))
+}
+
+/// [`collect`], stopping before the next removal once `stop` is set (an
+/// update needs the disk and the files: the collection yields to it).
+pub fn collect_until(paths: &Paths, keep: &[ReleaseManifest], stop: &AtomicBool) -> Collected {
+    let go = || !stop.load(Ordering::Relaxed);
     let services: Vec<&petrel_protocol::ServiceSpec> =
         keep.iter().flat_map(|r| r.services.values()).collect();
     let diff_ids: HashSet<String> = keep
@@ -42,22 +50,25 @@ pub fn collect(paths: &Paths, keep: &[ReleaseManifest]) -> Collected {
         (&paths.setid_layers, &setid_ids),
     ] {
         for d in store.list() {
-            if !live.contains(d.hex()) && store.remove(&d).is_ok() {
+            if go() && !live.contains(d.hex()) && store.remove(&d).is_ok() {
                 done.layers += 1;
             }
         }
     }
     done.bases = remove_unlisted(paths.fetcher.bases_dir(), |name| {
-        name.strip_suffix(".tar.zst")
-            .is_some_and(|hex| diff_ids.contains(hex))
+        !go()
+            || name
+                .strip_suffix(".tar.zst")
+                .is_some_and(|hex| diff_ids.contains(hex))
     });
     // An overlay rootfs keeps its state in `<id>.overlay` beside it, which
     // goes with its rootfs (unmounted first); alone, it is a crash leftover.
     done.rootfs = remove_unlisted(&paths.rootfs_dir, |name| {
-        match name.strip_suffix(".overlay") {
-            Some(id) => image_ids.contains(id) || paths.rootfs_dir.join(id).exists(),
-            None => image_ids.contains(name),
-        }
+        !go()
+            || match name.strip_suffix(".overlay") {
+                Some(id) => image_ids.contains(id) || paths.rootfs_dir.join(id).exists(),
+                None => image_ids.contains(name),
+            }
     });
     // a kept release's downloads under way stay (resumed, not restarted)
     let wanted: Vec<String> = keep
@@ -66,7 +77,7 @@ pub fn collect(paths: &Paths, keep: &[ReleaseManifest]) -> Collected {
         .flat_map(|l| [l.digest.hex().to_string(), l.diff_id.hex().to_string()])
         .collect();
     done.partials = remove_unlisted(paths.fetcher.downloads_dir(), |name| {
-        wanted.iter().any(|hex| name.contains(hex.as_str()))
+        !go() || wanted.iter().any(|hex| name.contains(hex.as_str()))
     });
     done
 }

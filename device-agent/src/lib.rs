@@ -24,6 +24,7 @@
 //! - [`store`]: lifecycle record and event outbox (sled, or memory).
 
 pub mod apply;
+pub mod cleaner;
 pub mod config;
 pub mod disk;
 pub mod driver;

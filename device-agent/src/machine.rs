@@ -346,6 +346,8 @@ impl Machine {
                 format!("rolled back from {failed} to {back_to}: {why}"),
             ),
             Action::Report,
+            // the failed release's files go now
+            Action::Collect(self.state.held()),
         ]
     }
 
@@ -359,6 +361,8 @@ impl Machine {
             Action::Persist,
             Action::Emit(EventKind::UpdateFailed, reason),
             Action::Report,
+            // what the failed update fetched or unpacked goes now
+            Action::Collect(self.state.held()),
         ]
     }
 }
