@@ -82,17 +82,22 @@ pub fn rootfs_copies() -> bool {
 }
 
 /// The preflight: `Ok` if the target fits, after collecting what neither
-/// `held` nor the target needs if that is what it takes. Blocking.
+/// `held` nor the target needs if that is what it takes (`held` is `None`
+/// when the running release is not known: then nothing is). Blocking.
 pub fn preflight(
     paths: &Paths,
     target: &ReleaseManifest,
-    held: &[ReleaseManifest],
+    held: Option<&[ReleaseManifest]>,
 ) -> Result<(), Shortfall> {
     let need = estimate(paths, target, rootfs_copies());
     let free = || crate::facts::free_bytes(&paths.rootfs_dir).unwrap_or(u64::MAX);
     if free() >= need {
         return Ok(());
     }
+    // the running release unknown (a rebuilt store): nothing is collected
+    let Some(held) = held else {
+        return Err(Shortfall { need, free: free() });
+    };
     let mut keep = held.to_vec();
     keep.push(target.clone());
     let removed = crate::gc::collect(paths, &keep);
@@ -110,16 +115,22 @@ pub fn preflight(
 
 /// The download action: the preflight, then the layers; a shortfall
 /// either way (too little room, or ENOSPC mid-download) parks the update.
+/// `known`: the held releases are all the device runs (not so after a
+/// store loss, until the controller names the running release).
 pub async fn download(
     paths: &Paths,
     t: &Target,
     held: &[ReleaseManifest],
+    known: bool,
     progress: &ProgressCounter,
 ) -> Input {
     let generation = t.generation;
     if let Some(release) = t.release.clone() {
         let (p, h) = (paths.clone(), held.to_vec());
-        let checked = tokio::task::spawn_blocking(move || preflight(&p, &release, &h)).await;
+        let checked = tokio::task::spawn_blocking(move || {
+            preflight(&p, &release, known.then_some(h.as_slice()))
+        })
+        .await;
         if let Ok(Err(short)) = checked {
             return Input::DiskShort {
                 generation,
@@ -130,21 +141,29 @@ pub async fn download(
     }
     match crate::transfer::download(paths, t, held, progress).await {
         Ok(bytes) => Input::Downloaded { generation, bytes },
-        Err(reason) if is_disk_full(&reason) => full(paths, t, held, &reason).await,
+        Err(reason) if is_disk_full(&reason) => full(paths, t, held, known, &reason).await,
         Err(reason) => Input::Failed { generation, reason },
     }
 }
 
 /// After ENOSPC mid-update: collect what no release needs, and park the
 /// update until its estimate fits.
-pub async fn full(paths: &Paths, t: &Target, held: &[ReleaseManifest], reason: &str) -> Input {
+pub async fn full(
+    paths: &Paths,
+    t: &Target,
+    held: &[ReleaseManifest],
+    known: bool,
+    reason: &str,
+) -> Input {
     let (p, mut keep) = (paths.clone(), held.to_vec());
     keep.extend(t.release.clone());
     let need = t
         .release
         .as_ref()
         .map_or(HEADROOM, |r| estimate(paths, r, rootfs_copies()));
-    let _ = tokio::task::spawn_blocking(move || crate::gc::collect(&p, &keep)).await;
+    if known {
+        let _ = tokio::task::spawn_blocking(move || crate::gc::collect(&p, &keep)).await;
+    }
     Input::DiskShort {
         generation: t.generation,
         need,

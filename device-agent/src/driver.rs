@@ -122,8 +122,7 @@ impl<R: Runtime> Driver<R> {
             let mut keep = self.machine.state.held();
             let parked = self.machine.state.parked.as_ref();
             keep.extend(parked.and_then(|p| p.target.release.clone()));
-            let runtime = self.runtime.clone();
-            self.cleaner.start(&self.paths, keep, runtime).await;
+            self.collect(keep).await;
         }
         let mut beat = tokio::time::interval(heartbeat);
         let mut progress_tick = tokio::time::interval(Duration::from_millis(500));
@@ -251,8 +250,10 @@ impl<R: Runtime> Driver<R> {
                         self.results_tx.clone(),
                     );
                     let held = self.machine.state.held();
+                    let known = !self.machine.state.recovered;
                     self.spawn(false, async move {
-                        let result = crate::disk::download(&paths, &t, &held, &progress).await;
+                        let result =
+                            crate::disk::download(&paths, &t, &held, known, &progress).await;
                         let _ = tx.send(result).await;
                     });
                 }
@@ -260,6 +261,7 @@ impl<R: Runtime> Driver<R> {
                     let (paths, tx) = (self.paths.clone(), self.results_tx.clone());
                     let running = self.machine.state.current.clone().and_then(|c| c.release);
                     let held = self.machine.state.held();
+                    let known = !self.machine.state.recovered;
                     self.spawn(false, async move {
                         let g = t.generation;
                         let dir = paths.rootfs_dir.clone();
@@ -272,7 +274,7 @@ impl<R: Runtime> Driver<R> {
                                 lock: crate::locks::holder(&dir, running.as_ref()),
                             },
                             Ok(Err(reason)) if crate::disk::is_disk_full(&reason) => {
-                                crate::disk::full(&paths, &t, &held, &reason).await
+                                crate::disk::full(&paths, &t, &held, known, &reason).await
                             }
                             Ok(Err(reason)) => Input::Failed {
                                 generation: g,
@@ -306,10 +308,7 @@ impl<R: Runtime> Driver<R> {
                         tracing::info!("update under way stopped: its target was withdrawn");
                     }
                 }
-                Action::Collect(keep) => {
-                    let runtime = self.runtime.clone();
-                    self.cleaner.start(&self.paths, keep, runtime).await;
-                }
+                Action::Collect(keep) => self.collect(keep).await,
                 Action::Swap { from, to } => {
                     let (rt, dir, tx) = (
                         self.runtime.clone(),
@@ -352,6 +351,18 @@ impl<R: Runtime> Driver<R> {
                 }
             }
         }
+    }
+
+    /// Starts collecting what `keep` does not need, in the background;
+    /// never while the running release's manifest is unknown (a rebuilt
+    /// store): its files would look unneeded.
+    async fn collect(&mut self, keep: Vec<petrel_protocol::ReleaseManifest>) {
+        if self.machine.state.recovered {
+            tracing::info!("no collection until the running release is known again");
+            return;
+        }
+        let runtime = self.runtime.clone();
+        self.cleaner.start(&self.paths, keep, runtime).await;
     }
 
     fn spawn(
