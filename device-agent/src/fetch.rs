@@ -399,7 +399,8 @@ pub async fn discard(part: &Path) {
     let _ = tokio::fs::remove_file(part.with_extension("etag-new")).await;
 }
 
-/// fsyncs `part` and renames it to `done`.
+/// fsyncs `part`, renames it to `done` and fsyncs the directory: the
+/// layer copy is on disk before the phase that relies on it is journaled.
 pub async fn commit(part: &Path, done: &Path) -> Result<(), FetchError> {
     let f = tokio::fs::File::open(part)
         .await
@@ -408,6 +409,7 @@ pub async fn commit(part: &Path, done: &Path) -> Result<(), FetchError> {
     tokio::fs::rename(part, done)
         .await
         .map_err(io("rename", part))?;
+    partial::sync_dir(done).await.map_err(io("sync", done))?;
     let _ = tokio::fs::remove_file(part.with_extension("etag")).await;
     Ok(())
 }

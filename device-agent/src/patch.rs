@@ -43,6 +43,10 @@ pub fn apply(
     out.as_file().sync_all().map_err(|e| e.to_string())?;
     out.persist(fetcher.base_path(&layer.diff_id))
         .map_err(|e| e.to_string())?;
+    // the rename is durable once its directory is synced
+    File::open(fetcher.bases_dir())
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("sync {}: {e}", fetcher.bases_dir().display()))?;
     tracing::info!(from = %base, to = %layer.diff_id, bytes = report.bytes_written, "layer rebuilt from delta");
     Ok(())
 }
