@@ -176,6 +176,7 @@ async fn a_data_budget_stops_what_it_cannot_pay_for_and_reports_what_updates_cos
         cost > 0 && cost < full_cost / 2,
         "delta update cost {cost} of {full_cost}"
     );
+    eprintln!("first update (full blobs): {full_cost} bytes; delta-only update: {cost} bytes");
     let table = succeeded(&petrel(&ctl, &["devices"]));
     assert!(table.contains(" used"), "{table}");
     Ok(())
