@@ -155,6 +155,7 @@ pub async fn full(
     known: bool,
     reason: &str,
 ) -> Input {
+    release_reserve(paths);
     let (p, mut keep) = (paths.clone(), held.to_vec());
     keep.extend(t.release.clone());
     let need = t
@@ -173,13 +174,63 @@ pub async fn full(
     }
 }
 
-/// The input that retries a parked update, once its bytes are free.
+/// The input that retries a parked update, once its bytes are free: its
+/// need is estimated again (what it downloaded before it stopped counts).
 pub fn room_again(paths: &Paths, st: &AgentState) -> Option<Input> {
     let p = st.parked.as_ref()?;
     let free = crate::facts::free_bytes(&paths.rootfs_dir)?;
-    (free >= p.need).then_some(Input::SpaceFreed {
+    let need = p
+        .target
+        .release
+        .as_ref()
+        .map_or(p.need, |r| estimate(paths, r, rootfs_copies()).min(p.need));
+    if free < need {
+        return None;
+    }
+    ensure_reserve(paths);
+    Some(Input::SpaceFreed {
         generation: p.target.generation,
     })
+}
+
+/// Bytes kept in reserve on the data dir's filesystem: released when a
+/// write finds the disk full, so the agent's own store (the journal and
+/// the event outbox) can still write; sled treats a failed write as fatal
+/// for the open store, and a full disk left the agent unable to journal
+/// anything more until restarted.
+pub const RESERVE: u64 = 8 << 20;
+
+fn reserve_path(paths: &Paths) -> std::path::PathBuf {
+    let data = paths.rootfs_dir.parent().unwrap_or(&paths.rootfs_dir);
+    data.join("disk-reserve")
+}
+
+/// Creates the reserve if it is missing and the disk has ample room.
+pub fn ensure_reserve(paths: &Paths) {
+    let path = reserve_path(paths);
+    let free = crate::facts::free_bytes(&paths.rootfs_dir).unwrap_or(0);
+    if path.exists() || free < 4 * RESERVE {
+        return;
+    }
+    let written = std::fs::File::create(&path).and_then(|mut f| {
+        use std::io::Write;
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..RESERVE / chunk.len() as u64 {
+            f.write_all(&chunk)?;
+        }
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "could not create the disk reserve");
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// Frees the reserve (the disk is full): the store can write again.
+pub fn release_reserve(paths: &Paths) {
+    if std::fs::remove_file(reserve_path(paths)).is_ok() {
+        tracing::warn!("disk full: released the agent's {RESERVE}-byte reserve for its own store");
+    }
 }
 
 /// Whether an error's text says a write found the disk full (ENOSPC).

@@ -109,13 +109,14 @@ impl<R: Runtime> Driver<R> {
     ) {
         self.recover().await;
         self.reconcile().await;
+        crate::disk::ensure_reserve(&self.paths);
         self.emit(
             EventKind::AgentStarted,
             format!("agent {} started", env!("CARGO_PKG_VERSION")),
         )
         .await;
         let resume = self.machine.resume();
-        self.perform(resume).await;
+        let _ = self.perform(resume).await;
         // what a crash (or an earlier failure) left behind goes now, not
         // after the next successful update
         if !self.machine.state.phase.in_progress() {
@@ -198,6 +199,7 @@ impl<R: Runtime> Driver<R> {
             return;
         }
         let desired = matches!(input, Input::Desired(_));
+        let journaled = self.machine.state.clone();
         let actions = self.machine.handle(input);
         // the watch ends with a new desired state or a rollback
         if (desired && !actions.is_empty())
@@ -205,7 +207,12 @@ impl<R: Runtime> Driver<R> {
         {
             self.stop_watch();
         }
-        self.perform(actions).await;
+        if !self.perform(actions).await {
+            // the step was not journaled: the machine goes back to what
+            // the journal says, so a retried input (a parked update's
+            // next free-space check) takes the step again
+            self.machine.state = journaled;
+        }
     }
 
     fn stop_watch(&mut self) {
@@ -214,7 +221,9 @@ impl<R: Runtime> Driver<R> {
         }
     }
 
-    async fn perform(&mut self, actions: Vec<Action>) {
+    /// Performs `actions` in order; `false` if the state could not be
+    /// persisted (the rest were not performed).
+    async fn perform(&mut self, actions: Vec<Action>) -> bool {
         if actions.iter().any(|a| matches!(a, Action::Download(_))) {
             // a new download: never report the previous one's byte counts
             self.progress.done.store(0, Ordering::Relaxed);
@@ -238,7 +247,7 @@ impl<R: Runtime> Driver<R> {
                     if let Err(e) = self.store.save_state(&self.machine.state) {
                         // cannot journal: do not act on an unrecorded step
                         tracing::error!(error = %e, "cannot persist state; stopping this update");
-                        return;
+                        return false;
                     }
                 }
                 Action::Report => self.report().await,
@@ -351,6 +360,7 @@ impl<R: Runtime> Driver<R> {
                 }
             }
         }
+        true
     }
 
     /// Starts collecting what `keep` does not need, in the background;

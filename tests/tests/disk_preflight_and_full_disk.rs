@@ -130,7 +130,21 @@ async fn an_update_that_cannot_fit_waits_for_room_and_a_full_disk_mid_download_r
 
     // space returns: the update resumes and completes
     std::fs::remove_file(&filler)?;
-    wait_converged(&client, &agent.id, "2").await?;
+    // a loaded CI machine takes a while over the delta attempt, the resumed
+    // download and the install; the agent's log tells where it stood
+    let converged = wait_for(Duration::from_secs(300), "v2 to run", || async {
+        let d = client.device(&agent.id).await.ok()?;
+        let on_v2 = d.current.as_ref().is_some_and(|c| c.version == "2");
+        (on_v2 && d.phase == Phase::Running).then_some(())
+    })
+    .await;
+    converged.map_err(|e| {
+        let free = disk.free();
+        anyhow::anyhow!(
+            "{e} ({free} bytes free)\nagent log:\n{}",
+            agent.log_tail(80)
+        )
+    })?;
     running_app(&agent.data_dir, "2").await?;
     drop(agent);
     Ok(())
