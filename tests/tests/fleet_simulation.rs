@@ -145,6 +145,14 @@ async fn a_controller_killed_mid_rollout_comes_back_and_the_rollout_completes() 
     // how fast is the benchmark's business (see ARCHITECTURE.md); here,
     // that every device came back at all
     assert!(restart.fleet_back_s.is_some(), "{restart:?}");
+    // the fleet coming back is seen at the controller: its reports arrive
+    // again, counted by the restarted controller's own metrics
+    let after = restart
+        .peaks_after
+        .expect("request rates after the restart");
+    assert!(after.mqtt_in_per_s > 0.0, "{after:?}");
+    let whole = r.request_peaks.expect("request rates over the run");
+    assert!(whole.downloads_per_s > 0.0, "{whole:?}");
     Ok(())
 }
 

@@ -109,6 +109,25 @@ impl Client {
         resp.json().await.map_err(http_err)
     }
 
+    /// `GET /metrics`: the Prometheus text exposition.
+    pub async fn metrics_text(&self) -> Result<String, ClientError> {
+        let url = format!("{}/metrics", self.base);
+        let http_err = |e: reqwest::Error| ClientError::Http {
+            url: url.clone(),
+            reason: petrel_protocol::error_text(&e),
+        };
+        let resp = self.http.get(&url).send().await.map_err(http_err)?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(ClientError::Api {
+                url: url.clone(),
+                status: status.as_u16(),
+                message: "metrics unavailable".into(),
+            });
+        }
+        resp.text().await.map_err(http_err)
+    }
+
     /// A file as a streamed body with its length declared, so a
     /// controller that will not take it says so before it is sent.
     async fn file_body(path: &Path) -> Result<(reqwest::Body, u64), ClientError> {

@@ -145,6 +145,10 @@ pub struct Report {
     /// The controller restarts of the timeline and how the fleet came back.
     #[serde(default)]
     pub controller_restarts: Vec<RestartOutcome>,
+    /// The highest request rates at the controller over the run (device
+    /// downloads and MQTT messages in, per second, from its `/metrics`).
+    #[serde(default)]
+    pub request_peaks: Option<crate::run::rates::Peaks>,
     /// Times the controller lost its own broker link (from its log).
     #[serde(default)]
     pub controller_link_losses: usize,
@@ -167,6 +171,9 @@ pub struct RestartOutcome {
     /// From the API answering until every device had been heard from
     /// again (reconnected and reported); `None`: not within the run.
     pub fleet_back_s: Option<f64>,
+    /// The highest request rates at the controller once it answered again.
+    #[serde(default)]
+    pub peaks_after: Option<crate::run::rates::Peaks>,
 }
 
 impl Report {
@@ -231,6 +238,7 @@ impl Report {
                 .max()
                 .unwrap_or(0),
             controller_restarts: Vec::new(),
+            request_peaks: None,
             controller_link_losses: 0,
             broker: s.broker,
             external_broker: None,
@@ -246,8 +254,14 @@ impl Report {
             .iter()
             .map(|r| {
                 let back = r.fleet_back_s.map_or("never".into(), |b| format!("{b:.0} s"));
+                let peaks = r.peaks_after.map_or(String::new(), |p| {
+                    format!(
+                        ", then at most {:.0} downloads/s and {:.0} MQTT messages/s",
+                        p.downloads_per_s, p.mqtt_in_per_s
+                    )
+                });
                 format!(
-                    "killed at {:.0} s, answering {:.0} s later, every device back {back} after that",
+                    "killed at {:.0} s, answering {:.0} s later, every device back {back} after that{peaks}",
                     r.killed_at_s, r.down_s
                 )
             })
@@ -263,6 +277,12 @@ impl Report {
         }
         if !each.is_empty() {
             line += &format!("\ncontroller restarts: {}", each.join("; "));
+        }
+        if let Some(p) = self.request_peaks {
+            line += &format!(
+                "\nrequests at the controller: at most {:.0} downloads/s, {:.0} MQTT messages/s",
+                p.downloads_per_s, p.mqtt_in_per_s
+            );
         }
         line
     }

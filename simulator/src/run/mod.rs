@@ -20,6 +20,7 @@ pub mod devices;
 pub mod fleet;
 pub mod images;
 pub mod mosquitto;
+pub mod rates;
 pub mod sampler;
 pub mod shards;
 
@@ -124,10 +125,12 @@ async fn play(
         .map(|r| r.version.clone())
         .unwrap_or_default();
     let mut sampler = sampler::Sampler::new(s, &mut fleet, ctl, opts.live).await?;
+    let probe = rates::Probe::start(client.clone(), sampler.started());
     let rollout_id = start_rollout(s, client, &fleet, &last).await?;
     sampler
         .run(s, &mut fleet, client, rollout_id.as_deref())
         .await?;
+    let readings = probe.finish().await;
     fleet.shut_down().await;
     let setup = Setup {
         connect_s,
@@ -137,7 +140,12 @@ async fn play(
         rollout: rollout_id,
         processes: fleet.processes(),
     };
-    Ok(sampler.finish(s, setup))
+    let mut report = sampler.finish(s, setup);
+    report.request_peaks = Some(rates::peaks(&readings, 0.0));
+    for r in &mut report.controller_restarts {
+        r.peaks_after = Some(rates::peaks(&readings, r.killed_at_s + r.down_s));
+    }
+    Ok(report)
 }
 
 /// Builds and uploads every release's image; the compressed size of each.

@@ -176,6 +176,7 @@ impl<'a> Sampler<'a> {
                     killed_at_s,
                     down_s: answering - killed_at_s,
                     fleet_back_s: None,
+                    peaks_after: None,
                 });
                 self.restarts.coming_back = Some((petrel_controller::now_ms(), answering));
             }
@@ -283,6 +284,11 @@ impl<'a> Sampler<'a> {
     }
 
     /// The report of the run.
+    /// When the rollout started: the origin of every time in the report.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     pub fn finish(self, s: &Scenario, setup: Setup) -> Report {
         let mut report = Report::build(
             s,
