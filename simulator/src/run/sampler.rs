@@ -105,11 +105,26 @@ impl<'a> Sampler<'a> {
             let tick = fleet.tick(s, t).await?;
             let tick_s = began.elapsed().as_secs_f64();
             self.restart_faults(s, &mut restarted, t).await?;
-            let restarting = self.restarts.down.is_some() || self.restarts.coming_back.is_some();
-            // while the controller is down or coming back, no sample
+            // while the controller is down or coming back, no sample; a
+            // view that takes long to read (a large fleet mid-burst) does
+            // not hold back the faults of the timeline
             let viewing = Instant::now();
-            let views = client.devices().await;
+            let views = {
+                let reading = client.devices();
+                tokio::pin!(reading);
+                loop {
+                    tokio::select! {
+                        v = &mut reading => break v,
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                            let now = self.started.elapsed().as_secs_f64();
+                            self.restart_faults(s, &mut restarted, now).await?;
+                        }
+                    }
+                }
+            };
             let view_s = viewing.elapsed().as_secs_f64();
+            // (a restart may have begun while the view was read)
+            let restarting = self.restarts.down.is_some() || self.restarts.coming_back.is_some();
             next = began + Duration::from_secs(1).max(began.elapsed() * 2);
             let views = match views {
                 Ok(v) => v,
