@@ -61,11 +61,6 @@ impl Cleaner {
             let _ = task.await;
         }
     }
-
-    /// Whether a collection is under way.
-    pub fn busy(&self) -> bool {
-        self.task.as_ref().is_some_and(|(t, _)| !t.is_finished())
-    }
 }
 
 /// The driver drops its cleaner with itself: a collection under way stops

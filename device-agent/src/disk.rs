@@ -156,13 +156,13 @@ pub async fn full(
     reason: &str,
 ) -> Input {
     release_reserve(paths);
-    let (p, mut keep) = (paths.clone(), held.to_vec());
-    keep.extend(t.release.clone());
     let need = t
         .release
         .as_ref()
         .map_or(HEADROOM, |r| estimate(paths, r, rootfs_copies()));
     if known {
+        let (p, mut keep) = (paths.clone(), held.to_vec());
+        keep.extend(t.release.clone());
         let _ = tokio::task::spawn_blocking(move || crate::gc::collect(&p, &keep)).await;
     }
     Input::DiskShort {

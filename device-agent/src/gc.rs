@@ -26,7 +26,6 @@ pub fn collect(paths: &Paths, keep: &[ReleaseManifest]) -> Collected {
 /// [`collect`], stopping before the next removal once `stop` is set (an
 /// update needs the disk and the files: the collection yields to it).
 pub fn collect_until(paths: &Paths, keep: &[ReleaseManifest], stop: &AtomicBool) -> Collected {
-    let go = || !stop.load(Ordering::Relaxed);
     let services: Vec<&petrel_protocol::ServiceSpec> =
         keep.iter().flat_map(|r| r.services.values()).collect();
     let diff_ids: HashSet<String> = keep
@@ -50,25 +49,25 @@ pub fn collect_until(paths: &Paths, keep: &[ReleaseManifest], stop: &AtomicBool)
         (&paths.setid_layers, &setid_ids),
     ] {
         for d in store.list() {
-            if go() && !live.contains(d.hex()) && store.remove(&d).is_ok() {
+            if stopped(stop) {
+                break;
+            }
+            if !live.contains(d.hex()) && store.remove(&d).is_ok() {
                 done.layers += 1;
             }
         }
     }
-    done.bases = remove_unlisted(paths.fetcher.bases_dir(), |name| {
-        !go()
-            || name
-                .strip_suffix(".tar.zst")
-                .is_some_and(|hex| diff_ids.contains(hex))
+    done.bases = remove_unlisted(paths.fetcher.bases_dir(), stop, |name| {
+        name.strip_suffix(".tar.zst")
+            .is_some_and(|hex| diff_ids.contains(hex))
     });
     // An overlay rootfs keeps its state in `<id>.overlay` beside it, which
     // goes with its rootfs (unmounted first); alone, it is a crash leftover.
-    done.rootfs = remove_unlisted(&paths.rootfs_dir, |name| {
-        !go()
-            || match name.strip_suffix(".overlay") {
-                Some(id) => image_ids.contains(id) || paths.rootfs_dir.join(id).exists(),
-                None => image_ids.contains(name),
-            }
+    done.rootfs = remove_unlisted(&paths.rootfs_dir, stop, |name| {
+        match name.strip_suffix(".overlay") {
+            Some(id) => image_ids.contains(id) || paths.rootfs_dir.join(id).exists(),
+            None => image_ids.contains(name),
+        }
     });
     // a kept release's downloads under way stay (resumed, not restarted)
     let wanted: Vec<String> = keep
@@ -76,8 +75,8 @@ pub fn collect_until(paths: &Paths, keep: &[ReleaseManifest], stop: &AtomicBool)
         .flat_map(|r| r.layers())
         .flat_map(|l| [l.digest.hex().to_string(), l.diff_id.hex().to_string()])
         .collect();
-    done.partials = remove_unlisted(paths.fetcher.downloads_dir(), |name| {
-        !go() || wanted.iter().any(|hex| name.contains(hex.as_str()))
+    done.partials = remove_unlisted(paths.fetcher.downloads_dir(), stop, |name| {
+        wanted.iter().any(|hex| name.contains(hex.as_str()))
     });
     done
 }
@@ -91,13 +90,21 @@ pub fn images_of(paths: &Paths, keep: &[ReleaseManifest]) -> Vec<petrel_runtime:
         .collect()
 }
 
-/// Removes the entries of `dir` whose name `keep` rejects; returns how many.
-fn remove_unlisted(dir: &std::path::Path, keep: impl Fn(&str) -> bool) -> usize {
+fn stopped(stop: &AtomicBool) -> bool {
+    stop.load(Ordering::Relaxed)
+}
+
+/// Removes the entries of `dir` whose name `keep` rejects, until `stop`
+/// is set; returns how many.
+fn remove_unlisted(dir: &std::path::Path, stop: &AtomicBool, keep: impl Fn(&str) -> bool) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
     let mut n = 0;
     for e in entries.flatten() {
+        if stopped(stop) {
+            break;
+        }
         let name = e.file_name().to_string_lossy().into_owned();
         if keep(&name) {
             continue;

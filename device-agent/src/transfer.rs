@@ -180,9 +180,9 @@ async fn via_delta(
     let fetcher = &paths.fetcher;
     let accounted = std::sync::atomic::AtomicU64::new(0);
     let on_bytes = |n: u64| progress.add_received(n);
-    let held = fetcher.have_delta(base, &layer.diff_id);
+    let mut have = fetcher.have_delta(base, &layer.diff_id);
     let left = budget.remaining(progress.received.load(Ordering::Relaxed));
-    let cap = layer.size.min(left.saturating_add(held));
+    let cap = layer.size.min(left.saturating_add(have));
     // the patch replaces the blob in the total, once its size is known
     let on_size = |size: u64| {
         if accounted.swap(size, Ordering::Relaxed) == 0 {
@@ -193,7 +193,6 @@ async fn via_delta(
     };
     let mut attempt = 0;
     let mut stall = Stall::new(fetcher.retry_budget());
-    let mut have = fetcher.have_delta(base, &layer.diff_id);
     let patch = loop {
         match fetcher
             .fetch_delta_once(base, &layer.diff_id, cap, &on_bytes, &on_size)
@@ -207,9 +206,11 @@ async fn via_delta(
                 have = fetcher.have_delta(base, &layer.diff_id);
                 // progress made: a drop, keep resuming; none: a few tries,
                 // then the blob (a delta is only an optimisation)
-                attempt = if have > before { 0 } else { attempt + 1 };
                 if have > before {
+                    attempt = 0;
                     stall.progressed();
+                } else {
+                    attempt += 1;
                 }
                 // with no full fallback, the delta is worth the whole
                 // retry budget; else a few tries
