@@ -34,6 +34,7 @@ impl Cleaner {
         let (paths, flag) = (paths.clone(), stop.clone());
         let task = tokio::spawn(async move {
             let images = crate::gc::images_of(&paths, &keep);
+            tracing::info!("collecting unused layers and root filesystems");
             let started = std::time::Instant::now();
             let removed =
                 tokio::task::spawn_blocking(move || crate::gc::collect_until(&paths, &keep, &flag))

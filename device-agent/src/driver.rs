@@ -37,6 +37,8 @@ pub struct Driver<R: Runtime> {
     pub roots: Vec<String>,
     /// How long a swapped-in release is watched for a crash loop.
     pub post_update_watch: Duration,
+    /// The phase last written to the journal, logged when it changes.
+    journaled: Option<petrel_protocol::Phase>,
     /// The background collection.
     cleaner: crate::cleaner::Cleaner,
     /// The post-update watch under way, if any.
@@ -77,6 +79,7 @@ impl<R: Runtime> Driver<R> {
         Driver {
             device_id,
             machine: Machine::new(store.load_state()),
+            journaled: None,
             store,
             publisher,
             runtime,
@@ -248,6 +251,10 @@ impl<R: Runtime> Driver<R> {
                         // cannot journal: do not act on an unrecorded step
                         tracing::error!(error = %e, "cannot persist state; stopping this update");
                         return false;
+                    }
+                    let phase = self.machine.state.phase;
+                    if self.journaled.replace(phase) != Some(phase) {
+                        tracing::info!(phase = phase.name(), "journaled phase");
                     }
                 }
                 Action::Report => self.report().await,

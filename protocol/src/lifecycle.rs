@@ -30,6 +30,25 @@ pub enum Phase {
     RolledBack,
 }
 
+impl Phase {
+    /// The phase as the wire writes it (`rolled-back`), for logs and
+    /// tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Downloading => "downloading",
+            Phase::Installing => "installing",
+            Phase::Ready => "ready",
+            Phase::Deferred => "deferred",
+            Phase::Swapping => "swapping",
+            Phase::Running => "running",
+            Phase::Failed => "failed",
+            Phase::RollingBack => "rolling-back",
+            Phase::RolledBack => "rolled-back",
+        }
+    }
+}
+
 /// The inputs that move the lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -103,6 +122,24 @@ impl Phase {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_phase_name_is_what_the_wire_writes() {
+        for p in [
+            Phase::Idle,
+            Phase::Downloading,
+            Phase::Installing,
+            Phase::Ready,
+            Phase::Deferred,
+            Phase::Swapping,
+            Phase::Running,
+            Phase::Failed,
+            Phase::RollingBack,
+            Phase::RolledBack,
+        ] {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.name());
+        }
+    }
 
     #[test]
     fn a_successful_update_walks_every_phase_in_order() {

@@ -62,11 +62,23 @@ impl StartedController {
     /// agent.toml in `data_dir/identity`), adds `extra` config lines, and
     /// returns its config: mutual TLS to the broker and the blob server.
     pub async fn provision(&self, id: &str, data_dir: &Path, extra: &str) -> Result<Config> {
+        self.provision_via(id, data_dir, extra, None).await
+    }
+
+    /// [`provision`](Self::provision), the device reaching the blob server
+    /// at `controller_url` (a proxy shaping its link) when given.
+    pub async fn provision_via(
+        &self,
+        id: &str,
+        data_dir: &Path,
+        extra: &str,
+        controller_url: Option<String>,
+    ) -> Result<Config> {
         let out = data_dir.join("identity");
         let opts = ProvisionOptions {
             out: out.clone(),
             broker: None,
-            controller_url: None,
+            controller_url,
             agent_data_dir: data_dir.to_path_buf(),
             root_key: None,
         };

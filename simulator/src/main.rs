@@ -1,6 +1,7 @@
 //! `petrel-sim`: the simulator. `petrel-sim demo` runs the quickstart;
 //! `petrel-sim run SCENARIO.toml --report DIR` rehearses a rollout.
 use clap::{Parser, Subcommand};
+use petrel_protocol::SwapStrategy;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -53,12 +54,15 @@ enum Cmd {
     CrashSoak {
         #[arg(long, default_value_t = 200)]
         iterations: usize,
-        /// handover or stop-first
-        #[arg(long, default_value = "handover")]
+        /// handover, stop-first, or both (each runs --iterations)
+        #[arg(long, default_value = "both")]
         strategy: String,
-        /// Kills land in 0..N ms after each deploy.
-        #[arg(long, default_value_t = 4000)]
-        max_delay_ms: u64,
+        /// Bytes of new content in each release, in KiB.
+        #[arg(long, default_value_t = 4096)]
+        payload_kib: usize,
+        /// The device's download bandwidth, kbit/s.
+        #[arg(long, default_value_t = 32_000)]
+        link_kbps: u64,
         /// Clean updates measured for downtime first.
         #[arg(long, default_value_t = 10)]
         downtime_samples: usize,
@@ -155,22 +159,32 @@ async fn run() -> anyhow::Result<()> {
         Cmd::CrashSoak {
             iterations,
             strategy,
-            max_delay_ms,
+            payload_kib,
+            link_kbps,
             downtime_samples,
         } => {
-            let strategy = serde_json::from_value(serde_json::Value::String(strategy.clone()))
-                .map_err(|_| {
-                    anyhow::anyhow!("unknown strategy {strategy:?} (handover, stop-first)")
-                })?;
-            let opts = petrel_simulator::soak::SoakOptions {
-                iterations,
-                strategy,
-                max_delay: Duration::from_millis(max_delay_ms),
-                downtime_samples,
-                agent_bin: None,
+            let strategies = match strategy.as_str() {
+                "both" => vec![SwapStrategy::Handover, SwapStrategy::StopFirst],
+                one => vec![
+                    serde_json::from_value(serde_json::Value::String(one.into())).map_err(
+                        |_| {
+                            anyhow::anyhow!("unknown strategy {one:?} (handover, stop-first, both)")
+                        },
+                    )?,
+                ],
             };
-            let report = petrel_simulator::soak::run(opts).await?;
-            println!("{}", report.summary());
+            for strategy in strategies {
+                let opts = petrel_simulator::soak::SoakOptions {
+                    iterations,
+                    strategy,
+                    payload_bytes: payload_kib << 10,
+                    link_kbps,
+                    downtime_samples,
+                    agent_bin: None,
+                };
+                let report = petrel_simulator::soak::run(opts).await?;
+                println!("{strategy:?}: {}", report.summary());
+            }
             Ok(())
         }
     }

@@ -1,41 +1,78 @@
 //! Crash-injection soak: a real `petrel-agent` process is killed with
-//! SIGKILL at a random instant of each update and restarted at once. Every
-//! iteration must end with exactly one whole release running (one live
-//! instance, of the desired generation, running the desired version) and
-//! the journal consistent (reported `running`, current = desired, no
-//! target). Before the kills, clean updates measure each strategy's
-//! downtime: the longest stretch with no live app process.
+//! SIGKILL during each update and restarted at once. The kills are aimed
+//! in turn at every phase an update goes through — downloading,
+//! installing, swapping, rolling back (a broken release) and the
+//! background collection after a swap — by the lines the agent logs as
+//! it journals each phase, and each kill is counted by what the log says
+//! the agent was doing. Every iteration must end with exactly one whole
+//! release running, the journal settled, and no leftovers once the
+//! collection is done. Before the kills, clean updates measure the swap
+//! strategy's downtime: the longest stretch with no live app process.
 
 use crate::fleet::start_controller;
-use crate::sample;
+use crate::link::{proxy, DeviceLink, Kind, Profile};
 use anyhow::{bail, Context, Result};
+use checks::Expect;
 use petrel_controller::client::Client;
-use petrel_controller::http::DeviceView;
-use petrel_protocol::{ImageConfig, SwapStrategy};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use petrel_protocol::SwapStrategy;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
+mod agent;
+mod checks;
 mod liveness;
+mod releases;
+
+use agent::AgentProcess;
+use releases::Releases;
 
 pub struct SoakOptions {
     pub iterations: usize,
     pub strategy: SwapStrategy,
-    /// Kills land uniformly in `0..max_delay` after a deploy.
-    pub max_delay: Duration,
+    /// Bytes of new content in each release.
+    pub payload_bytes: usize,
+    /// The device's download bandwidth, kilobits per second.
+    pub link_kbps: u64,
     /// Clean updates measured for downtime before the kills.
     pub downtime_samples: usize,
-    pub agent_bin: Option<PathBuf>,
+    pub agent_bin: Option<std::path::PathBuf>,
 }
+
+impl Default for SoakOptions {
+    fn default() -> Self {
+        SoakOptions {
+            iterations: 10,
+            strategy: SwapStrategy::Handover,
+            payload_bytes: 4 << 20,
+            link_kbps: 32_000,
+            downtime_samples: 3,
+            agent_bin: None,
+        }
+    }
+}
+
+/// The phases kills are aimed at, in turn, and how long after the phase
+/// begins a kill may land (uniformly), in ms.
+const TARGETS: [(&str, u64); 5] = [
+    ("downloading", 800),
+    ("installing", 40),
+    ("swapping", 900),
+    ("rolling-back", 10),
+    ("collecting", 5),
+];
 
 #[derive(Debug, Default)]
 pub struct SoakReport {
     pub iterations: usize,
     /// Downtime of each clean update, in ms.
     pub downtime_ms: Vec<u64>,
-    /// The reported phase the device was last seen in before each kill.
-    pub killed_in: std::collections::BTreeMap<String, usize>,
+    /// What the agent's log said it was doing at each kill.
+    pub killed_in: BTreeMap<String, usize>,
+    /// Kills whose aimed-at phase was seen begun, by target.
+    pub aimed: BTreeMap<String, usize>,
 }
 
 impl SoakReport {
@@ -46,50 +83,25 @@ impl SoakReport {
         let median = d.get(d.len() / 2).copied().unwrap_or(0);
         let max = d.last().copied().unwrap_or(0);
         format!(
-            "{} iterations, each ended with exactly one whole release running\nkills landed in phases: {:?}\ndowntime over {} clean updates: median {median} ms, max {max} ms (all: {d:?})",
+            "{} iterations, each ended with exactly one whole release running and no leftovers\n\
+             kills landed in (as the agent's log tells): {:?}\n\
+             kills whose target phase was seen begun: {:?}\n\
+             downtime over {} clean updates: median {median} ms, max {max} ms (all: {d:?})",
             self.iterations,
             self.killed_in,
+            self.aimed,
             d.len()
         )
     }
-}
 
-struct AgentProcess {
-    bin: PathBuf,
-    config: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl AgentProcess {
-    fn start(&mut self) -> Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
-        let child = Command::new(&self.bin)
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("spawning {}", self.bin.display()))?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        self.kill9();
+    /// Kills that landed while `phase` (or, `collecting`, a collection)
+    /// was under way.
+    pub fn landed_in(&self, phase: &str) -> usize {
+        self.killed_in
+            .iter()
+            .filter(|(label, _)| label.as_str() == phase || label.starts_with(phase))
+            .map(|(_, n)| n)
+            .sum()
     }
 }
 
@@ -100,195 +112,171 @@ pub async fn run(opts: SoakOptions) -> Result<SoakReport> {
     let (stop, stop_rx) = watch::channel(false);
     let controller = start_controller(root, stop_rx).await?;
     controller.wait_ready().await?;
+    let mut profile = Profile::builtin().remove(0);
+    profile.down_kbps = Some(opts.link_kbps);
+    let link = Arc::new(DeviceLink::new(profile, 1));
+    let port = proxy::start_one(link, controller.http, Kind::Http).await?;
     let data_dir = root.join("device");
     std::fs::create_dir_all(&data_dir)?;
+    let url = Some(format!("https://127.0.0.1:{port}"));
+    let cfg = "heartbeat_s = 2\n";
     controller
-        .provision("soak-1", &data_dir, "heartbeat_s = 2\n")
+        .provision_via(checks::DEVICE, &data_dir, cfg, url)
         .await?;
-    let config = data_dir.join("identity/agent.toml");
-    let client = controller.client.clone();
     let bin = match &opts.agent_bin {
         Some(b) => b.clone(),
         None => crate::bins::workspace_binary("petrel-agent", "petrel-agent")?,
     };
     let mut agent = AgentProcess {
         bin,
-        config,
+        config: data_dir.join("identity/agent.toml"),
         log: data_dir.join("agent.log"),
         child: None,
     };
     agent.start()?;
-    let result = soak(&client, root, &data_dir, &mut agent, &opts).await;
+    let releases = Releases::new(root, opts.strategy, opts.payload_bytes)?;
+    let client = controller.client.clone();
+    let result = soak(&client, &data_dir, &mut agent, &releases, &opts).await;
     agent.kill9();
     liveness::stop_services(&data_dir.join("runtime")).await;
     let _ = petrel_runtime::rootfs::remove_all(&data_dir.join("rootfs"));
     let _ = stop.send(true);
-    result.with_context(|| format!("agent log tail:\n{}", tail(&data_dir.join("agent.log"), 30)))
+    result.with_context(|| {
+        let log = checks::tail(&data_dir.join("agent.log"), 40);
+        format!("agent log tail:\n{log}")
+    })
+}
+
+/// One soak: the device's state carried from iteration to iteration.
+struct Soak<'a> {
+    client: &'a Client,
+    data_dir: &'a Path,
+    releases: &'a Releases,
+    /// The last version deployed, and the good release that runs.
+    version: u32,
+    good: (u32, u64),
 }
 
 async fn soak(
     client: &Client,
-    root: &Path,
     data_dir: &Path,
     agent: &mut AgentProcess,
+    releases: &Releases,
     opts: &SoakOptions,
 ) -> Result<SoakReport> {
-    prepare_releases(client, root, opts.strategy).await?;
+    let mut s = Soak {
+        client,
+        data_dir,
+        releases,
+        version: 0,
+        good: (0, 0),
+    };
     let mut report = SoakReport::default();
-    let mut version = 1;
-    deploy_and_wait(client, version).await?;
+    s.update(false).await?;
     for _ in 0..opts.downtime_samples {
-        version = 3 - version;
         let watcher = liveness::Watcher::start(data_dir.join("runtime/instances"));
-        deploy_and_wait(client, version).await?;
+        s.update(false).await?;
         report
             .downtime_ms
             .push(watcher.finish().await.as_millis() as u64);
     }
     for i in 0..opts.iterations {
-        version = 3 - version;
-        let deployed = client
-            .deploy(&format!("soak@{version}"), &["soak-1".to_string()])
-            .await?;
-        let delay = rand::random::<u64>() % (opts.max_delay.as_millis() as u64 + 1);
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-        let phase = device(client)
+        let (target, window) = TARGETS[i % TARGETS.len()];
+        s.iteration(agent, target, window, &mut report)
             .await
-            .map(|d| phase_name(&d))
-            .unwrap_or_default();
-        *report.killed_in.entry(phase).or_default() += 1;
-        agent.kill9();
-        agent.start()?;
-        let generation = deployed.first().map_or(0, |d| d.generation);
-        check_one_whole_release(client, data_dir, version, generation)
-            .await
-            .with_context(|| {
-                format!("iteration {i}: killed {delay} ms after deploying soak@{version}")
-            })?;
+            .with_context(|| format!("iteration {i} (kill aimed at {target})"))?;
         report.iterations += 1;
     }
     Ok(report)
 }
 
-async fn prepare_releases(client: &Client, root: &Path, strategy: SwapStrategy) -> Result<()> {
-    let bin = sample::sample_app_binary()?;
-    let swap = match strategy {
-        SwapStrategy::Handover => "handover",
-        SwapStrategy::StopFirst => "stop-first",
-    };
-    for v in ["1", "2"] {
-        let dir = root.join(format!("app-v{v}"));
-        sample::app_dir(&bin, v, &dir)?;
-        let config = ImageConfig {
-            entrypoint: vec!["/app/sample-app".into()],
-            working_dir: Some("/app".into()),
-            ..Default::default()
-        };
-        client.build_image(&dir, "soak-app", v, config).await?;
-        let compose = format!("services:\n  app:\n    image: soak-app:{v}\n    command: [\"--interval-ms\", \"50\"]\n    x-petrel-swap: {swap}\n    healthcheck:\n      test: [\"RUNNING\", \"1\"]\n");
-        client.create_release("soak", v, &compose).await?;
+impl Soak<'_> {
+    /// Publishes and deploys the next version; its expected outcome.
+    async fn deploy(&mut self, broken: bool) -> Result<Expect> {
+        self.version += 1;
+        let v = self.version;
+        self.releases.publish(self.client, v, broken).await?;
+        let deployed = self
+            .client
+            .deploy(&format!("soak@{v}"), &[checks::DEVICE.to_string()])
+            .await?;
+        let generation = deployed.first().map_or(0, |d| d.generation);
+        Ok(if broken {
+            Expect {
+                version: self.good.0,
+                instance_generation: self.good.1,
+                deployed: generation,
+                broken,
+            }
+        } else {
+            Expect {
+                version: v,
+                instance_generation: generation,
+                deployed: generation,
+                broken,
+            }
+        })
     }
-    Ok(())
-}
 
-async fn device(client: &Client) -> Option<DeviceView> {
-    client
-        .devices()
-        .await
-        .ok()?
-        .into_iter()
-        .find(|d| d.id == "soak-1")
-}
+    /// Deploys and waits for the outcome, without a kill.
+    async fn update(&mut self, broken: bool) -> Result<()> {
+        let expect = self.deploy(broken).await?;
+        checks::wait_settled(self.client, expect).await?;
+        self.settled(expect).await;
+        Ok(())
+    }
 
-fn phase_name(d: &DeviceView) -> String {
-    serde_json::to_value(d.phase)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
-}
-
-async fn deploy_and_wait(client: &Client, version: u32) -> Result<()> {
-    let deployed = client
-        .deploy(&format!("soak@{version}"), &["soak-1".to_string()])
-        .await?;
-    let generation = deployed.first().map_or(0, |d| d.generation);
-    wait_converged(client, version, generation).await.map(drop)
-}
-
-async fn wait_converged(client: &Client, version: u32, generation: u64) -> Result<DeviceView> {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(d) = device(client).await {
-            let on_version = d
-                .current
-                .as_ref()
-                .is_some_and(|c| c.version == version.to_string());
-            if d.converged()
-                && on_version
-                && d.applied_generation == generation
-                && d.services.iter().all(|s| s.state == "running")
-            {
-                return Ok(d);
-            }
-            if Instant::now() > deadline {
-                bail!("device did not converge on soak@{version} (generation {generation}): {d:?}");
-            }
-        } else if Instant::now() > deadline {
-            bail!("device never reported");
+    /// The device settled on `expect`: the good release moves on, and a
+    /// version two releases back is retired.
+    async fn settled(&mut self, expect: Expect) {
+        if !expect.broken {
+            self.good = (expect.version, expect.instance_generation);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(old) = self.version.checked_sub(3).filter(|v| *v > 0) {
+            self.releases.retire(self.client, old).await;
+        }
     }
-}
 
-/// The invariant: once converged, exactly one live instance exists, it is
-/// the desired generation's, and its heartbeat says the desired version.
-async fn check_one_whole_release(
-    client: &Client,
-    data_dir: &Path,
-    version: u32,
-    generation: u64,
-) -> Result<()> {
-    let view = wait_converged(client, version, generation).await?;
-    if view.target.is_some() {
-        bail!("journal still has a target after converging: {view:?}");
+    async fn iteration(
+        &mut self,
+        agent: &mut AgentProcess,
+        target: &str,
+        window: u64,
+        report: &mut SoakReport,
+    ) -> Result<()> {
+        let mark = agent.log_mark();
+        let expect = self.deploy(target == "rolling-back").await?;
+        if agent.wait_for(target, mark, Duration::from_secs(60)).await {
+            *report.aimed.entry(target.to_string()).or_default() += 1;
+        }
+        let delay = rand::random::<u64>() % (window + 1);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        let doing = agent.doing();
+        agent.kill9();
+        *report.killed_in.entry(doing.label()).or_default() += 1;
+        agent.start()?;
+        checks::one_whole_release(self.client, self.data_dir, expect)
+            .await
+            .with_context(|| format!("killed {delay} ms into {target}, while {doing:?}"))?;
+        self.settled(expect).await;
+        self.no_leftovers(agent).await
     }
-    let live = liveness::live_instances(&data_dir.join("runtime/instances"));
-    let expected = format!("app-g{generation}");
-    if live.len() != 1 || live[0].0 != expected {
-        bail!("expected exactly {expected} live, found {live:?}");
-    }
-    let beat = (0..40).find_map(|_| {
-        std::thread::sleep(Duration::from_millis(50));
-        std::fs::read_dir(data_dir.join("rootfs"))
-            .ok()?
-            .flatten()
-            .find_map(|e| {
-                let b = sample::read_heartbeat(&e.path())?;
-                let writer = sample::heartbeat_writer(&e.path(), &b)?;
-                let in_instance = sample::process_group(writer) == Some(live[0].1);
-                (in_instance && b.version == version.to_string()).then_some(b)
-            })
-    });
-    beat.map(drop).with_context(|| {
-        let seen: Vec<_> = std::fs::read_dir(data_dir.join("rootfs"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| {
-                let beat = sample::read_heartbeat(&e.path());
-                (e.file_name(), beat, sample::processes_in(&e.path()))
-            })
-            .collect();
-        format!(
-            "live instance {expected} (pid {}) is not running v{version}; \
-             rootfs heartbeats and processes: {seen:?}",
-            live[0].1
-        )
-    })
-}
 
-fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    /// Once the collection after the update is done, nothing is left
+    /// beyond the releases kept.
+    async fn no_leftovers(&self, agent: &AgentProcess) -> Result<()> {
+        let mut found = Vec::new();
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if agent.doing().collecting {
+                continue;
+            }
+            // each soak release is one layer; two releases are kept
+            found = checks::leftovers(self.data_dir, 2);
+            if found.is_empty() {
+                return Ok(());
+            }
+        }
+        bail!("leftovers after the collection: {found:?}")
+    }
 }

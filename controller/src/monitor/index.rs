@@ -115,10 +115,7 @@ pub fn filter_facts(
 
 /// A phase as the wire writes it (`rolled-back`).
 pub fn phase_name(phase: Phase) -> String {
-    serde_json::to_value(phase)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
+    phase.name().to_string()
 }
 
 impl FleetIndex {

@@ -18,6 +18,37 @@ use tokio::time::{sleep_until, Instant};
 /// Starts proxying connections on a new listener to `upstream`; returns
 /// the port devices connect to (on their own address).
 pub async fn start(links: Arc<Links>, upstream: SocketAddr, kind: Kind) -> std::io::Result<u16> {
+    serve(upstream, kind, move |client, peer| {
+        client
+            .local_addr()
+            .ok()
+            .filter(|_| peer.ip().is_loopback())
+            .and_then(|a| super::index_of(a.ip()))
+            .and_then(|i| links.get(i).cloned())
+    })
+    .await
+}
+
+/// Starts proxying every loopback connection on a new listener to
+/// `upstream` through the one `link` (a single real device, reached on
+/// 127.0.0.1, as the crash soak runs it); returns the port.
+pub async fn start_one(
+    link: Arc<DeviceLink>,
+    upstream: SocketAddr,
+    kind: Kind,
+) -> std::io::Result<u16> {
+    serve(upstream, kind, move |_, peer| {
+        peer.ip().is_loopback().then(|| link.clone())
+    })
+    .await
+}
+
+/// The accept loop: `pick` names the link of a new connection (`None`:
+/// refused).
+async fn serve<F>(upstream: SocketAddr, kind: Kind, pick: F) -> std::io::Result<u16>
+where
+    F: Fn(&TcpStream, SocketAddr) -> Option<Arc<DeviceLink>> + Send + 'static,
+{
     let listener = petrel_controller::listen::bind(("0.0.0.0", 0)).await?;
     let port = listener.local_addr()?.port();
     tokio::spawn(async move {
@@ -31,13 +62,7 @@ pub async fn start(links: Arc<Links>, upstream: SocketAddr, kind: Kind) -> std::
                     continue;
                 }
             };
-            let device = client
-                .local_addr()
-                .ok()
-                .filter(|_| peer.ip().is_loopback())
-                .and_then(|a| super::index_of(a.ip()))
-                .and_then(|i| links.get(i).cloned());
-            if let Some(link) = device {
+            if let Some(link) = pick(&client, peer) {
                 tokio::spawn(connection(client, upstream, link, kind));
             }
         }
