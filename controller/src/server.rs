@@ -122,13 +122,17 @@ pub async fn serve(
         keys,
         observers,
     );
-    let deltas =
-        crate::deltas::DeltaCache::new(cfg.data_dir.join("deltas"), blobs.clone(), store.clone())
-            .map_err(|source| ServeError::DataDir {
-                path: cfg.data_dir.join("deltas"),
-                source,
-            })?
-            .timed_by(metrics.delta_encode_seconds.clone());
+    let deltas = crate::deltas::DeltaCache::new(
+        cfg.data_dir.join("deltas"),
+        cfg.data_dir.join("layer-paths"),
+        blobs.clone(),
+        store.clone(),
+    )
+    .map_err(|source| ServeError::DataDir {
+        path: cfg.data_dir.join("deltas"),
+        source,
+    })?
+    .timed_by(metrics.delta_encode_seconds.clone());
     let api = Api {
         store,
         blobs,

@@ -31,6 +31,11 @@ pub struct Config {
     /// its release.
     #[serde(default = "default_retry_budget")]
     pub download_retry_budget_s: u64,
+    /// Seconds a device waits for a delta the controller is still
+    /// preparing (it answers "retry after N s") before it fetches the
+    /// full blob instead, when the data budget allows one.
+    #[serde(default = "default_delta_wait")]
+    pub delta_wait_s: u64,
     /// Seconds after a swap during which a crash loop of the new release
     /// (a service restarting 3 times or more) rolls it back; 0: no watch.
     #[serde(default = "default_post_update_watch")]
@@ -75,6 +80,9 @@ fn default_heartbeat() -> u64 {
 }
 fn default_post_update_watch() -> u64 {
     600
+}
+fn default_delta_wait() -> u64 {
+    crate::fetch::DEFAULT_DELTA_WAIT.as_secs()
 }
 fn default_retry_budget() -> u64 {
     crate::fetch::DEFAULT_RETRY_BUDGET.as_secs()

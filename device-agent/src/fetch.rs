@@ -30,6 +30,10 @@ pub enum FetchError {
     /// Not worth retrying as is.
     #[error("fetching {url}: {reason}")]
     Permanent { url: String, reason: String },
+    /// The server is preparing it (a delta being encoded): ask again
+    /// after `retry_after`.
+    #[error("fetching {url}: being prepared, retry after {retry_after:?}")]
+    Preparing { url: String, retry_after: Duration },
     #[error("blob {expected} failed verification: got {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("{op} {path}: {source}")]
@@ -76,10 +80,15 @@ pub struct Fetcher {
     paths_cache: PathBuf,
     /// Time without progress a download may take before the update fails.
     retry_budget: Duration,
+    /// How long a delta the controller is preparing is waited for.
+    delta_wait: Duration,
 }
 
 /// Default [`Fetcher::retry_budget`]: 30 minutes without a byte.
 pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(1800);
+
+/// Default [`Fetcher::delta_wait`]: 10 minutes.
+pub const DEFAULT_DELTA_WAIT: Duration = Duration::from_secs(600);
 
 impl Fetcher {
     /// `tls`: the fleet CA and this device's certificate, for `https://`.
@@ -112,6 +121,7 @@ impl Fetcher {
             bases,
             paths_cache,
             retry_budget: DEFAULT_RETRY_BUDGET,
+            delta_wait: DEFAULT_DELTA_WAIT,
         })
     }
 
@@ -124,6 +134,17 @@ impl Fetcher {
 
     pub fn retry_budget(&self) -> Duration {
         self.retry_budget
+    }
+
+    /// Sets how long a delta the controller is still preparing is waited
+    /// for before the full blob (the agent's `delta_wait_s`).
+    pub fn with_delta_wait(mut self, wait: Duration) -> Fetcher {
+        self.delta_wait = wait;
+        self
+    }
+
+    pub fn delta_wait(&self) -> Duration {
+        self.delta_wait
     }
 
     /// The device's copy of a layer: its tar, zstd-compressed, by diff_id.
@@ -270,6 +291,14 @@ impl Fetcher {
             None => transient(e.to_string()),
         })?;
         let status = resp.status().as_u16();
+        if status == 503 {
+            if let Some(retry_after) = partial::retry_after(&resp) {
+                return Err(FetchError::Preparing {
+                    url: url.to_string(),
+                    retry_after,
+                });
+            }
+        }
         let answer = retry::answer(status);
         let etag = resp
             .headers()

@@ -112,7 +112,8 @@ pub async fn run_with_store<R: Runtime>(
     // both stores sit beside rootfs/ (apply::image_layers relies on it)
     let paths = apply::Paths {
         fetcher: fetch::Fetcher::new(&cfg.controller_url, &cfg.data_dir, tls.clone())?
-            .with_retry_budget(std::time::Duration::from_secs(cfg.download_retry_budget_s)),
+            .with_retry_budget(std::time::Duration::from_secs(cfg.download_retry_budget_s))
+            .with_delta_wait(std::time::Duration::from_secs(cfg.delta_wait_s)),
         layers: Arc::new(layers),
         setid_layers: Arc::new(setid_layers),
         rootfs_dir: cfg.data_dir.join("rootfs"),

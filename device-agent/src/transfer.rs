@@ -13,6 +13,7 @@ use crate::retry::{backoff, Stall};
 use petrel_protocol::policy::{DataBudget, FullFallback};
 use petrel_protocol::{Digest, LayerDescriptor, ReleaseManifest};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 /// Download attempts that fail verification before the update gives up.
 const MAX_BAD_DOWNLOADS: u32 = 3;
@@ -193,6 +194,7 @@ async fn via_delta(
     };
     let mut attempt = 0;
     let mut stall = Stall::new(fetcher.retry_budget());
+    let mut waiting: Option<std::time::Instant> = None;
     let patch = loop {
         match fetcher
             .fetch_delta_once(base, &layer.diff_id, cap, &on_bytes, &on_size)
@@ -200,6 +202,21 @@ async fn via_delta(
         {
             Ok(Some(p)) => break p,
             Ok(None) => return Ok(false),
+            Err(FetchError::Preparing { url, retry_after }) => {
+                // the controller is encoding it: worth waiting for, within
+                // the device's delta_wait
+                let waited = waiting
+                    .get_or_insert_with(std::time::Instant::now)
+                    .elapsed();
+                if waited + retry_after > fetcher.delta_wait() {
+                    tracing::warn!(%url, ?waited, "delta still being prepared; falling back to the full blob");
+                    undo_accounting(progress, layer, &accounted);
+                    return Ok(false);
+                }
+                tracing::info!(%url, "delta being prepared by the controller; asking again in {retry_after:?}");
+                tokio::time::sleep(asked_wait(retry_after)).await;
+                stall.progressed();
+            }
             Err(FetchError::Transient { url, reason }) => {
                 let wait = backoff(attempt);
                 let before = have;
@@ -278,6 +295,10 @@ async fn full_blob(
                 progress.set_problem(None);
                 return Ok(());
             }
+            Err(FetchError::Preparing { retry_after, .. }) => {
+                // not sent for blobs by the controller; a proxy may: wait
+                tokio::time::sleep(asked_wait(retry_after)).await;
+            }
             Err(FetchError::Transient { url, reason }) => {
                 let wait = backoff(attempt);
                 // progress made: this was a drop, not a dead link
@@ -311,6 +332,11 @@ async fn full_blob(
             Err(e) => return Err(e.to_string()),
         }
     }
+}
+
+/// A server's Retry-After, kept between 1 s and a minute (outside input).
+fn asked_wait(retry_after: Duration) -> Duration {
+    retry_after.clamp(Duration::from_secs(1), Duration::from_secs(60))
 }
 
 fn is_plain_relative(p: &str) -> bool {

@@ -57,6 +57,7 @@ impl VirtualDevice {
             max_message_bytes: 1 << 20,
             heartbeat_s,
             download_retry_budget_s: petrel_agent::fetch::DEFAULT_RETRY_BUDGET.as_secs(),
+            delta_wait_s: petrel_agent::fetch::DEFAULT_DELTA_WAIT.as_secs(),
             post_update_watch_s: 600,
             platform: None,
             controller_key: Some(ends.key.clone()),

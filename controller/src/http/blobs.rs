@@ -2,6 +2,7 @@
 //! path lists, and raw layer uploads.
 
 use super::{bad_request, internal, spool, Api, ApiError, ApiResult};
+use crate::deltas::Ready;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -68,8 +69,9 @@ pub(super) async fn get_delta(
     }
     let result = if cached { "hit" } else { "miss" };
     api.metrics.delta_cache.with_label_values(&[result]).inc();
-    match api.deltas.get(&from, &to).await {
-        Ok(Some(delta)) => {
+    match api.deltas.get_within(&from, &to, DELTA_HOLD).await {
+        Ok(Ready::Preparing(after)) => preparing(&from, &to, after),
+        Ok(Ready::Done(Some(delta))) => {
             let sent = api.metrics.bytes_served.with_label_values(&["delta"]);
             let whole = !req.headers().contains_key(axum::http::header::RANGE);
             let full = api.store.layer(&to).ok().flatten().map(|l| l.size);
@@ -81,7 +83,7 @@ pub(super) async fn get_delta(
             }
             resp
         }
-        Ok(None) => ApiError(
+        Ok(Ready::Done(None)) => ApiError(
             StatusCode::NOT_FOUND,
             format!("no delta {from} -> {to} smaller than the blob: fetch the full blob"),
         )
@@ -93,6 +95,23 @@ pub(super) async fn get_delta(
             ApiError(StatusCode::NOT_FOUND, format!("no delta: {e}")).into_response()
         }
     }
+}
+
+/// How long a delta request waits for an encoding under way before it is
+/// told to come back: short, so no connection is held for minutes.
+const DELTA_HOLD: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// 503 with Retry-After: the delta is being prepared; the device asks
+/// again then instead of fetching the full blob.
+fn preparing(from: &Digest, to: &Digest, after: std::time::Duration) -> Response {
+    let secs = after.as_secs().max(1).to_string();
+    let body = format!("delta {from} -> {to} is being prepared: retry after {secs} s");
+    let mut resp = ApiError(StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    if let Ok(v) = secs.parse() {
+        resp.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 /// The path list as JSON, zstd-compressed (`Content-Encoding: zstd`) when

@@ -116,6 +116,14 @@ pub(super) fn content_range_total(resp: &reqwest::Response) -> Option<u64> {
     v.rsplit_once('/')?.1.parse().ok()
 }
 
+/// `Retry-After: N` (seconds; an HTTP date is not used by the
+/// controller and reads as absent).
+pub(super) fn retry_after(resp: &reqwest::Response) -> Option<std::time::Duration> {
+    let v = resp.headers().get(reqwest::header::RETRY_AFTER)?;
+    let secs: u64 = v.to_str().ok()?.trim().parse().ok()?;
+    Some(std::time::Duration::from_secs(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,14 @@
 //! sha256 (the ETag a resuming agent compares). When the best patch does
 //! not save at least 10% of the full blob, a `.none` marker records that
 //! there is no useful delta, and the API answers 404: fetch the full blob.
+//! So does a pair whose file lists show no patch could save that much
+//! ([`estimate`]): it is never encoded.
+//!
+//! The encoding runs in a task of its own, never in the request that
+//! asked for it: a request waits a little ([`DeltaCache::get_within`])
+//! and, if the patch is not ready, the device is told to come back
+//! later (503 with Retry-After) instead of holding a connection open
+//! for minutes or racing to the full blob.
 
 use crate::blobs::BlobStore;
 use crate::store::Store;
@@ -14,7 +22,19 @@ use petrel_protocol::Digest;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::OnceCell;
+
+pub mod estimate;
+
+/// A delta asked for within a wait: ready (a patch, or none worth
+/// sending), or still being prepared.
+#[derive(Debug, Clone)]
+pub enum Ready {
+    Done(Option<CachedDelta>),
+    /// Ask again after this long.
+    Preparing(Duration),
+}
 
 /// A cached patch: its file and sha256.
 #[derive(Debug, Clone)]
@@ -29,6 +49,8 @@ type Cell = Arc<OnceCell<Result<Option<CachedDelta>, String>>>;
 #[derive(Clone)]
 pub struct DeltaCache {
     dir: PathBuf,
+    /// The layers' cached file lists (shared with the path-list API).
+    files_dir: PathBuf,
     blobs: Arc<BlobStore>,
     store: Store,
     cells: Arc<Mutex<HashMap<(Digest, Digest), Cell>>>,
@@ -60,10 +82,17 @@ pub enum DeltaCacheError {
 }
 
 impl DeltaCache {
-    pub fn new(dir: PathBuf, blobs: Arc<BlobStore>, store: Store) -> std::io::Result<DeltaCache> {
+    /// A cache in `dir`; the layers' file lists are kept in `files_dir`.
+    pub fn new(
+        dir: PathBuf,
+        files_dir: PathBuf,
+        blobs: Arc<BlobStore>,
+        store: Store,
+    ) -> std::io::Result<DeltaCache> {
         std::fs::create_dir_all(&dir)?;
         Ok(DeltaCache {
             dir,
+            files_dir,
             blobs,
             store,
             cells: Default::default(),
@@ -148,6 +177,40 @@ impl DeltaCache {
         })
     }
 
+    /// The patch from `from` to `to` if it is decided within `wait`;
+    /// otherwise its encoding goes on in the background and the answer
+    /// says when to ask again.
+    pub async fn get_within(
+        &self,
+        from: &Digest,
+        to: &Digest,
+        wait: Duration,
+    ) -> Result<Ready, DeltaCacheError> {
+        if let Some(found) = self.on_disk(from, to) {
+            return Ok(Ready::Done(found));
+        }
+        let this = self.clone();
+        let (f, t) = (from.clone(), to.clone());
+        // a task of its own: a request that gives up does not cancel it
+        let task = tokio::spawn(async move { this.get(&f, &t).await });
+        match tokio::time::timeout(wait, task).await {
+            Ok(Ok(result)) => result.map(Ready::Done),
+            Ok(Err(e)) => Err(DeltaCacheError::Generate {
+                from: from.clone(),
+                to: to.clone(),
+                reason: format!("encoding task: {e}"),
+            }),
+            Err(_) => Ok(Ready::Preparing(self.retry_hint(to))),
+        }
+    }
+
+    /// When to ask again for a delta to `to` under way: about the time a
+    /// layer of its size takes to encode, between 2 s and 30 s.
+    fn retry_hint(&self, to: &Digest) -> Duration {
+        let size = self.store.layer(to).ok().flatten().map_or(0, |l| l.size);
+        Duration::from_secs((size / (4 << 20)).clamp(2, 30))
+    }
+
     /// Starts generating a pair in the background (ahead of a deployment).
     pub fn prepare(&self, from: Digest, to: Digest) {
         let this = self.clone();
@@ -187,6 +250,14 @@ impl DeltaCache {
                 .ok_or_else(|| format!("layer {d} unknown"))
         };
         let (old, new) = (layer(from)?, layer(to)?);
+        if let Some(e) = self
+            .estimate(from, to)?
+            .filter(estimate::Estimate::hopeless)
+        {
+            tracing::info!(%from, %to, best_saving = e.best_saving(), new_bytes = e.new_bytes, "no delta: the layers share too little to pay off");
+            std::fs::write(self.file(from, to, "none"), b"").map_err(|e| e.to_string())?;
+            return Ok(None);
+        }
         let work = tempfile::tempdir_in(&self.dir).map_err(|e| e.to_string())?;
         let old_tar = self.unpack_blob(&old.digest, &work.path().join("old.tar"))?;
         let new_tar = self.unpack_blob(&new.digest, &work.path().join("new.tar"))?;
@@ -230,6 +301,17 @@ impl DeltaCache {
         }))
     }
 
+    /// What the pair can share, from the layers' file lists.
+    fn estimate(&self, from: &Digest, to: &Digest) -> Result<Option<estimate::Estimate>, String> {
+        let files = |d: &Digest| {
+            crate::layer_paths::layer_files(&self.store, &self.blobs, &self.files_dir, d)
+        };
+        Ok(match (files(from)?, files(to)?) {
+            (Some(old), Some(new)) => Some(estimate::Estimate::of(&old, &new)),
+            _ => None,
+        })
+    }
+
     fn unpack_blob(&self, digest: &Digest, out: &Path) -> Result<PathBuf, String> {
         let blob = self.blobs.open_blob(digest).map_err(|e| e.to_string())?;
         let mut dec = zstd::stream::read::Decoder::new(blob).map_err(|e| e.to_string())?;
@@ -254,75 +336,4 @@ fn file_digest(path: &Path) -> Result<Digest, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn layer_tar(body: &[u8]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_size(body.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, "data.bin", body).expect("append");
-        b.into_inner().expect("tar")
-    }
-
-    fn setup(dir: &Path) -> (DeltaCache, Digest, Digest) {
-        let store = Store::open(&dir.join("db")).expect("store");
-        let blobs = Arc::new(BlobStore::open(dir.join("blobs")).expect("blobs"));
-        let old: Vec<u8> = (0..200_000u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
-        let mut new = old.clone();
-        new[50_000..50_100].fill(7);
-        let mut layers = Vec::new();
-        for body in [&old, &new] {
-            layers.push(blobs.put_layer_tar(&layer_tar(body)[..]).expect("put"));
-        }
-        let image = petrel_protocol::ImageManifest {
-            schema: petrel_protocol::SCHEMA,
-            name: "x".into(),
-            tag: "1".into(),
-            layers: layers.clone(),
-            config: Default::default(),
-            platform: None,
-        };
-        store.put_image(&image).expect("image");
-        let cache = DeltaCache::new(dir.join("deltas"), blobs, store).expect("cache");
-        (cache, layers[0].diff_id.clone(), layers[1].diff_id.clone())
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn concurrent_requests_for_a_pair_generate_it_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (cache, from, to) = setup(dir.path());
-        let gets = (0..8).map(|_| {
-            let (c, f, t) = (cache.clone(), from.clone(), to.clone());
-            tokio::spawn(async move { c.get(&f, &t).await })
-        });
-        let mut digests = Vec::new();
-        for g in gets {
-            let delta = g.await.expect("join").expect("get").expect("a delta");
-            assert!(
-                delta.size < 10_000,
-                "small change, small patch: {}",
-                delta.size
-            );
-            digests.push(delta.digest);
-        }
-        assert_eq!(cache.generations(), 1);
-        assert!(digests.windows(2).all(|w| w[0] == w[1]));
-        // served from disk afterwards, still once
-        cache.get(&from, &to).await.expect("get").expect("delta");
-        assert_eq!(cache.generations(), 1);
-    }
-
-    #[tokio::test]
-    async fn an_unknown_layer_is_a_clear_error() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (cache, from, _) = setup(dir.path());
-        let unknown = Digest::of(b"nope");
-        let err = cache.get(&from, &unknown).await.expect_err("unknown");
-        assert!(err.to_string().contains(&unknown.to_string()));
-    }
-}
+mod tests;
