@@ -7,7 +7,6 @@
 
 use petrel_protocol::SwapStrategy;
 use petrel_simulator::soak::{run, SoakOptions};
-use std::time::Duration;
 
 async fn soak(strategy: SwapStrategy) -> anyhow::Result<()> {
     let report = run(SoakOptions {
