@@ -96,7 +96,7 @@ pub async fn swap<R: Runtime>(
     }
     for n in &new {
         tracing::info!(instance = %n.spec.name, "starting");
-        runtime.start(&n.spec).await.map_err(|e| e.to_string())?;
+        start_afresh(runtime, &n.spec).await?;
     }
     let checks = new
         .iter()
@@ -118,6 +118,21 @@ pub async fn swap<R: Runtime>(
         runtime.stop(name).await.map_err(|e| e.to_string())?;
     }
     Ok(new.into_iter().map(|n| n.spec.name).collect())
+}
+
+/// Starts a new instance. One the runtime already has but not up and
+/// unrestarted is stopped first, so that its health is judged from a fresh
+/// start: a swap resumed after a power cut finds its new instances dead
+/// and the runtime restarting them from their records (as it restarts any
+/// service that died while no agent watched), and the reboot's restart
+/// would otherwise count as the release's failure and roll it back.
+async fn start_afresh<R: Runtime>(runtime: &R, spec: &InstanceSpec) -> Result<(), String> {
+    let status = runtime.inspect(&spec.name).await;
+    if status.is_some_and(|s| !s.is_running() || s.restarts > 0) {
+        tracing::info!(instance = %spec.name, "restarting an instance the swap left down");
+        runtime.stop(&spec.name).await.map_err(|e| e.to_string())?;
+    }
+    runtime.start(spec).await.map_err(|e| e.to_string())
 }
 
 /// Stops every instance of the failed target and starts the release that

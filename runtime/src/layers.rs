@@ -155,7 +155,13 @@ pub(crate) fn create_temp_dir(dest: &Path) -> io::Result<PathBuf> {
 pub(crate) fn commit_dir(tmp: &Path, dest: &Path) -> io::Result<()> {
     nix::unistd::syncfs(File::open(tmp)?.as_raw_fd())?;
     fs::rename(tmp, dest)?;
-    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty());
+    sync_parent(dest)
+}
+
+/// fsyncs the directory holding `path`: an entry created, renamed or
+/// removed there is durable only then.
+pub(crate) fn sync_parent(path: &Path) -> io::Result<()> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
     File::open(parent.unwrap_or(Path::new(".")))?.sync_all()
 }
 

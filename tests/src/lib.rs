@@ -13,6 +13,8 @@
 //! - [`images`]: incompressible payloads, multi-layer test images.
 //! - [`oci`]: a multi-platform OCI layout directory built by hand.
 //! - [`hostile`]: an MQTT client over TLS that tries what it should not.
+//! - [`powercut`]: power cuts that lose unsynced writes (an LD_PRELOAD
+//!   shim's log, replayed under a strict model).
 
 pub mod cli;
 pub mod docker;
@@ -21,6 +23,7 @@ pub mod hostile;
 pub mod images;
 pub mod mosquitto;
 pub mod oci;
+pub mod powercut;
 pub mod procs;
 pub mod proxy;
 

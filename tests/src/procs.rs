@@ -293,6 +293,9 @@ pub struct Agent {
     pub data_dir: PathBuf,
     config: PathBuf,
     child: Option<Child>,
+    /// More environment for the process from its next (re)start (the
+    /// power-cut shim, say).
+    pub env: Vec<(String, String)>,
 }
 
 impl Agent {
@@ -322,6 +325,7 @@ impl Agent {
             data_dir,
             config,
             child: None,
+            env: Vec::new(),
         };
         a.restart()?;
         Ok(a)
@@ -355,6 +359,7 @@ impl Agent {
             data_dir,
             config,
             child: None,
+            env: Vec::new(),
         };
         a.restart()?;
         Ok(a)
@@ -364,6 +369,7 @@ impl Agent {
         kill9(&mut self.child);
         let mut cmd = Command::new(bin("petrel-agent"));
         cmd.arg("run").arg("--config").arg(&self.config);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         self.child = Some(spawn(&mut cmd, &self.data_dir, "agent.log")?);
         Ok(())
     }

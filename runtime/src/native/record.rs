@@ -64,6 +64,10 @@ impl Paths {
             .map_err(io_error("write instance record", &tmp))?;
         fs::rename(&tmp, &path).map_err(io_error("rename instance record to", &path))?;
         // Make the rename itself durable before the caller relies on it.
+        self.sync_instances()
+    }
+
+    fn sync_instances(&self) -> Result<(), RuntimeError> {
         fs::File::open(&self.instances)
             .and_then(|dir| dir.sync_all())
             .map_err(io_error("sync directory", &self.instances))
@@ -108,10 +112,11 @@ impl Paths {
         let _ = fs::remove_file(self.pid_file(name));
         let path = self.record(name);
         match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(io_error("remove instance record", &path)(e))
-            }
-            _ => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("remove instance record", &path)(e)),
+            // Durable before the caller relies on it: a record back after a
+            // power cut makes the next agent restart a stopped service.
+            Ok(()) => self.sync_instances(),
         }
     }
 

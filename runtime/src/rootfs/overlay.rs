@@ -16,7 +16,7 @@
 //! be mounted again after a reboot by [`ensure_mounted`]). Assembly of one
 //! rootfs is not run concurrently (the agent installs releases one at a time).
 
-use crate::layers::{commit_dir, create_temp_dir, discard_dir, remove_tree};
+use crate::layers::{commit_dir, create_temp_dir, discard_dir, remove_tree, sync_parent};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{mknod, Mode, SFlag};
 use std::ffi::CString;
@@ -51,7 +51,12 @@ pub(super) fn assemble(layers: &[PathBuf], dest: &Path) -> io::Result<()> {
         let _ = remove_tree(&tmp);
         return Err(e);
     }
-    let mounted = fs::create_dir(dest).and_then(|()| mount_at(dest, &state));
+    // The mount point is synced into its directory before the install that
+    // made it is journaled: a power cut after the swap lost it otherwise,
+    // and the release's services could not mount their root again.
+    let mounted = fs::create_dir(dest)
+        .and_then(|()| sync_parent(dest))
+        .and_then(|()| mount_at(dest, &state));
     if let Err(e) = mounted {
         let _ = fs::remove_dir(dest);
         let _ = discard_dir(&state);
