@@ -53,6 +53,10 @@ pub struct DiffArgs {
     /// Largest old layer (bytes) for which zstd-ref is tried.
     #[arg(long)]
     pub max_ref_prefix: Option<u64>,
+    /// Memory (MiB) the methods may take at once beyond the two layers:
+    /// past it they run one after another.
+    #[arg(long)]
+    pub max_memory_mib: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +121,7 @@ fn run_diff(args: &DiffArgs) -> Result<()> {
     if let Some(max) = args.max_ref_prefix {
         opts.max_ref_prefix = max;
     }
+    opts.max_memory = args.max_memory_mib.map(|m| m << 20);
     let report = diff(&args.old, &args.new, &args.patch, &opts)
         .with_context(|| format!("diffing {} -> {}", args.old.display(), args.new.display()))?;
     let new_size = file_len(&args.new)?;

@@ -132,7 +132,16 @@ fn encode_all(
     }
     let mut candidates = Vec::new();
     let mut tried = Vec::new();
-    for (method, payload, took) in encode_side_by_side(&runnable, old, new, opts) {
+    let mut encoded = Vec::new();
+    for batch in batches(
+        &runnable,
+        old.len() as u64,
+        new.len() as u64,
+        opts.max_memory,
+    ) {
+        encoded.extend(encode_side_by_side(&batch, old, new, opts));
+    }
+    for (method, payload, took) in encoded {
         let payload = match payload {
             Ok(payload) => payload,
             // tar-aware on a layer that is not a tar: the others will do.
@@ -151,6 +160,52 @@ fn encode_all(
     // Stable: on equal sizes the earlier method stays first.
     candidates.sort_by_key(|(_, payload)| payload.len());
     Ok((candidates, tried))
+}
+
+/// About the most memory [`diff`] takes on layers of these sizes under
+/// `opts`: both layers, and the largest group of methods it runs side by
+/// side (see [`EncodeOptions::max_memory`]).
+pub fn peak_memory(opts: &EncodeOptions, old_len: u64, new_len: u64) -> u64 {
+    let runnable: Vec<Method> = unique(&opts.methods)
+        .into_iter()
+        .filter(|m| opts.applicable(*m, old_len, new_len).is_ok())
+        .collect();
+    let group = batches(&runnable, old_len, new_len, opts.max_memory)
+        .iter()
+        .map(|b| {
+            b.iter()
+                .map(|m| methods::memory_needed(*m, old_len, new_len))
+                .sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0);
+    old_len + new_len + group
+}
+
+/// The methods in groups to run one after another, each group side by
+/// side within `budget` (their estimated needs summed); a method over the
+/// budget alone runs alone.
+fn batches(
+    methods: &[Method],
+    old_len: u64,
+    new_len: u64,
+    budget: Option<u64>,
+) -> Vec<Vec<Method>> {
+    let Some(budget) = budget else {
+        return vec![methods.to_vec()];
+    };
+    let mut out: Vec<(u64, Vec<Method>)> = Vec::new();
+    for &m in methods {
+        let need = methods::memory_needed(m, old_len, new_len);
+        match out.last_mut() {
+            Some((used, batch)) if *used + need <= budget => {
+                *used += need;
+                batch.push(m);
+            }
+            _ => out.push((need, vec![m])),
+        }
+    }
+    out.into_iter().map(|(_, batch)| batch).collect()
 }
 
 /// Encodes with each method at once, one thread each (the controller has
@@ -228,4 +283,44 @@ fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), DeltaError> 
     tmp.persist(path)
         .map_err(|e| DeltaError::io(path)(e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    #[test]
+    fn methods_run_side_by_side_only_while_their_needs_fit_the_budget() {
+        let all = Method::ALL.to_vec();
+        let (o, n) = (100 << 20, 100 << 20);
+        assert_eq!(batches(&all, o, n, None), vec![all.clone()]);
+        let alone: Vec<Vec<Method>> = all.iter().map(|m| vec![*m]).collect();
+        assert_eq!(batches(&all, o, n, Some(1)), alone);
+        assert_eq!(batches(&all, o, n, Some(u64::MAX)), vec![all.clone()]);
+        // the estimate of a whole encode follows the grouping
+        let mut opts = EncodeOptions::default();
+        let together = peak_memory(&opts, o, n);
+        opts.max_memory = Some(1);
+        let one_by_one = peak_memory(&opts, o, n);
+        assert!(one_by_one < together, "{one_by_one} < {together}");
+        assert!(one_by_one > o + n);
+    }
+
+    #[test]
+    fn an_encoding_one_method_at_a_time_keeps_the_same_best_patch() {
+        let dir = tempfile::tempdir().unwrap();
+        let old: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut new = old.clone();
+        new[1000..1100].fill(9);
+        let (o, n) = (dir.path().join("old"), dir.path().join("new"));
+        std::fs::write(&o, &old).unwrap();
+        std::fs::write(&n, &new).unwrap();
+        let mut opts = EncodeOptions::default();
+        let side_by_side = diff(&o, &n, &dir.path().join("a"), &opts).unwrap();
+        opts.max_memory = Some(1);
+        let in_turn = diff(&o, &n, &dir.path().join("b"), &opts).unwrap();
+        assert_eq!(side_by_side.chosen, in_turn.chosen);
+        assert_eq!(side_by_side.patch_size, in_turn.patch_size);
+        assert_eq!(in_turn.tried.len(), side_by_side.tried.len());
+    }
 }

@@ -44,7 +44,7 @@ mod testdata;
 mod tests;
 
 pub use decode::{apply, apply_with_limits, ApplyReport};
-pub use encode::{diff, DiffReport};
+pub use encode::{diff, peak_memory, DiffReport};
 pub use error::DeltaError;
 pub use header::{read_header, Header, FORMAT_VERSION, HEADER_LEN, MAGIC};
 pub use input::Limits;

@@ -19,6 +19,11 @@ pub struct EncodeOptions {
     /// them before it may be chosen, so no patch a device would refuse is
     /// ever shipped.
     pub limits: Limits,
+    /// Memory the methods may take at once beyond the two layers
+    /// [`crate::diff`] holds (`None`: no limit). Methods run side by side
+    /// while their estimated needs ([`crate::memory_needed`]) fit, one
+    /// after another otherwise. [`crate::peak_memory`] estimates the whole.
+    pub max_memory: Option<u64>,
 }
 
 impl Default for EncodeOptions {
@@ -30,6 +35,7 @@ impl Default for EncodeOptions {
             zstd_level: 19,
             max_ref_prefix: 32 << 20,
             limits: Limits::default(),
+            max_memory: None,
         }
     }
 }

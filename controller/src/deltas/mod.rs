@@ -59,10 +59,17 @@ pub struct DeltaCache {
     /// new pairs queues here instead of taking every core and the memory
     /// of as many encoders.
     encoders: Arc<tokio::sync::Semaphore>,
+    /// The encoders' memory, in MiB ([`ENCODER_MEMORY_MIB`]): each
+    /// encoding takes its estimated peak (at most the whole) before it
+    /// starts, so large pairs run one at a time.
+    memory: Arc<tokio::sync::Semaphore>,
     /// Where encode times go (a detached histogram unless
     /// [`DeltaCache::timed_by`] gave the controller's).
     encode_seconds: prometheus::Histogram,
 }
+
+/// The memory all encodings together may take, MiB.
+pub const ENCODER_MEMORY_MIB: u32 = 2048;
 
 /// Encodings allowed at once (one per core).
 fn encoder_slots() -> usize {
@@ -98,6 +105,7 @@ impl DeltaCache {
             cells: Default::default(),
             generated: Default::default(),
             encoders: Arc::new(tokio::sync::Semaphore::new(encoder_slots())),
+            memory: Arc::new(tokio::sync::Semaphore::new(ENCODER_MEMORY_MIB as usize)),
             encode_seconds: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new(
                 "petrel_delta_encode_seconds",
                 "Time to encode one delta.",
@@ -155,6 +163,8 @@ impl DeltaCache {
                 let (f, t) = (from.clone(), to.clone());
                 async move {
                     let _slot = this.encoders.clone().acquire_owned().await;
+                    let mib = this.peak_mib(&f, &t);
+                    let _memory = this.memory.clone().acquire_many_owned(mib).await;
                     tokio::task::spawn_blocking(move || this.generate(&f, &t))
                         .await
                         .map_err(|e| e.to_string())
@@ -202,6 +212,20 @@ impl DeltaCache {
             }),
             Err(_) => Ok(Ready::Preparing(self.retry_hint(to))),
         }
+    }
+
+    /// The encoding's estimated peak memory, MiB (at most the pool).
+    fn peak_mib(&self, from: &Digest, to: &Digest) -> u32 {
+        let (old, new) = (self.unpacked(from), self.unpacked(to));
+        let peak = petrel_delta::peak_memory(&encode_options(old, new), old, new);
+        u32::try_from(peak >> 20).map_or(ENCODER_MEMORY_MIB, |m| m.clamp(1, ENCODER_MEMORY_MIB))
+    }
+
+    /// A layer's tar size (its blob's, times 4, if the layer predates
+    /// recorded tar sizes).
+    fn unpacked(&self, d: &Digest) -> u64 {
+        let layer = self.store.layer(d).ok().flatten();
+        layer.map_or(0, |l| l.unpacked_size.unwrap_or(l.size.saturating_mul(4)))
     }
 
     /// When to ask again for a delta to `to` under way: about the time a
@@ -262,7 +286,9 @@ impl DeltaCache {
         let old_tar = self.unpack_blob(&old.digest, &work.path().join("old.tar"))?;
         let new_tar = self.unpack_blob(&new.digest, &work.path().join("new.tar"))?;
         let patch = work.path().join("patch");
-        let encoded = petrel_delta::diff(&old_tar, &new_tar, &patch, &Default::default());
+        let lens = [&old_tar, &new_tar].map(|p| std::fs::metadata(p).map_or(0, |m| m.len()));
+        let opts = encode_options(lens[0], lens[1]);
+        let encoded = petrel_delta::diff(&old_tar, &new_tar, &patch, &opts);
         self.encode_seconds.observe(started.elapsed().as_secs_f64());
         let report = match encoded {
             Ok(report) => report,
@@ -318,6 +344,17 @@ impl DeltaCache {
         let mut file = std::fs::File::create(out).map_err(|e| e.to_string())?;
         std::io::copy(&mut dec, &mut file).map_err(|e| format!("decompressing {digest}: {e}"))?;
         Ok(out.to_path_buf())
+    }
+}
+
+/// The encoder's options for layers of these tar sizes: methods side by
+/// side while they fit in twice the two layers (at least 512 MiB), so an
+/// encoding peaks near 3× its layers at most, one method at a time on
+/// large pairs.
+fn encode_options(old: u64, new: u64) -> petrel_delta::EncodeOptions {
+    petrel_delta::EncodeOptions {
+        max_memory: Some((2 * (old + new)).max(512 << 20)),
+        ..Default::default()
     }
 }
 

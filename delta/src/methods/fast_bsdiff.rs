@@ -25,18 +25,81 @@ const SWITCH_MARGIN: usize = 8;
 const _: () = assert!(super::gram_filter::GRAM <= SWITCH_MARGIN);
 
 /// Writes a bsdiff patch stream of `old` → `new` to `out`.
+///
+/// An old input above [`WINDOWED_ABOVE`] is diffed in windows (see
+/// [`Windows`]), so the encoder's memory stays bounded whatever the layer.
 pub(crate) fn diff(old: &[u8], new: &[u8], out: &mut impl Write) -> io::Result<()> {
-    if i32::try_from(old.len()).is_err() {
-        return bsdiff::diff(old, new, out);
+    diff_in(old, new, out, Windows::DEFAULT)
+}
+
+/// Old inputs above this are diffed in windows.
+pub(crate) const WINDOWED_ABOVE: usize = 32 << 20;
+
+/// How a large pair is cut: each stretch of `new_len` new bytes is diffed
+/// against the old bytes around where it sits in proportion (`margin`
+/// before and after), so the suffix array (4 bytes per old byte) and the
+/// gram filter cover `new_len + 2 × margin` old bytes, not the whole old
+/// input. A 100 MB pair encoded whole peaked at 867 MB; content that
+/// moved further than the margin is sent as new bytes instead.
+#[derive(Debug, Clone, Copy)]
+struct Windows {
+    above: usize,
+    new_len: usize,
+    margin: usize,
+}
+
+impl Windows {
+    const DEFAULT: Windows = Windows {
+        above: WINDOWED_ABOVE,
+        new_len: 16 << 20,
+        margin: 8 << 20,
+    };
+}
+
+fn diff_in(old: &[u8], new: &[u8], out: &mut impl Write, w: Windows) -> io::Result<()> {
+    if old.len() <= w.above || new.is_empty() {
+        if i32::try_from(old.len()).is_err() {
+            return bsdiff::diff(old, new, out);
+        }
+        return diff_from(old, new, 0, out).map(drop);
     }
+    // the old position the stream's steps have reached
+    let mut cursor = 0usize;
+    let mut start = 0usize;
+    while start < new.len() {
+        let end = (start + w.new_len).min(new.len());
+        let centre = (start as u128 * old.len() as u128 / new.len() as u128) as usize;
+        let from = centre.saturating_sub(w.margin);
+        let to = (centre + (end - start) + w.margin).min(old.len());
+        // a step of no bytes moves the old position to the window
+        put_step(out, 0, 0, centre as i64 - cursor as i64)?;
+        let reached = diff_from(&old[from..to], &new[start..end], centre - from, out)?;
+        cursor = from + reached;
+        start = end;
+    }
+    Ok(())
+}
+
+/// Diffs `new` against `old`, aligned at first with `old[start..]`;
+/// returns the old position the last step reached.
+fn diff_from(old: &[u8], new: &[u8], start: usize, out: &mut impl Write) -> io::Result<usize> {
     let index = SuffixIndex::new(old);
-    let mut region = Region { new: 0, old: 0 };
+    let mut region = Region { new: 0, old: start };
     let mut from = 0;
     while let Some(m) = next_switch(&index, new, from, region.offset()) {
         region = emit_until(old, new, region, Some(m), out)?;
         from = m.new + m.len;
     }
-    emit_until(old, new, region, None, out).map(drop)
+    emit_until(old, new, region, None, out).map(|r| r.old)
+}
+
+/// One step's header: diff length, extra length, old seek.
+fn put_step(out: &mut impl Write, diff: usize, extra: usize, seek: i64) -> io::Result<()> {
+    let mut header = [0u8; 24];
+    put_int(&mut header[0..8], diff as i64);
+    put_int(&mut header[8..16], extra as i64);
+    put_int(&mut header[16..24], seek);
+    out.write_all(&header)
 }
 
 /// Where the current alignment starts: new[new..] is diffed against
@@ -183,11 +246,7 @@ fn emit_until(
     };
     let extra = &new[region.new + fwd..next.new];
     let seek = next.old as i64 - (region.old + fwd) as i64;
-    let mut header = [0u8; 24];
-    put_int(&mut header[0..8], fwd as i64);
-    put_int(&mut header[8..16], extra.len() as i64);
-    put_int(&mut header[16..24], seek);
-    out.write_all(&header)?;
+    put_step(out, fwd, extra.len(), seek)?;
     let diff: Vec<u8> = new[region.new..region.new + fwd]
         .iter()
         .zip(&old[region.old..region.old + fwd])
@@ -281,6 +340,44 @@ mod tests {
         bsdiff::patch(old, &mut patch.as_slice(), &mut out).unwrap();
         assert!(out == new, "{} → {} bytes", old.len(), new.len());
         patch.len()
+    }
+
+    #[test]
+    fn a_large_pair_diffed_in_windows_applies_and_stays_small() {
+        let w = Windows {
+            above: 64 << 10,
+            new_len: 32 << 10,
+            margin: 16 << 10,
+        };
+        let old = layer(11, 300_000);
+        let mut shifted = old[..1000].to_vec();
+        shifted.extend_from_slice(b"an insertion that shifts what follows");
+        shifted.extend_from_slice(&old[1000..]);
+        let cases = [
+            edited(&old, 12, 30),
+            edited(&shifted, 13, 30),
+            old[..100_000].to_vec(),
+            [old.clone(), old[..50_000].to_vec()].concat(),
+            layer(14, 200_000),
+        ];
+        for new in cases {
+            let mut patch = Vec::new();
+            diff_in(&old, &new, &mut patch, w).unwrap();
+            let mut out = Vec::new();
+            bsdiff::patch(&old, &mut patch.as_slice(), &mut out).unwrap();
+            assert!(out == new, "{} → {} bytes", old.len(), new.len());
+        }
+        let new = edited(&old, 15, 30);
+        let (mut whole, mut windowed) = (Vec::new(), Vec::new());
+        diff(&old, &new, &mut whole).unwrap();
+        diff_in(&old, &new, &mut windowed, w).unwrap();
+        let packed = |p: &[u8]| zstd::bulk::compress(p, 3).unwrap().len();
+        assert!(
+            packed(&windowed) < packed(&whole) + 2_000,
+            "windows cost little on sparse edits: {} vs {}",
+            packed(&windowed),
+            packed(&whole)
+        );
     }
 
     #[test]
