@@ -194,6 +194,19 @@ impl Controller {
             .await
     }
 
+    /// GET of a delta, asking again while the controller answers that it
+    /// is being prepared (503 with Retry-After), for up to 5 minutes.
+    pub async fn get_delta(&self, url: &str) -> reqwest::Result<reqwest::Response> {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let resp = self.get(url).await?;
+            if resp.status().as_u16() != 503 || Instant::now() > deadline {
+                return Ok(resp);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// `petrel --controller URL` with the admin token (and the CA).
     pub fn cli(&self) -> Command {
         let mut cmd = Command::new(bin("petrel"));

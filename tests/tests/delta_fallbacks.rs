@@ -68,7 +68,7 @@ async fn unusable_deltas_fall_back_to_the_full_blob() -> anyhow::Result<()> {
         v2.layers[0].diff_id
     );
     let patch_len = ctl
-        .get(&url)
+        .get_delta(&url)
         .await?
         .error_for_status()?
         .bytes()
@@ -94,7 +94,7 @@ async fn unusable_deltas_fall_back_to_the_full_blob() -> anyhow::Result<()> {
     let v2_layer = v2.layers[0].diff_id.clone();
     let v3 = two_layer_release(&client, tmp.path(), "two", "v3", "3", &noise(1 << 20, 99)).await?;
     let resp = ctl
-        .get(&format!(
+        .get_delta(&format!(
             "{}/v1/deltas/{}/{}",
             ctl.url(),
             v2_layer,

@@ -64,7 +64,12 @@ async fn a_changed_gzip_changelog_travels_as_a_small_tar_aware_patch() -> anyhow
         v1.layers[0].diff_id,
         v2.layers[0].diff_id
     );
-    let patch = ctl.get(&url).await?.error_for_status()?.bytes().await?;
+    let patch = ctl
+        .get_delta(&url)
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
     let header = petrel_delta::read_header(&mut patch.as_ref())?;
     assert_eq!(
         header.method,
