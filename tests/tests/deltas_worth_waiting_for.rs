@@ -97,6 +97,7 @@ async fn devices_wait_for_a_delta_being_prepared_even_across_a_controller_restar
     for d in &devices {
         let view = wait_converged(&ctl.client(), d, "2").await?;
         let got = view.update_bytes.unwrap_or(u64::MAX);
+        eprintln!("{d}: received {got} B for a {} B data layer", v2[0].size);
         assert!(
             got < v2[0].size / 4,
             "{d} got the delta, not the {} B blob: received {got} B",
