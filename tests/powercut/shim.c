@@ -22,7 +22,8 @@
  *   Y ino start                   directory fsync
  *   A start                       syncfs or sync
  *   P ino off len                 sync_file_range (no durability promise)
- *   K what                        the shim cut the power here ($POWERCUT_KILL)
+ *   K what                        the shim cut the power here ($POWERCUT_KILL,
+ *                                 or what `!`: a cut asked for on $POWERCUT_CUT)
  *
  * Bytes a write or truncate replaces are copied to $POWERCUT_LOG.pre first
  * (pre_off, pre_len); an entry an unlink or rename removes is hard-linked
@@ -33,6 +34,15 @@
  * right after logging the n-th (default first) line of that letter that
  * contains text (ends with it, if text ends with '$'): a power cut at an
  * exact operation.
+ *
+ * $POWERCUT_CUT names a FIFO: a byte written to it makes the process
+ * SIGKILL itself between two operations (a thread of the shim's waits on
+ * it, takes the lock every traced operation holds from its real call to
+ * its line, then kills). A SIGKILL from outside could land while a call
+ * such as rmdir or unlink is in the kernel: the call completes, the
+ * process dies before logging it, and the replay can neither undo it nor
+ * find the tree the later undo steps expect. A test cutting the power at
+ * a moment of its own choosing asks here instead.
  *
  * Only the process that loaded the shim is traced: LD_PRELOAD is removed
  * from the environment at load (unless $POWERCUT_CHILDREN is set: the
@@ -95,6 +105,10 @@ static char kill_text[PATH_MAX];
 static long kill_left;
 static int kill_at_end;
 static char line[4 * 3 * PATH_MAX + 256];
+static char cut_fifo[PATH_MAX];
+
+static void emit(const char *head, const char *p1, const char *p2);
+static void *cutter(void *arg);
 
 __attribute__((constructor)) static void powercut_init(void) {
     const char *r = getenv("POWERCUT_ROOT"), *l = getenv("POWERCUT_LOG");
@@ -130,6 +144,41 @@ __attribute__((constructor)) static void powercut_init(void) {
         if (fstat(fd, &st) == 0 && st.st_dev == root_dev) stdio_ino[fd] = st.st_ino;
     owner = getpid();
     enabled = 1;
+    const char *c = getenv("POWERCUT_CUT");
+    if (c && *c) {
+        snprintf(cut_fifo, sizeof cut_fifo, "%s", c);
+        unsetenv("POWERCUT_CUT"); /* the process's children get no cutter */
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_create(&t, &attr, cutter, NULL);
+        pthread_attr_destroy(&attr);
+    }
+}
+
+/* Waits for a byte on $POWERCUT_CUT, then cuts the power between two
+ * traced operations: with the lock held, none is half logged. */
+static void *cutter(void *arg) {
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL); /* the process's signals are not ours */
+    for (;;) {
+        int fd = LOAD(open)(cut_fifo, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 && errno == EINTR) continue;
+        if (fd < 0) return NULL;
+        char byte;
+        ssize_t n;
+        do n = read(fd, &byte, 1); while (n < 0 && errno == EINTR);
+        close(fd);
+        if (n == 1) {
+            pthread_mutex_lock(&lock);
+            emit("K !", NULL, NULL);
+            kill(getpid(), SIGKILL);
+            pause();
+        }
+    }
 }
 
 /* Traced at all: set up, and in the process that loaded the shim. */

@@ -39,7 +39,7 @@ pub fn build_shim(dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let lib = dir.join("libpowercut.so");
     let out = Command::new("cc")
-        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .args(["-shared", "-fPIC", "-pthread", "-O2", "-o"])
         .arg(&lib)
         .arg(shim_source())
         .arg("-ldl")
@@ -66,6 +66,16 @@ impl PowerCut {
     pub fn new(dir: &Path, root: &Path) -> Result<PowerCut> {
         let lib = build_shim(dir)?;
         std::fs::create_dir_all(dir.join("stash"))?;
+        let fifo = dir.join("cut.fifo");
+        if std::fs::symlink_metadata(&fifo).is_err() {
+            let made = Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .context("mkfifo")?;
+            if !made.success() {
+                bail!("mkfifo {}: {made}", fifo.display());
+            }
+        }
         Command::new("sync")
             .arg("-f")
             .arg(root)
@@ -82,6 +92,11 @@ impl PowerCut {
         self.dir.join("ops.log")
     }
 
+    /// The FIFO on which the shim takes requests to cut the power.
+    fn fifo_path(&self) -> PathBuf {
+        self.dir.join("cut.fifo")
+    }
+
     /// The environment that runs a process under the shim; with `kill_at`
     /// (`<letter>:<text>[:<n>]`, see the shim) it cuts its own power there.
     pub fn env(&self, kill_at: Option<&str>) -> Vec<(String, String)> {
@@ -91,6 +106,7 @@ impl PowerCut {
             ("POWERCUT_ROOT".into(), path(&self.root)),
             ("POWERCUT_LOG".into(), path(&self.log_path())),
             ("POWERCUT_STASH".into(), path(&self.dir.join("stash"))),
+            ("POWERCUT_CUT".into(), path(&self.fifo_path())),
         ];
         if let Some(at) = kill_at {
             env.push(("POWERCUT_KILL".into(), at.into()));
@@ -111,12 +127,46 @@ impl PowerCut {
     /// The power goes: the agent is killed (if the shim has not killed it
     /// already), its apps die, the data dir's mounts go, and what was not
     /// durable is undone. The agent then starts without the shim.
+    ///
+    /// The shim kills the agent itself, between two of its logged
+    /// operations: a SIGKILL from here could land while a removal is in
+    /// the kernel, which then happens unlogged (the replay found a renamed
+    /// tree gone that it was to rename back).
     pub fn cut(&self, agent: &mut Agent) -> Result<Replay> {
+        self.ask_shim_to_cut(agent)?;
         agent.kill9();
         agent.env.clear();
         kill_processes_under(&self.root)?;
         petrel_runtime::rootfs::unmount_all_under(&self.root)?;
         self.replay()
+    }
+
+    /// Asks the agent's shim to cut the power and waits for the agent to
+    /// die; nothing to do if no shim listens (it cut the power already,
+    /// or the agent runs without it).
+    fn ask_shim_to_cut(&self, agent: &mut Agent) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let fifo = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(self.fifo_path());
+        let mut fifo = match fifo {
+            Ok(f) => f,
+            // ENXIO: no reader, no shim waiting
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Ok(()),
+            Err(e) => return Err(e).context("opening the shim's cut FIFO"),
+        };
+        fifo.write_all(b"!").context("asking the shim to cut")?;
+        drop(fifo);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while agent.is_alive() {
+            if Instant::now() > deadline {
+                bail!("the agent outlived the cut its shim was asked for");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
     }
 
     /// Undoes what the log shows was not durable (the processes that wrote
