@@ -138,7 +138,12 @@ impl Monitor {
             let mut quiet = 0u32;
             let mut since_sweep = Duration::ZERO;
             loop {
-                tick.tick().await;
+                // a controller shut down (one of several in a process, as
+                // the simulator runs them) stops watching its devices
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = this.closed() => return,
+                }
                 since_sweep += Duration::from_secs(1);
                 if since_sweep >= SWEEP {
                     since_sweep = Duration::ZERO;
