@@ -129,7 +129,7 @@ impl Monitor {
         }
     }
 
-    /// Runs the ticker and the alert sweep until the runtime stops.
+    /// Runs the ticker and the alert sweep until [`Monitor::close`].
     pub fn spawn(&self) {
         let this = self.clone();
         tokio::spawn(async move {
