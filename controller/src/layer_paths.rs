@@ -46,10 +46,11 @@ pub fn layer_files(
     let dec = zstd::stream::read::Decoder::new(blob).map_err(|e| e.to_string())?;
     let files = regular_files(dec).map_err(|e| format!("reading layer {diff_id}: {e}"))?;
     std::fs::create_dir_all(cache_dir).map_err(|e| e.to_string())?;
-    let tmp = cache_dir.join(format!("{}.tmp", diff_id.hex()));
-    std::fs::write(&tmp, serde_json::to_vec(&files).unwrap_or_default())
+    // a temp file of its own: two callers may list one layer at once
+    let mut tmp = tempfile::NamedTempFile::new_in(cache_dir).map_err(|e| e.to_string())?;
+    std::io::Write::write_all(&mut tmp, &serde_json::to_vec(&files).unwrap_or_default())
         .map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, &cached).map_err(|e| e.to_string())?;
+    tmp.persist(&cached).map_err(|e| e.to_string())?;
     Ok(Some(files))
 }
 

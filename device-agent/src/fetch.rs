@@ -196,10 +196,19 @@ impl Fetcher {
         }
         let url = format!("{}/v1/blobs/{}", self.base, layer.digest);
         let part = self.blob_partial(&layer.digest);
-        match self
+        let got = self
             .get_resumable(&url, &part, layer.size, Size::Exact, on_bytes, &|_| {})
-            .await?
-        {
+            .await
+            .map_err(|e| match e {
+                // the controller never prepares blobs; a busy proxy is a
+                // retry like any other, within the retry budget
+                FetchError::Preparing { url, retry_after } => FetchError::Transient {
+                    url,
+                    reason: format!("server busy: retry after {retry_after:?}"),
+                },
+                other => other,
+            })?;
+        match got {
             Got::NotFound => {
                 return Err(FetchError::Permanent {
                     url,

@@ -208,7 +208,12 @@ async fn via_delta(
                 let waited = waiting
                     .get_or_insert_with(std::time::Instant::now)
                     .elapsed();
-                if waited + retry_after > fetcher.delta_wait() {
+                // with no full fallback, the delta is worth the retry budget
+                let limit = match budget.full_fallback {
+                    FullFallback::Allow => fetcher.delta_wait(),
+                    FullFallback::Deny => fetcher.retry_budget(),
+                };
+                if waited.saturating_add(asked_wait(retry_after)) > limit {
                     tracing::warn!(%url, ?waited, "delta still being prepared; falling back to the full blob");
                     undo_accounting(progress, layer, &accounted);
                     return Ok(false);
@@ -294,10 +299,6 @@ async fn full_blob(
             Ok(_) => {
                 progress.set_problem(None);
                 return Ok(());
-            }
-            Err(FetchError::Preparing { retry_after, .. }) => {
-                // not sent for blobs by the controller; a proxy may: wait
-                tokio::time::sleep(asked_wait(retry_after)).await;
             }
             Err(FetchError::Transient { url, reason }) => {
                 let wait = backoff(attempt);

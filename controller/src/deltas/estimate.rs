@@ -4,11 +4,13 @@
 //! than the old layer holds. A file of the new layer counts as copyable
 //! from an old file at the same path, else one with the same name
 //! (a moved directory), else one of the same type in the same directory
-//! (a version in the name: `libfoo.so.1.2` → `libfoo.so.1.3`), up to the
-//! smaller of the two sizes. Pairs that cannot reach the saving a delta
-//! must bring (a tenth of the new layer) are skipped: encoding one costs
-//! the controller minutes of CPU and hundreds of MB for a patch no device
-//! would use.
+//! (a version in the name: `libfoo.so.1.2` → `libfoo.so.1.3`), else the
+//! old layer's largest file if it is at least half as large (a big file
+//! renamed), up to the smaller of the two sizes. The bound is generous:
+//! a saving counted in uncompressed bytes is set against the compressed
+//! blob. Pairs that cannot reach even that (a tenth of the blob, the bar
+//! a delta must pass) are skipped: encoding one cost the controller
+//! minutes of CPU and hundreds of MB for a patch no device used.
 
 use crate::layer_paths::LayerFile;
 use std::collections::HashMap;
@@ -27,6 +29,7 @@ impl Estimate {
         let by_path: HashMap<&str, u64> = old.iter().map(|(p, s)| (p.as_str(), *s)).collect();
         let mut by_name: HashMap<&str, u64> = HashMap::new();
         let mut by_kind: HashMap<(&str, &str), u64> = HashMap::new();
+        let largest = old.iter().map(|(_, s)| *s).max().unwrap_or(0);
         for (path, size) in old {
             let name = by_name.entry(file_name(path)).or_default();
             *name = (*name).max(*size);
@@ -41,6 +44,7 @@ impl Estimate {
                     .or_else(|| by_name.get(file_name(path)))
                     .or_else(|| by_kind.get(&kind(path)))
                     .copied()
+                    .or((largest.saturating_mul(2) >= *size).then_some(largest))
                     .unwrap_or(0);
                 there.min(*size)
             })
@@ -57,11 +61,12 @@ impl Estimate {
         self.copyable.min(self.old_bytes)
     }
 
-    /// Whether no patch can save a tenth of the new layer (the bar a delta
-    /// must pass to be sent). A new layer without file content (folders,
-    /// links) is never hopeless: its patch is tiny to make.
-    pub fn hopeless(&self) -> bool {
-        self.new_bytes > 0 && self.best_saving().saturating_mul(10) < self.new_bytes
+    /// Whether no patch can save a tenth of the new layer's blob of
+    /// `blob` bytes (the bar a delta must pass to be sent). A new layer
+    /// without file content (folders, links) is never hopeless: its patch
+    /// is tiny to make.
+    pub fn hopeless(&self, blob: u64) -> bool {
+        self.new_bytes > 0 && self.best_saving().saturating_mul(10) < blob
     }
 }
 
@@ -82,6 +87,9 @@ fn kind(path: &str) -> (&str, &str) {
 mod tests {
     use super::*;
 
+    /// A blob as large as the new layer's files (incompressible data).
+    const BLOB: u64 = 100_000_000;
+
     fn files(list: &[(&str, u64)]) -> Vec<LayerFile> {
         list.iter().map(|(p, s)| (p.to_string(), *s)).collect()
     }
@@ -92,7 +100,7 @@ mod tests {
         let new = files(&[("opt/model/weights.bin", 100_000_000)]);
         let e = Estimate::of(&old, &new);
         assert_eq!(e.copyable, 0);
-        assert!(e.hopeless(), "{e:?}");
+        assert!(e.hopeless(BLOB), "{e:?}");
     }
 
     #[test]
@@ -101,7 +109,7 @@ mod tests {
         let new = files(&[("app/main", 41_000_000), ("app/data.db", 60_000_000)]);
         let e = Estimate::of(&old, &new);
         assert_eq!(e.copyable, 100_000_000);
-        assert!(!e.hopeless());
+        assert!(!e.hopeless(BLOB));
     }
 
     #[test]
@@ -116,7 +124,7 @@ mod tests {
         ]);
         let e = Estimate::of(&old, &new);
         assert_eq!(e.copyable, 5_030_000);
-        assert!(!e.hopeless());
+        assert!(!e.hopeless(BLOB));
     }
 
     #[test]
@@ -125,11 +133,28 @@ mod tests {
         let new = files(&[("data/blob", 100_000_000)]);
         let e = Estimate::of(&old, &new);
         assert_eq!(e.best_saving(), 3_000_000);
-        assert!(e.hopeless());
+        assert!(e.hopeless(BLOB));
+    }
+
+    #[test]
+    fn a_big_file_renamed_in_a_renamed_folder_still_counts() {
+        let old = files(&[("models/v1/w_a.bin", 90_000_000), ("etc/x", 10)]);
+        let new = files(&[("models/v2/w_b.bin", 95_000_000)]);
+        assert!(!Estimate::of(&old, &new).hopeless(BLOB));
+    }
+
+    #[test]
+    fn a_saving_is_set_against_the_compressed_blob() {
+        // 200 MB of new text (a 20 MB blob part) and 20 MB kept as is
+        let old = files(&[("data/kept.bin", 20_000_000)]);
+        let new = files(&[("data/kept.bin", 20_000_000), ("docs/new.txt", 200_000_000)]);
+        let e = Estimate::of(&old, &new);
+        assert!(!e.hopeless(40_000_000), "{e:?}");
+        assert!(e.hopeless(400_000_000));
     }
 
     #[test]
     fn a_layer_of_folders_and_links_alone_is_never_hopeless() {
-        assert!(!Estimate::of(&[], &[]).hopeless());
+        assert!(!Estimate::of(&[], &[]).hopeless(BLOB));
     }
 }

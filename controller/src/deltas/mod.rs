@@ -97,6 +97,12 @@ impl DeltaCache {
         store: Store,
     ) -> std::io::Result<DeltaCache> {
         std::fs::create_dir_all(&dir)?;
+        // an encoding's work dir left by a crash holds two whole layers
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".tmp") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
         Ok(DeltaCache {
             dir,
             files_dir,
@@ -162,9 +168,14 @@ impl DeltaCache {
                 let this = self.clone();
                 let (f, t) = (from.clone(), to.clone());
                 async move {
-                    let _slot = this.encoders.clone().acquire_owned().await;
+                    // decided from the file lists, before queueing for an encoder
+                    if this.hopeless(&f, &t).await {
+                        return Ok(None);
+                    }
+                    // memory first: a slot is held only by an encoding that runs
                     let mib = this.peak_mib(&f, &t);
                     let _memory = this.memory.clone().acquire_many_owned(mib).await;
+                    let _slot = this.encoders.clone().acquire_owned().await;
                     tokio::task::spawn_blocking(move || this.generate(&f, &t))
                         .await
                         .map_err(|e| e.to_string())
@@ -174,11 +185,12 @@ impl DeltaCache {
             .await
             .clone();
         if result.is_err() {
-            // let a later request try again
-            self.cells
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&(from.clone(), to.clone()));
+            // let a later request try again (unless one already does)
+            let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+            let key = (from.clone(), to.clone());
+            if cells.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                cells.remove(&key);
+            }
         }
         result.map_err(|reason| DeltaCacheError::Generate {
             from: from.clone(),
@@ -250,6 +262,18 @@ impl DeltaCache {
         self.on_disk(from, to).is_some()
     }
 
+    /// Whether the pair is decided or being decided: asking for it again
+    /// (a device told to retry after N s) costs no new encoding.
+    pub fn is_known(&self, from: &Digest, to: &Digest) -> bool {
+        let key = (from.clone(), to.clone());
+        self.is_cached(from, to)
+            || self
+                .cells
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&key)
+    }
+
     fn on_disk(&self, from: &Digest, to: &Digest) -> Option<Option<CachedDelta>> {
         if self.file(from, to, "none").exists() {
             return Some(None);
@@ -274,14 +298,6 @@ impl DeltaCache {
                 .ok_or_else(|| format!("layer {d} unknown"))
         };
         let (old, new) = (layer(from)?, layer(to)?);
-        if let Some(e) = self
-            .estimate(from, to)?
-            .filter(estimate::Estimate::hopeless)
-        {
-            tracing::info!(%from, %to, best_saving = e.best_saving(), new_bytes = e.new_bytes, "no delta: the layers share too little to pay off");
-            std::fs::write(self.file(from, to, "none"), b"").map_err(|e| e.to_string())?;
-            return Ok(None);
-        }
         let work = tempfile::tempdir_in(&self.dir).map_err(|e| e.to_string())?;
         let old_tar = self.unpack_blob(&old.digest, &work.path().join("old.tar"))?;
         let new_tar = self.unpack_blob(&new.digest, &work.path().join("new.tar"))?;
@@ -327,15 +343,33 @@ impl DeltaCache {
         }))
     }
 
-    /// What the pair can share, from the layers' file lists.
-    fn estimate(&self, from: &Digest, to: &Digest) -> Result<Option<estimate::Estimate>, String> {
-        let files = |d: &Digest| {
-            crate::layer_paths::layer_files(&self.store, &self.blobs, &self.files_dir, d)
-        };
-        Ok(match (files(from)?, files(to)?) {
-            (Some(old), Some(new)) => Some(estimate::Estimate::of(&old, &new)),
-            _ => None,
+    /// Whether the layers' file lists show no patch could pay off. Not
+    /// written to disk: cheap to decide again, and a better estimate
+    /// later decides afresh. An unreadable list means: encode and see.
+    async fn hopeless(&self, from: &Digest, to: &Digest) -> bool {
+        let this = self.clone();
+        let (f, t) = (from.clone(), to.clone());
+        let judged = tokio::task::spawn_blocking(move || {
+            let files = |d: &Digest| {
+                crate::layer_paths::layer_files(&this.store, &this.blobs, &this.files_dir, d)
+            };
+            let blob = this.store.layer(&t).ok().flatten().map(|l| l.size)?;
+            match (files(&f), files(&t)) {
+                (Ok(Some(old)), Ok(Some(new))) => {
+                    Some((estimate::Estimate::of(&old, &new), blob))
+                }
+                _ => None,
+            }
         })
+        .await;
+        let Ok(Some((e, blob))) = judged else {
+            return false;
+        };
+        let hopeless = e.hopeless(blob);
+        if hopeless {
+            tracing::info!(%from, %to, best_saving = e.best_saving(), blob, "no delta: the layers share too little to pay off");
+        }
+        hopeless
     }
 
     fn unpack_blob(&self, digest: &Digest, out: &Path) -> Result<PathBuf, String> {

@@ -63,7 +63,7 @@ pub(super) async fn get_delta(
     let (Ok(from), Ok(to)) = (from.parse::<Digest>(), to.parse::<Digest>()) else {
         return bad_request("invalid diff_id in delta path").into_response();
     };
-    let cached = api.deltas.is_cached(&from, &to);
+    let cached = api.deltas.is_known(&from, &to);
     if let Err(refused) = api.delta_guard.admit(&api, &caller, &to, cached) {
         return refused.into_response();
     }

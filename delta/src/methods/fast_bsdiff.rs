@@ -57,7 +57,11 @@ impl Windows {
 }
 
 fn diff_in(old: &[u8], new: &[u8], out: &mut impl Write, w: Windows) -> io::Result<()> {
-    if old.len() <= w.above || new.is_empty() {
+    if new.is_empty() {
+        // nothing to find in old: one empty step, no index
+        return put_step(out, 0, 0, 0);
+    }
+    if old.len() <= w.above {
         if i32::try_from(old.len()).is_err() {
             return bsdiff::diff(old, new, out);
         }
