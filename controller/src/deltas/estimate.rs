@@ -124,7 +124,7 @@ mod tests {
         ]);
         let e = Estimate::of(&old, &new);
         assert_eq!(e.copyable, 5_030_000);
-        assert!(!e.hopeless(BLOB));
+        assert!(!e.hopeless(e.new_bytes));
     }
 
     #[test]

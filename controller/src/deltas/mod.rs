@@ -355,9 +355,7 @@ impl DeltaCache {
             };
             let blob = this.store.layer(&t).ok().flatten().map(|l| l.size)?;
             match (files(&f), files(&t)) {
-                (Ok(Some(old)), Ok(Some(new))) => {
-                    Some((estimate::Estimate::of(&old, &new), blob))
-                }
+                (Ok(Some(old)), Ok(Some(new))) => Some((estimate::Estimate::of(&old, &new), blob)),
                 _ => None,
             }
         })
