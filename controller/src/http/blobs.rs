@@ -63,11 +63,16 @@ pub(super) async fn get_delta(
     let (Ok(from), Ok(to)) = (from.parse::<Digest>(), to.parse::<Digest>()) else {
         return bad_request("invalid diff_id in delta path").into_response();
     };
-    let cached = api.deltas.is_known(&from, &to);
-    if let Err(refused) = api.delta_guard.admit(&api, &caller, &to, cached) {
+    // asking again for a pair under way costs no new encoding: not charged
+    let known = api.deltas.is_known(&from, &to);
+    if let Err(refused) = api.delta_guard.admit(&api, &caller, &to, known) {
         return refused.into_response();
     }
-    let result = if cached { "hit" } else { "miss" };
+    let result = if api.deltas.is_cached(&from, &to) {
+        "hit"
+    } else {
+        "miss"
+    };
     api.metrics.delta_cache.with_label_values(&[result]).inc();
     match api.deltas.get_within(&from, &to, DELTA_HOLD).await {
         Ok(Ready::Preparing(after)) => preparing(&from, &to, after),
