@@ -97,10 +97,17 @@ fn phase_of(line: &str) -> Option<&str> {
     rest.split_whitespace().next().map(|p| p.trim_matches('"'))
 }
 
+/// The lines written after `mark`, read from there (the poll runs every
+/// 2 ms: the log before it is not read again).
 fn lines_since(log: &Path, mark: u64) -> Vec<String> {
-    let text = std::fs::read(log).unwrap_or_default();
-    let from = (mark as usize).min(text.len());
-    String::from_utf8_lossy(&text[from..])
+    use std::io::{Read, Seek, SeekFrom};
+    let mut text = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(log) {
+        let _ = f
+            .seek(SeekFrom::Start(mark))
+            .and_then(|_| f.read_to_end(&mut text));
+    }
+    String::from_utf8_lossy(&text)
         .lines()
         .map(String::from)
         .collect()

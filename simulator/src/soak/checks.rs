@@ -139,23 +139,14 @@ pub fn leftovers(data_dir: &Path, layers_kept: usize) -> Vec<String> {
     if roots.len() > 2 {
         found.push(format!("{} root filesystems: {roots:?}", roots.len()));
     }
-    let mounts = mounts_under(data_dir);
+    let dir = data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| data_dir.to_path_buf());
+    let mounts = petrel_runtime::rootfs::mounts_under(&dir).unwrap_or_default();
     if mounts.len() > 2 {
         found.push(format!("{} mounts: {mounts:?}", mounts.len()));
     }
     found
-}
-
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let Ok(dir) = dir.canonicalize() else {
-        return vec![];
-    };
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .filter(|m| Path::new(m).starts_with(&dir))
-        .map(String::from)
-        .collect()
 }
 
 pub fn tail(path: &Path, n: usize) -> String {
